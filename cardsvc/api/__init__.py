@@ -1,0 +1,1 @@
+"""The issuer's HTTP API: thin routers over domain services."""

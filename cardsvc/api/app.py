@@ -1,0 +1,33 @@
+"""The app factory: one FastAPI app per settings object, no globals."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from cardsvc import __version__
+from cardsvc.api import problems
+from cardsvc.api.routes import health, keys
+from cardsvc.db.migrate import require_current
+from cardsvc.services import Services
+from cardsvc.settings import Settings
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
+    """Build the issuer app.
+
+    Refuses to build on an unmigrated database or a missing key store, so a misconfigured
+    issuer fails at start with the command to run, not on its first request.
+    """
+    services = services or Services.from_settings(settings)
+    require_current(services.engine)
+    services.keys.root_key()
+    app = FastAPI(
+        title="cardsvc issuer",
+        version=__version__,
+        description="Issues social security cards and e-cards and publishes what verifiers need.",
+    )
+    app.state.services = services
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(keys.router)
+    return app

@@ -1,0 +1,30 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+
+from cardsvc import __version__
+from cardsvc.api.deps import ServicesDep
+from cardsvc.core.keys import KeyPurpose
+from cardsvc.db.migrate import current_revision
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health(services: ServicesDep) -> dict[str, object]:
+    """Whether the issuer can serve: database reachable and migrated, keys loaded."""
+    revision = await asyncio.to_thread(current_revision, services.engine)
+    records = services.keys.records()
+    return {
+        "status": "ok",
+        "version": __version__,
+        "database": {"revision": revision},
+        "keys": {
+            "root": next(r.kid for r in records if r.purpose is KeyPurpose.ROOT),
+            "issuing": sum(1 for r in records if r.purpose is not KeyPurpose.ROOT),
+        },
+    }

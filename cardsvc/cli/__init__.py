@@ -1,0 +1,1 @@
+"""The ``cardsvc`` command line."""

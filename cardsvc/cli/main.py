@@ -1,0 +1,164 @@
+"""``cardsvc``: operate the issuer (keys, database, API server).
+
+Settings come from ``CARDSVC_*`` environment variables; ``cardsvc --help`` and
+``cardsvc COMMAND --help`` explain each command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from cardsvc.core.errors import CoreError
+from cardsvc.core.keys import KeyPurpose
+from cardsvc.errors import CardsvcError
+from cardsvc.services import Services, utcnow
+from cardsvc.settings import Settings
+
+app = typer.Typer(
+    help=__doc__,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Manage the key store: root key and purpose-bound issuing keys.")
+db_app = typer.Typer(help="Manage the database schema (Alembic migrations).")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+def _services() -> Services:
+    return Services.from_settings(Settings())
+
+
+@keys_app.command("init")
+def keys_init() -> None:
+    """Create the root key and one key per issuing purpose (only those missing)."""
+    services = _services()
+    created = services.keys.init(now=utcnow())
+    for record in created:
+        typer.echo(f"created {record.purpose.value:22} {record.kid}")
+    if not created:
+        typer.echo(f"key store in {services.settings.key_dir} already complete")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List every key with its purpose and schedule (no passphrase needed)."""
+    for r in _services().keys.records():
+        retires = r.retires_at.isoformat() if r.retires_at else "-"
+        until = r.verify_until.isoformat() if r.verify_until else "-"
+        typer.echo(
+            f"{r.purpose.value:22} {r.kid}  signs from {r.activates_at.isoformat()}"
+            f"  retires {retires}  verifiable until {until}"
+        )
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    purpose: Annotated[KeyPurpose, typer.Argument(help="Which issuing key to replace")],
+) -> None:
+    """Publish a new key for PURPOSE; it signs one cache TTL from now, the old one retires."""
+    result = _services().keys.rotate(purpose, now=utcnow())
+    typer.echo(f"new {purpose.value} key {result.new.kid} signs from {result.new.activates_at}")
+    for old in result.retired:
+        typer.echo(
+            f"retiring {old.kid}: last signature {old.retires_at}, "
+            f"verifiable until {old.verify_until}"
+        )
+
+
+@keys_app.command("export-trust-list")
+def keys_export_trust_list() -> None:
+    """Sign a new trust list with the root key and print it (compact JWS)."""
+    typer.echo(_services().keys.issue_trust_list(now=utcnow()))
+
+
+@keys_app.command("export-jwks")
+def keys_export_jwks() -> None:
+    """Print the JWK Set of every key a verifier may need now."""
+    typer.echo(json.dumps(_services().keys.jwks(now=utcnow()), indent=2))
+
+
+@keys_app.command("export-root")
+def keys_export_root() -> None:
+    """Print the root public key (JWK) that verifiers pin."""
+    typer.echo(json.dumps(_services().keys.root_key().jwk(), indent=2))
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Create or upgrade the database schema."""
+    from cardsvc.db.migrate import current_revision, upgrade
+
+    services = _services()
+    upgrade(services.engine, revision)
+    typer.echo(f"database at revision {current_revision(services.engine)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision and the one this code needs."""
+    from cardsvc.db.migrate import current_revision, head_revision
+
+    typer.echo(f"current {current_revision(_services().engine)}  head {head_revision()}")
+
+
+def _serve(services: Services, host: str, port: int) -> None:
+    import uvicorn
+
+    from cardsvc.api.app import create_app
+
+    api = create_app(services.settings, services=services)
+    typer.echo(f"cardsvc issuer listening on http://{host}:{port}")
+    typer.echo(f"  health      http://{host}:{port}/health")
+    typer.echo(f"  keys        http://{host}:{port}/.well-known/jwks.json")
+    typer.echo(f"  trust list  http://{host}:{port}/v1/trust-list")
+    typer.echo(f"  API docs    http://{host}:{port}/docs")
+    sys.stdout.flush()
+    uvicorn.run(api, host=host, port=port, log_level="info")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Start the issuer API (the database must be migrated and keys initialised)."""
+    services = _services()
+    _serve(services, host or services.settings.host, port or services.settings.port)
+
+
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Set up what is missing (keys, database schema) and start the issuer API."""
+    from cardsvc.db.migrate import upgrade
+
+    services = _services()
+    for record in services.keys.init(now=utcnow()):
+        typer.echo(f"created {record.purpose.value} key {record.kid}")
+    upgrade(services.engine)
+    _serve(services, host or services.settings.host, port or services.settings.port)
+
+
+def main() -> None:
+    """Console entry point: typed errors become one line on stderr and exit status 1."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except (CardsvcError, CoreError) as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise SystemExit(1) from None
+    except ValidationError as exc:
+        typer.echo(f"error: invalid settings:\n{exc}", err=True)
+        raise SystemExit(2) from None

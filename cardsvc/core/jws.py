@@ -1,0 +1,140 @@
+"""Verification of compact JWS documents (RFC 7515) under RFC 8725 rules.
+
+pyjwt checks the signature; everything a header could be used to subvert is decided
+here first: the key comes from the caller's trust list by ``kid`` and purpose, the
+algorithm is the key's own, ``crit`` is refused, JSON with duplicate members is refused,
+and time claims are checked against an explicit ``now`` and ``leeway``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from jwt.api_jws import PyJWS
+
+from cardsvc.core.errors import DecodeError, InputTooLargeError, VerificationError
+from cardsvc.core.keys import VerifyingKey, b64url_decode
+
+#: Default upper bound on a compact JWS, checked before any decoding.
+MAX_JWS_SIZE = 64 * 1024
+
+_PYJWS = PyJWS(options={"verify_signature": True})
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DecodeError("json", f"duplicate member {key!r}")
+        obj[key] = value
+    return obj
+
+
+def strict_json_object(data: bytes | str, *, what: str) -> dict[str, Any]:
+    """Parse a JSON object, refusing duplicate members, NaN and non-object roots."""
+
+    def _no_constants(name: str) -> None:
+        raise DecodeError(what, f"non-standard JSON constant {name}")
+
+    try:
+        value = json.loads(data, object_pairs_hook=_reject_duplicates, parse_constant=_no_constants)
+    except DecodeError as exc:
+        raise DecodeError(what, exc.reason) from None
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(what, f"invalid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise DecodeError(what, "must be a JSON object")
+    return value
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> int | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise VerificationError("claims", f"{name} must be a NumericDate")
+    return int(value)
+
+
+def check_times(
+    claims: Mapping[str, Any],
+    *,
+    now: datetime,
+    leeway: timedelta,
+    require: tuple[str, ...] = ("iat", "exp"),
+) -> None:
+    """Check ``iat``/``nbf``/``exp`` against ``now`` with an explicit leeway."""
+    for name in require:
+        if name not in claims:
+            raise VerificationError("claims", f"missing required claim {name}")
+    t = now.timestamp()
+    slack = leeway.total_seconds()
+    iat = _numeric_date(claims, "iat")
+    nbf = _numeric_date(claims, "nbf")
+    exp = _numeric_date(claims, "exp")
+    if iat is not None and iat > t + slack:
+        raise VerificationError("issued-in-future", f"iat {iat} is after now {int(t)}")
+    if nbf is not None and nbf > t + slack:
+        raise VerificationError("not-yet-valid", f"nbf {nbf} is after now {int(t)}")
+    if exp is not None and exp <= t - slack:
+        raise VerificationError("expired", f"exp {exp} is not after now {int(t)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifiedJws:
+    """A JWS whose signature verified, with its parsed header and claims."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    key: VerifyingKey
+
+
+def verify_jws(
+    token: str,
+    *,
+    typ: str,
+    key_for: Callable[[Mapping[str, Any]], VerifyingKey],
+    max_size: int = MAX_JWS_SIZE,
+) -> VerifiedJws:
+    """Verify a compact JWS signature and return its header and claims.
+
+    ``key_for`` receives the parsed header and must return the key to use or raise a
+    :class:`VerificationError` (unknown ``kid``, wrong purpose). Time claims are *not*
+    checked here; call :func:`check_times` with the caller's clock.
+    """
+    if not isinstance(token, str):
+        raise DecodeError("jws", "token must be text")
+    if len(token) > max_size:
+        raise InputTooLargeError("jws", len(token), max_size)
+    parts = token.split(".")
+    if len(parts) != 3 or not token.isascii():
+        raise DecodeError("jws", "not a compact JWS (three base64url parts)")
+    header = strict_json_object(b64url_decode(parts[0], what="jws header"), what="jws header")
+    if "crit" in header:
+        raise VerificationError("crit", "critical header parameters are not supported")
+    if header.get("typ") != typ:
+        raise VerificationError("typ", f"typ must be {typ!r}, got {header.get('typ')!r}")
+    for name in ("jku", "jwk", "x5u", "x5c"):
+        if name in header:
+            # Keys come only from the trust list; a header must not be able to name one.
+            raise VerificationError("key-unknown", f"header parameter {name} is not accepted")
+    key = key_for(header)
+    if header.get("alg") != key.alg:
+        raise VerificationError(
+            "algorithm", f"header alg {header.get('alg')!r} is not the key's {key.alg}"
+        )
+    try:
+        decoded = _PYJWS.decode_complete(token, key.public_key, algorithms=[key.alg])
+    except jwt.InvalidSignatureError:
+        raise VerificationError("signature", "signature does not verify") from None
+    except jwt.InvalidAlgorithmError as exc:
+        raise VerificationError("algorithm", str(exc)) from None
+    except jwt.PyJWTError as exc:
+        raise DecodeError("jws", str(exc)) from None
+    claims = strict_json_object(decoded["payload"], what="jws payload")
+    return VerifiedJws(header=header, claims=claims, key=key)

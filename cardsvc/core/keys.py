@@ -1,0 +1,144 @@
+"""Public keys as JWKs, their thumbprints, and the purposes a key may sign for.
+
+The algorithm is a property of the key (``VerifyingKey.alg``), never of a message header:
+verifiers pin it from here. Only ES256 over P-256 exists today; SM2 would be a second
+``alg`` value with its own verify function.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from cardsvc.core.errors import DecodeError, VerificationError
+
+ES256 = "ES256"
+_P256_COORD = 32
+
+
+class KeyPurpose(StrEnum):
+    """What an issuing key may sign. A key signs for exactly one purpose."""
+
+    ROOT = "root"  # signs trust lists, nothing else
+    CARD_DOCUMENT = "card-document"
+    ECARD = "ecard"  # e-card credentials and QR tokens
+    STATUS_LIST = "status-list"
+    TERMINAL_CERTIFICATE = "terminal-certificate"
+    AUDIT_CHECKPOINT = "audit-checkpoint"
+
+
+ISSUING_PURPOSES: tuple[KeyPurpose, ...] = tuple(p for p in KeyPurpose if p is not KeyPurpose.ROOT)
+
+
+def b64url_encode(data: bytes) -> str:
+    """Base64url without padding (RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str, *, what: str = "base64url") -> bytes:
+    """Strict base64url without padding; raises :class:`DecodeError`."""
+    if not isinstance(text, str) or not text.isascii() or "=" in text:
+        raise DecodeError(what, "not unpadded base64url text")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError as exc:
+        raise DecodeError(what, f"invalid base64url: {exc}") from None
+
+
+def public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
+    """The RFC 7517 JWK of a P-256 public key (required members only)."""
+    if not isinstance(key.curve, ec.SECP256R1):
+        raise DecodeError("jwk", f"curve {key.curve.name} is not supported; use P-256")
+    numbers = key.public_numbers()
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64url_encode(numbers.x.to_bytes(_P256_COORD, "big")),
+        "y": b64url_encode(numbers.y.to_bytes(_P256_COORD, "big")),
+    }
+
+
+def jwk_thumbprint(jwk: Mapping[str, object]) -> str:
+    """RFC 7638 SHA-256 thumbprint, base64url: the ``kid`` of every key we publish."""
+    required = {name: jwk.get(name) for name in ("crv", "kty", "x", "y")}
+    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True)
+    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def short_kid(kid: str) -> bytes:
+    """The 8-byte form of a ``kid`` carried in QR tokens, where every byte costs."""
+    return b64url_decode(kid, what="kid")[:8]
+
+
+def public_key_from_jwk(jwk: Mapping[str, object]) -> ec.EllipticCurvePublicKey:
+    """Parse a P-256 public JWK; raises :class:`DecodeError` naming what is wrong."""
+    if not isinstance(jwk, Mapping):
+        raise DecodeError("jwk", "not a JSON object")
+    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+        raise DecodeError("jwk", "only kty EC with crv P-256 is accepted")
+    if "d" in jwk:
+        raise DecodeError("jwk", "a public JWK must not contain the private member d")
+    coords = []
+    for name in ("x", "y"):
+        value = jwk.get(name)
+        if not isinstance(value, str):
+            raise DecodeError("jwk", f"member {name} missing or not a string")
+        raw = b64url_decode(value, what="jwk")
+        if len(raw) != _P256_COORD:
+            raise DecodeError("jwk", f"member {name} must be {_P256_COORD} bytes, got {len(raw)}")
+        coords.append(int.from_bytes(raw, "big"))
+    try:
+        return ec.EllipticCurvePublicNumbers(coords[0], coords[1], ec.SECP256R1()).public_key()
+    except ValueError:
+        raise DecodeError("jwk", "point is not on the P-256 curve") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyingKey:
+    """A public key with the one algorithm it verifies and its thumbprint ``kid``."""
+
+    public_key: ec.EllipticCurvePublicKey
+    alg: str = ES256
+    kid: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if self.alg != ES256:
+            raise DecodeError("key", f"algorithm {self.alg} is not supported")
+        if not isinstance(self.public_key.curve, ec.SECP256R1):
+            raise DecodeError("key", "ES256 needs a P-256 key")
+        if not self.kid:
+            object.__setattr__(self, "kid", jwk_thumbprint(public_jwk(self.public_key)))
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, object]) -> VerifyingKey:
+        """Build from a public JWK; an ``alg`` member, if any, must agree with the key."""
+        alg = jwk.get("alg", ES256)
+        if alg != ES256:
+            raise DecodeError("jwk", f"alg {alg!r} does not match a P-256 key (ES256)")
+        return cls(public_key=public_key_from_jwk(jwk))
+
+    def jwk(self) -> dict[str, str]:
+        """The public JWK with ``kid`` and ``alg``."""
+        return {**public_jwk(self.public_key), "kid": self.kid, "alg": self.alg}
+
+    def verify_raw(self, signature: bytes, data: bytes) -> None:
+        """Verify a raw r||s signature; raises ``VerificationError('signature')``."""
+        if len(signature) != 2 * _P256_COORD:
+            raise VerificationError(
+                "signature", f"ES256 signature must be 64 bytes, got {len(signature)}"
+            )
+        r = int.from_bytes(signature[:_P256_COORD], "big")
+        s = int.from_bytes(signature[_P256_COORD:], "big")
+        try:
+            self.public_key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise VerificationError("signature", "signature does not verify") from None

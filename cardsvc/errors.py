@@ -1,0 +1,121 @@
+"""Errors raised by the issuer (everything in ``cardsvc`` outside ``cardsvc.core``).
+
+One root, :class:`CardsvcError`; subclasses carry data. The HTTP layer maps them to
+RFC 9457 problem documents in one place; the CLI prints ``detail`` and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+
+class CardsvcError(Exception):
+    """Root of every error raised by the issuer."""
+
+    code: str = "cardsvc-error"
+    http_status: int = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ConfigurationError(CardsvcError):
+    """Settings are missing or contradictory."""
+
+    code = "configuration"
+
+
+class DatabaseNotMigratedError(CardsvcError):
+    """The database schema is not at the revision this code needs."""
+
+    code = "database-not-migrated"
+
+    def __init__(self, current: str | None, expected: str) -> None:
+        super().__init__(
+            f"database is at revision {current or 'none (empty)'}, this code needs {expected}: "
+            "run `cardsvc db upgrade`"
+        )
+        self.current = current
+        self.expected = expected
+
+
+class KeyStoreError(CardsvcError):
+    """Root of key store errors."""
+
+    code = "key-store"
+
+
+class KeyStoreNotInitialisedError(KeyStoreError):
+    code = "key-store-not-initialised"
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(f"no key store in {directory}: run `cardsvc keys init`")
+        self.directory = directory
+
+
+class KeyStoreLockedError(KeyStoreError):
+    """No passphrase is configured to decrypt private keys."""
+
+    code = "key-store-locked"
+
+
+class WrongPassphraseError(KeyStoreError):
+    code = "wrong-passphrase"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path}: the passphrase does not decrypt this key")
+        self.path = path
+
+
+class CorruptKeyStoreError(KeyStoreError):
+    """A key store file is truncated, modified, replaced or not what it claims to be."""
+
+    code = "corrupt-key-store"
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class InsecurePermissionsError(KeyStoreError):
+    code = "insecure-permissions"
+
+    def __init__(self, path: Path, mode: int) -> None:
+        super().__init__(
+            f"{path}: mode {mode:04o} lets other users read it; run `chmod 600 {path}` "
+            "(directories: 700)"
+        )
+        self.path = path
+        self.mode = mode
+
+
+class KeyNotFoundError(KeyStoreError):
+    code = "key-not-found"
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"no key with kid {kid!r}")
+        self.kid = kid
+
+
+class NoActiveKeyError(KeyStoreError):
+    code = "no-active-key"
+
+    def __init__(self, purpose: str, at: datetime) -> None:
+        super().__init__(f"no {purpose} key may sign at {at.isoformat()}")
+        self.purpose = purpose
+        self.at = at
+
+
+class RotationPendingError(KeyStoreError):
+    code = "rotation-pending"
+
+    def __init__(self, purpose: str, activates_at: datetime) -> None:
+        super().__init__(
+            f"a new {purpose} key is already published and starts signing at "
+            f"{activates_at.isoformat()}; rotate again after that"
+        )
+        self.purpose = purpose
+        self.activates_at = activates_at

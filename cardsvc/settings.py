@@ -1,0 +1,87 @@
+"""Issuer settings: one object, built from the environment (``CARDSVC_*``) or by tests.
+
+Nothing reads settings at import time; the app factory and the CLI build a
+:class:`Settings` and pass it down.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cardsvc.errors import ConfigurationError
+from cardsvc.keystore.service import KeyPolicy
+
+log = logging.getLogger(__name__)
+
+#: Used only with ``dev_mode``; never protects a production key.
+DEV_PASSPHRASE = b"cardsvc-development-only"
+
+
+class Settings(BaseSettings):
+    """Every knob of the issuer, with embedded defaults that need no servers."""
+
+    model_config = SettingsConfigDict(env_prefix="CARDSVC_", frozen=True, extra="forbid")
+
+    issuer: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The issuer's identifier and public base URL (iss of everything signed)",
+    )
+    database_url: str = Field(
+        default="sqlite:///var/cardsvc.db", description="SQLAlchemy URL (SQLite or PostgreSQL)"
+    )
+    key_dir: Path = Field(default=Path("keys"), description="File key store directory")
+    key_passphrase: SecretStr | None = Field(
+        default=None, description="Passphrase that encrypts private keys at rest"
+    )
+    key_passphrase_file: Path | None = Field(
+        default=None, description="File holding the key passphrase (first line)"
+    )
+    dev_mode: bool = Field(
+        default=False, description="Development mode: a built-in key passphrase, with a warning"
+    )
+    redis_url: str | None = Field(default=None, description="Redis for replay cache and limits")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    cache_ttl_seconds: int = Field(default=300, ge=1, description="Cache TTL of published data")
+    trust_list_lifetime_hours: int = Field(default=168, ge=1)
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    def key_policy(self) -> KeyPolicy:
+        return KeyPolicy(
+            cache_ttl=timedelta(seconds=self.cache_ttl_seconds),
+            trust_list_lifetime=timedelta(hours=self.trust_list_lifetime_hours),
+        )
+
+    def passphrase(self) -> bytes | None:
+        """The key store passphrase, or ``None`` if none is configured.
+
+        Order: explicit passphrase, passphrase file, then the development passphrase,
+        which only ``dev_mode`` allows and which logs a warning.
+        """
+        if self.key_passphrase is not None:
+            value = self.key_passphrase.get_secret_value().encode()
+            if not value:
+                raise ConfigurationError("CARDSVC_KEY_PASSPHRASE is empty")
+            return value
+        if self.key_passphrase_file is not None:
+            try:
+                lines = self.key_passphrase_file.read_bytes().splitlines()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot read key passphrase file {self.key_passphrase_file}: {exc.strerror}"
+                ) from None
+            if not lines or not lines[0]:
+                raise ConfigurationError(f"key passphrase file {self.key_passphrase_file} is empty")
+            return lines[0]
+        if self.dev_mode:
+            log.warning(
+                "development mode: private keys use the built-in development passphrase; "
+                "never use this key store in production"
+            )
+            return DEV_PASSPHRASE
+        return None
