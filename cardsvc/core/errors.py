@@ -8,6 +8,21 @@ rather than only a message.
 from __future__ import annotations
 
 
+def shown(value: object, limit: int = 48) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages about input.
+
+    Input can be huge (a multi-megabyte string, a CBOR bignum whose repr raises
+    ValueError); an error message must neither fail nor copy it whole.
+    """
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        if isinstance(value, int):  # beyond sys.get_int_max_str_digits()
+            return f"<{value.bit_length()}-bit integer>"
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 class CoreError(Exception):
     """Root of every error raised by ``cardsvc.core``."""
 
@@ -25,7 +40,7 @@ class InvalidIdentityError(CoreError):
     code = "invalid-identity"
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        super().__init__(f"{field} {value!r}: {reason}")
+        super().__init__(f"{field} {shown(value)}: {reason}")
         self.field = field
         self.value = value
         self.reason = reason

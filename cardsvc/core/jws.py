@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 from jwt.api_jws import PyJWS
 
-from cardsvc.core.errors import DecodeError, InputTooLargeError, VerificationError
+from cardsvc.core.errors import DecodeError, InputTooLargeError, VerificationError, shown
 from cardsvc.core.keys import VerifyingKey, b64url_decode
 
 #: Default upper bound on a compact JWS, checked before any decoding.
@@ -52,11 +52,20 @@ def strict_json_object(data: bytes | str, *, what: str) -> dict[str, Any]:
     return value
 
 
-def _numeric_date(claims: Mapping[str, Any], name: str) -> int | None:
-    value = claims.get(name)
-    if value is None:
+#: 9999-12-31T23:59:59Z: later NumericDates cannot be datetimes.
+MAX_NUMERIC_DATE = 253402300799
+
+
+def numeric_date(claims: Mapping[str, Any], name: str) -> int | None:
+    """The claim ``name`` as whole seconds, ``None`` if absent; a mistyped one is refused."""
+    if name not in claims:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    value = claims[name]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_NUMERIC_DATE
+    ):
         raise VerificationError("claims", f"{name} must be a NumericDate")
     return int(value)
 
@@ -74,9 +83,11 @@ def check_times(
             raise VerificationError("claims", f"missing required claim {name}")
     t = now.timestamp()
     slack = leeway.total_seconds()
-    iat = _numeric_date(claims, "iat")
-    nbf = _numeric_date(claims, "nbf")
-    exp = _numeric_date(claims, "exp")
+    iat = numeric_date(claims, "iat")
+    nbf = numeric_date(claims, "nbf")
+    exp = numeric_date(claims, "exp")
+    if iat is not None and exp is not None and exp < iat:
+        raise VerificationError("claims", "exp is before iat")
     if iat is not None and iat > t + slack:
         raise VerificationError("issued-in-future", f"iat {iat} is after now {int(t)}")
     if nbf is not None and nbf > t + slack:
@@ -117,8 +128,10 @@ def verify_jws(
     header = strict_json_object(b64url_decode(parts[0], what="jws header"), what="jws header")
     if "crit" in header:
         raise VerificationError("crit", "critical header parameters are not supported")
+    if "b64" in header:
+        raise DecodeError("jws", "the b64 header (unencoded payload) is not supported")
     if header.get("typ") != typ:
-        raise VerificationError("typ", f"typ must be {typ!r}, got {header.get('typ')!r}")
+        raise VerificationError("typ", f"typ must be {typ!r}, got {shown(header.get('typ'))}")
     for name in ("jku", "jwk", "x5u", "x5c"):
         if name in header:
             # Keys come only from the trust list; a header must not be able to name one.
@@ -126,7 +139,7 @@ def verify_jws(
     key = key_for(header)
     if header.get("alg") != key.alg:
         raise VerificationError(
-            "algorithm", f"header alg {header.get('alg')!r} is not the key's {key.alg}"
+            "algorithm", f"header alg {shown(header.get('alg'))} is not the key's {key.alg}"
         )
     try:
         decoded = _PYJWS.decode_complete(token, key.public_key, algorithms=[key.alg])
