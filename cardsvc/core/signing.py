@@ -39,6 +39,10 @@ class LocalSigner:
     private_key: ec.EllipticCurvePrivateKey = field(repr=False)
     alg: str = ES256
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.private_key.curve, ec.SECP256R1):
+            raise ValueError(f"ES256 needs a P-256 key, not {self.private_key.curve.name}")
+
     @property
     def kid(self) -> str:
         return self.verifying_key().kid

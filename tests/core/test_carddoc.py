@@ -168,11 +168,20 @@ def test_duplicate_missing_unknown_and_inconsistent_claims(issuer: Issuer) -> No
         bad = {k: v for k, v in claims.items() if k != name}
         assert check_of(issuer, sign_jws({"typ": CARD_DOCUMENT_TYP}, bad, signer)) == "claims"
     for key, value in [
-        ("extra", 1), ("sex", "M"), ("sex", "X"), ("birth_date", "1949-12-30"),
-        ("id_no", "110101199003074478"), ("card_no", "a-1"), ("name", ""), ("name", "a\x00b"),
-        ("region", "990000"), ("expires", "2034-02-30"), ("iat", "yesterday"),
+        ("extra", 1),
+        ("sex", "M"),
+        ("sex", "X"),
+        ("birth_date", "1949-12-30"),
+        ("id_no", "110101199003074478"),
+        ("card_no", "a-1"),
+        ("name", ""),
+        ("name", "a\x00b"),
+        ("region", "990000"),
+        ("expires", "2034-02-30"),
+        ("iat", "yesterday"),
         ("status", {"status_list": {"idx": -1, "uri": "https://x"}}),
-        ("cnf", {"jwk": {"kty": "RSA"}}), ("exp", claims["exp"] + 86400),
+        ("cnf", {"jwk": {"kty": "RSA"}}),
+        ("exp", claims["exp"] + 86400),
     ]:
         token = sign_jws({"typ": CARD_DOCUMENT_TYP}, {**claims, key: value}, signer)
         assert check_of(issuer, token) == "claims", (key, value)
@@ -192,8 +201,11 @@ def test_random_text_gives_a_document_or_a_typed_error(text: str) -> None:
 
 
 @given(
-    header=st.dictionaries(st.sampled_from(["alg", "typ", "kid", "crit", "jku"]),
-                           st.one_of(st.text(max_size=8), st.integers(), st.none()), max_size=5),
+    header=st.dictionaries(
+        st.sampled_from(["alg", "typ", "kid", "crit", "jku"]),
+        st.one_of(st.text(max_size=8), st.integers(), st.none()),
+        max_size=5,
+    ),
     claims=st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=6),
 )
 def test_random_json_parts_give_typed_errors(

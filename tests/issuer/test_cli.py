@@ -35,8 +35,12 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def cardsvc(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CARDSVC, *args], env=env_for(tmp_path, **env), capture_output=True, text=True,
-        timeout=60, check=False,
+        [CARDSVC, *args],
+        env=env_for(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -104,7 +108,9 @@ def test_run_sets_up_and_serves_on_sqlite_with_fresh_keys(tmp_path: Path) -> Non
     process = subprocess.Popen(
         [CARDSVC, "run", "--port", str(port)],
         env=env_for(tmp_path, CARDSVC_DEV_MODE="1"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert process.stdout is not None

@@ -42,10 +42,14 @@ def test_postgres_schemas_isolate_tests(pg_schema: str, postgres_url: str) -> No
     try:
         upgrade(engine)
         with engine.connect() as conn:
-            tables = conn.exec_driver_sql(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %(s)s",
-                {"s": pg_schema},
-            ).scalars().all()
+            tables = (
+                conn.exec_driver_sql(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %(s)s",
+                    {"s": pg_schema},
+                )
+                .scalars()
+                .all()
+            )
         assert set(tables) == {"alembic_version", "service_meta"}
     finally:
         engine.dispose()

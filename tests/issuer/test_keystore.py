@@ -61,8 +61,9 @@ def test_kid_is_the_rfc7638_thumbprint(store: Path) -> None:
 
     for record in service(store).records():
         jwk = record.key.jwk()
-        canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")},
-                               separators=(",", ":"), sort_keys=True)
+        canonical = json.dumps(
+            {k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True
+        )
         digest = hashlib.sha256(canonical.encode()).digest()
         assert record.kid == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
@@ -132,8 +133,10 @@ def test_random_key_file_contents_give_typed_errors(store: Path, garbage: bytes)
         st.binary(max_size=300),
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-            lambda inner: st.lists(inner, max_size=4)
-            | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+            ),
             max_leaves=20,
         ).map(lambda v: json.dumps(v).encode()),
     )
@@ -171,7 +174,9 @@ def test_mutated_index_entries_give_typed_errors(store: Path) -> None:
             service(store).records()
 
 
-def test_a_crash_mid_write_leaves_the_old_index(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_mid_write_leaves_the_old_index(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = (store / "index.json").read_bytes()
 
     def crash(*_args: object) -> None:
@@ -223,5 +228,6 @@ def test_exported_trust_list_verifies_against_the_root_and_sequences_grow(store:
     assert info.value.check == "rollback"
     ecard = keys.signing_record(KeyPurpose.ECARD, now=NOW)
     assert t2.find(ecard.kid, KeyPurpose.ECARD, now=NOW).key.kid == ecard.kid
-    assert isinstance(TrustList.verify(second, root=keys.root_key(), now=NOW,
-                                       leeway=timedelta(0)), TrustList)
+    assert isinstance(
+        TrustList.verify(second, root=keys.root_key(), now=NOW, leeway=timedelta(0)), TrustList
+    )
