@@ -40,7 +40,10 @@ async def _cardsvc_error(_request: Request, exc: Exception) -> JSONResponse:
         raise exc
     if exc.http_status >= 500:
         log.error("request failed: %s", exc.detail)
-    return problem(exc.http_status, exc.code, type(exc).__name__, exc.detail)
+    response = problem(exc.http_status, exc.code, type(exc).__name__, exc.detail)
+    if exc.http_status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
 
 
 async def _core_error(_request: Request, exc: Exception) -> JSONResponse:

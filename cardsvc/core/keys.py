@@ -34,6 +34,7 @@ class KeyPurpose(StrEnum):
     STATUS_LIST = "status-list"
     TERMINAL_CERTIFICATE = "terminal-certificate"
     AUDIT_CHECKPOINT = "audit-checkpoint"
+    ACCESS_TOKEN = "access-token"  # noqa: S105 - the issuer's own OAuth2 access tokens
 
 
 ISSUING_PURPOSES: tuple[KeyPurpose, ...] = tuple(p for p in KeyPurpose if p is not KeyPurpose.ROOT)

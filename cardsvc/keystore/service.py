@@ -37,6 +37,7 @@ def _default_lifetimes() -> dict[KeyPurpose, timedelta]:
         KeyPurpose.TERMINAL_CERTIFICATE: 6 * 366 * _DAY,
         # Audit checkpoints must stay checkable for as long as records are kept.
         KeyPurpose.AUDIT_CHECKPOINT: 50 * 366 * _DAY,
+        KeyPurpose.ACCESS_TOKEN: _DAY,
     }
 
 

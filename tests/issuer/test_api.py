@@ -48,7 +48,7 @@ def test_health(client: TestClient, services: Services) -> None:
     assert body["status"] == "ok"
     assert body["database"]["revision"] == "0001"
     assert body["keys"]["root"] == services.keys.root_key().kid
-    assert body["keys"]["issuing"] == 5
+    assert body["keys"]["issuing"] == 6
 
 
 def test_jwks_lists_issuing_keys_not_the_root(client: TestClient, services: Services) -> None:
@@ -75,7 +75,7 @@ def test_trust_list_is_cached_and_verifies(client: TestClient, services: Service
     trust_list = TrustList.verify(
         first.text, root=services.keys.root_key(), now=utcnow(), leeway=timedelta(seconds=5)
     )
-    assert len(trust_list.keys) == 5
+    assert len(trust_list.keys) == 6
     # A rotation changes the key set: the next served list is re-signed with a higher seq.
     services.keys.rotate(KeyPurpose.ECARD, now=utcnow())
     rotated = client.get("/v1/trust-list")
@@ -84,7 +84,7 @@ def test_trust_list_is_cached_and_verifies(client: TestClient, services: Service
         rotated.text, root=services.keys.root_key(), now=utcnow(), leeway=timedelta(seconds=5)
     )
     assert newer.sequence > trust_list.sequence
-    assert len(newer.keys) == 6
+    assert len(newer.keys) == 7
 
 
 @pytest.mark.parametrize(

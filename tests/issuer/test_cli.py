@@ -64,11 +64,11 @@ def test_keys_lifecycle_through_the_cli(tmp_path: Path) -> None:
     env = {"CARDSVC_KEY_PASSPHRASE_FILE": str(pass_file)}
     init = cardsvc(tmp_path, "keys", "init", **env)
     assert init.returncode == 0, init.stderr
-    assert init.stdout.count("created") == 6
+    assert init.stdout.count("created") == 7
     assert "a long passphrase" not in init.stdout + init.stderr
 
     listing = cardsvc(tmp_path, "keys", "list")  # public metadata needs no passphrase
-    assert listing.returncode == 0 and listing.stdout.count("\n") == 6
+    assert listing.returncode == 0 and listing.stdout.count("\n") == 7
 
     rotate = cardsvc(tmp_path, "keys", "rotate", "ecard", **env)
     assert rotate.returncode == 0, rotate.stderr
@@ -79,7 +79,7 @@ def test_keys_lifecycle_through_the_cli(tmp_path: Path) -> None:
     root = VerifyingKey.from_jwk(json.loads(cardsvc(tmp_path, "keys", "export-root").stdout))
     token = cardsvc(tmp_path, "keys", "export-trust-list", **env).stdout.strip()
     trust_list = TrustList.verify(token, root=root, now=utcnow(), leeway=timedelta(seconds=5))
-    assert len(trust_list.keys) == 6  # five purposes plus the pending e-card key
+    assert len(trust_list.keys) == 7  # six purposes plus the pending e-card key
 
     jwks = json.loads(cardsvc(tmp_path, "keys", "export-jwks").stdout)
     assert {k["kid"] for k in jwks["keys"]} == {k.key.kid for k in trust_list.keys}

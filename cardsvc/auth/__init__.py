@@ -1,0 +1,1 @@
+"""Who may call the issuer: principals, scopes, roles and access tokens."""

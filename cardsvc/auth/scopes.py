@@ -1,0 +1,41 @@
+"""Scopes every endpoint checks, and the roles that bundle them for operators."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class Scope(StrEnum):
+    PERSONS_READ = "persons:read"
+    PERSONS_WRITE = "persons:write"
+    CARDS_READ = "cards:read"
+    CARDS_WRITE = "cards:write"  # issue, lifecycle changes
+    CARDS_PERSONALIZE = "cards:personalize"  # counter terminals writing blank chips
+    AUDIT_READ = "audit:read"
+    CLIENTS_ADMIN = "clients:admin"  # create operators and machine clients
+
+
+class Role(StrEnum):
+    """Operator roles; machine clients get scopes directly."""
+
+    ADMIN = "admin"
+    CLERK = "clerk"
+    AUDITOR = "auditor"
+
+
+ROLE_SCOPES = MappingProxyType(
+    {
+        Role.ADMIN: frozenset(Scope),
+        Role.CLERK: frozenset(
+            {
+                Scope.PERSONS_READ,
+                Scope.PERSONS_WRITE,
+                Scope.CARDS_READ,
+                Scope.CARDS_WRITE,
+                Scope.CARDS_PERSONALIZE,
+            }
+        ),
+        Role.AUDITOR: frozenset({Scope.PERSONS_READ, Scope.CARDS_READ, Scope.AUDIT_READ}),
+    }
+)

@@ -1,0 +1,122 @@
+"""Access tokens: short-lived JWTs (RFC 9068 profile) signed by the access-token key.
+
+Verification is local (signature + claims), so checking a token costs no database
+round trip on the hot path.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cardsvc.auth.scopes import Scope
+from cardsvc.core.errors import CoreError, VerificationError
+from cardsvc.core.jws import check_times, verify_jws
+from cardsvc.core.keys import KeyPurpose, VerifyingKey
+from cardsvc.core.signing import sign_jws
+from cardsvc.errors import CardsvcError
+from cardsvc.keystore.service import KeyService
+
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
+MAX_ACCESS_TOKEN_SIZE = 4096
+
+
+class AuthenticationError(CardsvcError):
+    """No valid credentials: answer 401 with a WWW-Authenticate challenge."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class ForbiddenError(CardsvcError):
+    """Valid credentials without the scope the endpoint needs: 403."""
+
+    code = "forbidden"
+    http_status = 403
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this needs the scope {scope}")
+        self.scope = scope
+
+
+@dataclass(frozen=True, kw_only=True)
+class Principal:
+    """The authenticated caller: an operator (with a role) or a machine client."""
+
+    subject: str  # client_id
+    kind: str  # "operator", "terminal" or "partner"
+    scopes: frozenset[str]
+    token_id: str = ""
+
+    def require(self, scope: Scope) -> None:
+        if scope.value not in self.scopes:
+            raise ForbiddenError(scope.value)
+
+
+def issue_access_token(
+    keys: KeyService,
+    *,
+    issuer: str,
+    subject: str,
+    kind: str,
+    scopes: frozenset[str],
+    now: datetime,
+    lifetime: timedelta = timedelta(minutes=10),
+) -> str:
+    """Sign an access token for ``subject`` with exactly ``scopes``."""
+    claims = {
+        "iss": issuer,
+        "aud": issuer,
+        "sub": subject,
+        "client_id": subject,
+        "kind": kind,
+        "scope": " ".join(sorted(scopes)),
+        "iat": int(now.timestamp()),
+        "exp": int((now + lifetime).timestamp()),
+        "jti": secrets.token_urlsafe(12),
+    }
+    signer = keys.signer(KeyPurpose.ACCESS_TOKEN, now=now)
+    return sign_jws({"typ": ACCESS_TOKEN_TYP}, claims, signer)
+
+
+def verify_access_token(
+    token: str,
+    *,
+    keys: KeyService,
+    issuer: str,
+    now: datetime,
+    leeway: timedelta,
+) -> Principal:
+    """Verify a bearer token; any failure is an :class:`AuthenticationError`."""
+    trusted = {
+        k.key.kid: k.key for k in keys.trusted_keys(now=now) if k.purpose is KeyPurpose.ACCESS_TOKEN
+    }
+
+    def key_for(header: Mapping[str, Any]) -> VerifyingKey:
+        key = trusted.get(str(header.get("kid")))
+        if key is None:
+            raise VerificationError("key-unknown", "not signed by an access-token key")
+        return key
+
+    try:
+        verified = verify_jws(
+            token, typ=ACCESS_TOKEN_TYP, key_for=key_for, max_size=MAX_ACCESS_TOKEN_SIZE
+        )
+        claims = verified.claims
+        check_times(claims, now=now, leeway=leeway)
+        if claims.get("iss") != issuer or claims.get("aud") != issuer:
+            raise VerificationError("issuer", "token is not from this issuer")
+        subject, kind, scope = claims.get("sub"), claims.get("kind"), claims.get("scope")
+        if not (isinstance(subject, str) and isinstance(kind, str) and isinstance(scope, str)):
+            raise VerificationError("claims", "sub, kind and scope must be strings")
+    except CoreError as exc:
+        raise AuthenticationError(f"invalid access token: {exc.detail}") from None
+    return Principal(
+        subject=subject,
+        kind=kind,
+        scopes=frozenset(scope.split()),
+        token_id=str(claims.get("jti", "")),
+    )
