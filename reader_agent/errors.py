@@ -141,3 +141,64 @@ class ReaderTimeoutError(ReaderError):
     ) -> None:
         super().__init__(detail, operation=operation, reader=reader)
         self.timeout = timeout
+
+
+class CardError(AgentError):
+    """The card answered, but not with what the command needed."""
+
+    code = "card-error"
+
+
+class ApduError(CardError):
+    """The card answered a command with status word ``sw`` (not 9000).
+
+    ``data`` is any response data that came with it; ``command`` names the command.
+    """
+
+    code = "apdu-error"
+
+    def __init__(self, detail: str, *, sw: int, command: str, data: bytes = b"") -> None:
+        super().__init__(detail)
+        self.sw = sw
+        self.command = command
+        self.data = data
+
+
+class InvalidPinError(ApduError):
+    """A PIN (or PUK) was wrong; ``tries_left`` attempts remain before it blocks."""
+
+    code = "invalid-pin"
+
+    def __init__(self, detail: str, *, sw: int, command: str, tries_left: int) -> None:
+        super().__init__(detail, sw=sw, command=command)
+        self.tries_left = tries_left
+
+
+class PinBlockedError(ApduError):
+    """The PIN (or PUK) is blocked (6983): it must be unblocked with the PUK at a counter."""
+
+    code = "pin-blocked"
+
+
+class SecurityStatusError(ApduError):
+    """The command needs a verified PIN in this session first (6982)."""
+
+    code = "security-status-not-satisfied"
+
+
+class ConditionsNotSatisfiedError(ApduError):
+    """The card refused in its current state (6985), e.g. personalisation after lock."""
+
+    code = "conditions-not-satisfied"
+
+
+class ApplicationNotFoundError(ApduError):
+    """The card has no cardsvc applet (6A82 to SELECT): it is not one of our cards."""
+
+    code = "application-not-found"
+
+
+class CardProtocolError(CardError):
+    """The card's answer does not follow docs/card-protocol.md (garbled or hostile card)."""
+
+    code = "card-protocol-error"
