@@ -1,0 +1,462 @@
+"""Generate signed test vectors into schemas/vectors/ with fixed test keys.
+
+    .venv/bin/python schemas/generate_vectors.py [OUTPUT_DIR]
+
+Keys are derived from fixed scalars and signatures are deterministic (RFC 6979), so the
+output is byte-for-byte reproducible; the test suite regenerates it and compares. A
+partner checks their own verifier against these files: each holds the input, the pinned
+root key, the trust list, the time to verify at, and the expected outcome (the claims, or
+the error class and the name of the failed check).
+
+These keys are public. Never trust them outside tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cbor2
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from cardsvc.core import cose
+from cardsvc.core.base45 import b45encode
+from cardsvc.core.carddoc import CARD_DOCUMENT_TYP, CardDocument, verify_card_document
+from cardsvc.core.errors import CoreError, VerificationError
+from cardsvc.core.identity import CardNumber, CitizenId, RegionCode, Sex
+from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode, short_kid
+from cardsvc.core.qrtoken import (
+    SCHEME_PREFIX,
+    Attribute,
+    Purpose,
+    QrToken,
+    encode_qr_token,
+    verify_qr_token,
+)
+from cardsvc.core.references import StatusReference
+from cardsvc.core.signing import sign_jws
+from cardsvc.core.statuslist import (
+    Status,
+    StatusList,
+    encode_status_list_jwt,
+    verify_status_list_token,
+)
+from cardsvc.core.trustlist import TrustedKey, TrustList
+
+NOW = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+LEEWAY = timedelta(seconds=30)
+ISSUER = "https://issuer.test"
+STATUS_BASE = f"{ISSUER}/v1/status-lists"
+VECTORS = Path(__file__).resolve().parent / "vectors"
+
+
+@dataclass(frozen=True)
+class FixedSigner:
+    """A P-256 key from a fixed label, signing deterministically (RFC 6979)."""
+
+    label: str
+
+    @property
+    def private_key(self) -> ec.EllipticCurvePrivateKey:
+        scalar = int.from_bytes(hashlib.sha256(f"cardsvc test key {self.label}".encode()).digest())
+        return ec.derive_private_key(scalar % (2**255), ec.SECP256R1())
+
+    @property
+    def alg(self) -> str:
+        return "ES256"
+
+    @property
+    def kid(self) -> str:
+        return self.verifying_key().kid
+
+    def verifying_key(self) -> VerifyingKey:
+        return VerifyingKey(public_key=self.private_key.public_key())
+
+    def sign(self, data: bytes) -> bytes:
+        der = self.private_key.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+        r, s = decode_dss_signature(der)
+        return r.to_bytes(32) + s.to_bytes(32)
+
+
+ROOT = FixedSigner("root")
+SIGNERS = {
+    KeyPurpose.CARD_DOCUMENT: FixedSigner("card-document"),
+    KeyPurpose.ECARD: FixedSigner("ecard"),
+    KeyPurpose.STATUS_LIST: FixedSigner("status-list"),
+}
+CHIP = FixedSigner("chip")
+OUTSIDER = FixedSigner("not in the trust list")
+
+TRUST_LIST = TrustList(
+    issuer=ISSUER,
+    sequence=1,
+    issued_at=NOW - timedelta(hours=1),
+    expires_at=NOW + timedelta(days=7),
+    keys=tuple(
+        TrustedKey(
+            key=s.verifying_key(),
+            purpose=p,
+            not_before=NOW - timedelta(days=365),
+            not_after=NOW + timedelta(days=3650),
+        )
+        for p, s in SIGNERS.items()
+    ),
+)
+TRUST_LIST_TOKEN = TRUST_LIST.sign(ROOT)
+
+
+def card_document() -> CardDocument:
+    return CardDocument(
+        issuer=ISSUER,
+        card_number=CardNumber.parse("A00000001"),
+        citizen_id=CitizenId.parse("11010519491231002X"),
+        name="张三",
+        sex=Sex.FEMALE,
+        birth_date=date(1949, 12, 31),
+        region=RegionCode.parse("110105"),
+        issue_date=date(2024, 3, 1),
+        expiry_date=date(2034, 3, 1),
+        chip_key=CHIP.verifying_key(),
+        status=StatusReference(idx=1234, uri=f"{STATUS_BASE}/0"),
+        issued_at=NOW - timedelta(days=10),
+    )
+
+
+def qr_token(purpose: Purpose, attributes: dict[Attribute, Any], **kw: Any) -> QrToken:
+    fields: dict[str, Any] = {
+        "issuer": "cn-ssc",
+        "purpose": purpose,
+        "ecard_ref": bytes.fromhex("0102030405060708"),
+        "jti": bytes.fromhex("a1a2a3a4a5a6a7a8"),
+        "issued_at": NOW - timedelta(seconds=10),
+        "expires_at": NOW + timedelta(seconds=50),
+        "status_shard": 0,
+        "status_idx": 4321,
+        "attributes": attributes,
+    }
+    fields.update(kw)
+    return QrToken(**fields)
+
+
+IDENTITY = {
+    Attribute.NAME: "张三",
+    Attribute.ID_NO: "11010519491231002X",
+    Attribute.PHOTO_REF: bytes(range(8)),
+}
+TRANSPORT = {Attribute.CONCESSION: 1, Attribute.CONCESSION_UNTIL: date(2030, 6, 30)}
+
+
+def _forged_jws(header: dict[str, Any], claims: dict[str, Any], signature: bytes) -> str:
+    part = lambda obj: b64url_encode(json.dumps(obj, separators=(",", ":")).encode())  # noqa: E731
+    return f"{part(header)}.{part(claims)}.{b64url_encode(signature)}"
+
+
+def status_list() -> StatusList:
+    lst = StatusList.new(131_072, 2)
+    lst.set(1234, Status.VALID)
+    lst.set(7, Status.INVALID)
+    lst.set(4321, Status.SUSPENDED)
+    return lst
+
+
+def status_token(**kw: Any) -> str:
+    args: dict[str, Any] = {
+        "sub": f"{STATUS_BASE}/0",
+        "iat": NOW - timedelta(minutes=5),
+        "exp": NOW + timedelta(hours=1),
+        "ttl": 300,
+        "signer": SIGNERS[KeyPurpose.STATUS_LIST],
+    }
+    args.update(kw)
+    return encode_status_list_jwt(status_list(), **args)
+
+
+def _card(**kw: Any) -> str:
+    signer = kw.pop("signer", SIGNERS[KeyPurpose.CARD_DOCUMENT])
+    return replace(card_document(), **kw).sign(signer)
+
+
+def card_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    good = _card()
+    h, p, _ = good.split(".")
+    claims = card_document().to_claims()
+    kid = SIGNERS[KeyPurpose.CARD_DOCUMENT].kid
+    card_signer = SIGNERS[KeyPurpose.CARD_DOCUMENT]
+    return {
+        "valid": ("A valid card document", good, {}),
+        "expired": (
+            "Verified after the card's expiry day",
+            good,
+            {"now": int((NOW + timedelta(days=3000)).timestamp())},
+        ),
+        "bad-signature": (
+            "The signature of another document",
+            f"{h}.{p}.{_card(name='李四').split('.')[2]}",
+            {},
+        ),
+        "alg-none": (
+            "alg none with an empty signature",
+            _forged_jws({"alg": "none", "typ": CARD_DOCUMENT_TYP, "kid": kid}, claims, b""),
+            {},
+        ),
+        "wrong-purpose": ("Signed by the e-card key", _card(signer=SIGNERS[KeyPurpose.ECARD]), {}),
+        "unknown-key": ("Signed by a key outside the trust list", _card(signer=OUTSIDER), {}),
+        "wrong-typ": (
+            "typ JWT instead of ssc-card+jwt",
+            sign_jws({"typ": "JWT"}, claims, card_signer),
+            {},
+        ),
+        "crit": (
+            "A crit header",
+            sign_jws({"typ": CARD_DOCUMENT_TYP, "crit": ["x"], "x": 1}, claims, card_signer),
+            {},
+        ),
+        "missing-claim": (
+            "No cnf claim",
+            sign_jws(
+                {"typ": CARD_DOCUMENT_TYP},
+                {k: v for k, v in claims.items() if k != "cnf"},
+                card_signer,
+            ),
+            {},
+        ),
+        "sex-mismatch": (
+            "sex contradicts the citizen ID number",
+            sign_jws({"typ": CARD_DOCUMENT_TYP}, {**claims, "sex": "M"}, card_signer),
+            {},
+        ),
+    }
+
+
+def qr_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    ecard = SIGNERS[KeyPurpose.ECARD]
+    identity = encode_qr_token(qr_token(Purpose.IDENTITY, IDENTITY), ecard)
+    over = qr_token(Purpose.TRANSPORT, TRANSPORT).to_cbor_claims()
+    over[-65537][4][int(Attribute.NAME)] = "张三"
+    over_text = SCHEME_PREFIX + b45encode(
+        cose.sign1(cbor2.dumps(over), ecard, kid=short_kid(ecard.kid))
+    )
+    return {
+        "identity-valid": ("An identity token", identity, {"purpose": "identity"}),
+        "transport-valid": (
+            "A transport token: no name, no ID number",
+            encode_qr_token(qr_token(Purpose.TRANSPORT, TRANSPORT), ecard),
+            {"purpose": "transport"},
+        ),
+        "expired": (
+            "Verified 2 minutes after issue",
+            identity,
+            {"now": int((NOW + timedelta(minutes=2)).timestamp())},
+        ),
+        "wrong-purpose": (
+            "An identity token shown to a transport gate",
+            identity,
+            {"purpose": "transport"},
+        ),
+        "over-disclosure": ("A transport token carrying the holder's name", over_text, {}),
+        "wrong-purpose-key": (
+            "Signed by the card-document key",
+            encode_qr_token(
+                qr_token(Purpose.IDENTITY, IDENTITY), SIGNERS[KeyPurpose.CARD_DOCUMENT]
+            ),
+            {},
+        ),
+        "bad-prefix": ("The EU certificate prefix", "HC1:" + identity[len(SCHEME_PREFIX) :], {}),
+    }
+
+
+def status_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    good = status_token()
+    return {
+        "valid": (
+            "A 131,072-entry 2-bit list: idx 7 revoked, 4321 suspended",
+            good,
+            {"sub": f"{STATUS_BASE}/0"},
+        ),
+        "expired": (
+            "Verified after exp",
+            good,
+            {"now": int((NOW + timedelta(hours=2)).timestamp())},
+        ),
+        "wrong-sub": ("Served at another URI", good, {"sub": f"{STATUS_BASE}/1"}),
+        "wrong-key": (
+            "Signed by the e-card key",
+            status_token(signer=SIGNERS[KeyPurpose.ECARD]),
+            {},
+        ),
+        "wrong-typ": (
+            "typ JWT",
+            sign_jws(
+                {"typ": "JWT"},
+                {
+                    "sub": f"{STATUS_BASE}/0",
+                    "iat": 1,
+                    "exp": 2,
+                    "status_list": {"bits": 2, "lst": "eNoDAAAAAAE"},
+                },
+                SIGNERS[KeyPurpose.STATUS_LIST],
+            ),
+            {},
+        ),
+    }
+
+
+def trust_list_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    return {
+        "valid": ("The trust list every other vector uses", TRUST_LIST_TOKEN, {}),
+        "expired": (
+            "Verified after exp",
+            TRUST_LIST_TOKEN,
+            {"now": int((NOW + timedelta(days=8)).timestamp())},
+        ),
+        "wrong-root": (
+            "Signed by a key that is not the pinned root",
+            TRUST_LIST.sign(OUTSIDER),
+            {},
+        ),
+    }
+
+
+def verify_vector(kind: str, vector: dict[str, Any]) -> dict[str, Any]:
+    """Run the code on one vector; returns its observed outcome in the vector's format."""
+    now = datetime.fromtimestamp(vector["now"], UTC)
+    leeway = timedelta(seconds=vector["leeway"])
+    root = VerifyingKey.from_jwk(vector["root_jwk"])
+    trust_list = TrustList.verify(vector["trust_list"], root=root, now=NOW, leeway=LEEWAY)
+    verify: Callable[[], dict[str, Any]]
+    if kind == "trust-list":
+
+        def verify() -> dict[str, Any]:
+            return TrustList.verify(vector["input"], root=root, now=now, leeway=leeway).to_claims()
+    elif kind == "card-document":
+
+        def verify() -> dict[str, Any]:
+            return verify_card_document(
+                vector["input"], trust_list=trust_list, now=now, leeway=leeway
+            ).to_claims()
+    elif kind == "qr-token":
+        purpose = vector.get("purpose")
+
+        def verify() -> dict[str, Any]:
+            return verify_qr_token(
+                vector["input"],
+                trust_list=trust_list,
+                now=now,
+                leeway=leeway,
+                purpose=Purpose[purpose.upper()] if purpose else None,
+            ).to_json(status_base_uri=STATUS_BASE)
+    elif kind == "status-list":
+
+        def verify() -> dict[str, Any]:
+            token = verify_status_list_token(
+                vector["input"],
+                trust_list=trust_list,
+                expected_sub=vector.get("sub"),
+                now=now,
+                leeway=leeway,
+            )
+            lst = token.status_list
+            return {
+                "sub": token.sub,
+                "bits": lst.bits,
+                "size": len(lst),
+                "nonzero": {str(i): lst.get(i) for i in (7, 1234, 4321)},
+            }
+    else:
+        raise ValueError(kind)
+    try:
+        return {"valid": True, "result": verify()}
+    except VerificationError as exc:
+        return {"valid": False, "error": type(exc).__name__, "check": exc.check}
+    except CoreError as exc:
+        return {"valid": False, "error": type(exc).__name__}
+
+
+#: What each vector must do, stated independently of the code that verifies it.
+INTENT: dict[str, str] = {
+    "trust-list/valid": "valid",
+    "trust-list/expired": "expired",
+    "trust-list/wrong-root": "key-unknown",
+    "card-document/valid": "valid",
+    "card-document/expired": "expired",
+    "card-document/bad-signature": "signature",
+    "card-document/alg-none": "algorithm",
+    "card-document/wrong-purpose": "key-purpose",
+    "card-document/unknown-key": "key-unknown",
+    "card-document/wrong-typ": "typ",
+    "card-document/crit": "crit",
+    "card-document/missing-claim": "claims",
+    "card-document/sex-mismatch": "claims",
+    "qr-token/identity-valid": "valid",
+    "qr-token/transport-valid": "valid",
+    "qr-token/expired": "expired",
+    "qr-token/wrong-purpose": "purpose",
+    "qr-token/over-disclosure": "claims",
+    "qr-token/wrong-purpose-key": "key-purpose",
+    "qr-token/bad-prefix": "DecodeError",
+    "status-list/valid": "valid",
+    "status-list/expired": "expired",
+    "status-list/wrong-sub": "sub",
+    "status-list/wrong-key": "key-purpose",
+    "status-list/wrong-typ": "typ",
+}
+
+
+def _outcome(expected: dict[str, Any]) -> str:
+    if expected["valid"]:
+        return "valid"
+    return str(expected.get("check") or expected["error"])
+
+
+def build() -> dict[str, dict[str, Any]]:
+    groups = {
+        "trust-list": trust_list_vectors(),
+        "card-document": card_vectors(),
+        "qr-token": qr_vectors(),
+        "status-list": status_vectors(),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for kind, vectors in groups.items():
+        for name, (description, text, extra) in vectors.items():
+            vector: dict[str, Any] = {
+                "description": description,
+                "kind": kind,
+                "input": text,
+                "now": int(NOW.timestamp()),
+                "leeway": int(LEEWAY.total_seconds()),
+                "root_jwk": ROOT.verifying_key().jwk(),
+                "trust_list": TRUST_LIST_TOKEN,
+                **extra,
+            }
+            vector["expected"] = verify_vector(kind, vector)
+            intent = INTENT[f"{kind}/{name}"]
+            if _outcome(vector["expected"]) != intent:
+                raise SystemExit(
+                    f"{kind}/{name}: expected {intent}, code says {vector['expected']}"
+                )
+            out[f"{kind}/{name}.json"] = vector
+    return out
+
+
+def write(directory: Path) -> list[Path]:
+    written = []
+    for name, vector in build().items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(vector, indent=2, ensure_ascii=False) + "\n")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else VECTORS
+    for path in write(target):
+        print(path)
