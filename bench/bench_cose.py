@@ -17,14 +17,13 @@ noise hits them alike. The script prints the median rate of each path and its ra
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import cbor2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from timing import median_seconds
 
 from cardsvc.core.base45 import b45decode, b45encode
 from cardsvc.core.cose import decode_sign1, sign1, verify_sign1
@@ -50,28 +49,6 @@ def _payload() -> bytes:
         claims[-70003] = "x" * (pad - 4)
         payload = cbor2.dumps(claims)
     return payload
-
-
-def _rate(func: Callable[[], object], seconds: float) -> Callable[[], float]:
-    """A timer for ``func``: loop count fixed once, each call returns seconds per op."""
-    loops = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(loops):
-            func()
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds / 4:
-            break
-        loops *= 2
-    loops = max(1, int(loops * seconds / elapsed))
-
-    def run() -> float:
-        start = time.perf_counter()
-        for _ in range(loops):
-            func()
-        return (time.perf_counter() - start) / loops
-
-    return run
 
 
 def main() -> None:
@@ -108,13 +85,7 @@ def main() -> None:
         "b45decode alone": lambda: b45decode(text),
         "decode_sign1 alone": lambda: decode_sign1(token),
     }
-    timers = {name: _rate(func, args.seconds) for name, func in paths.items()}
-    samples: dict[str, list[float]] = {name: [] for name in paths}
-    for _ in range(args.repeats):
-        for name, timer in timers.items():
-            samples[name].append(timer())
-
-    medians = {name: statistics.median(values) for name, values in samples.items()}
+    medians = median_seconds(paths, repeats=args.repeats, seconds=args.seconds)
     baseline = medians["raw ES256 verify (baseline)"]
     print(
         f"payload {len(payload)} B, COSE_Sign1 {len(token)} B, base45 {len(text)} chars; "

@@ -17,6 +17,7 @@ card number becomes uppercase.
 
 from __future__ import annotations
 
+import operator
 import re
 import string
 from collections.abc import Iterable
@@ -98,6 +99,8 @@ def _describe_char(ch: str) -> str:
 
 def _first_char_not_in(text: str, allowed: frozenset[str]) -> tuple[int, str] | None:
     """1-based position and character of the first character of ``text`` not allowed."""
+    if allowed is _ASCII_DIGITS and text.isascii() and text.isdigit():
+        return None  # the common case, without a Python-level loop (QR verify hot path)
     for index, ch in enumerate(text, start=1):
         if ch not in allowed:
             return index, ch
@@ -198,7 +201,7 @@ def gb11643_check_character(first17: str) -> str:
         raise InvalidIdentityError(
             _CITIZEN_ID_FIELD, first17, "the first 17 characters must be 17 ASCII digits"
         )
-    total = sum(int(ch) * weight for ch, weight in zip(first17, _GB11643_WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(int, first17), _GB11643_WEIGHTS))
     return _GB11643_CHECK_CHARACTERS[total % 11]
 
 

@@ -96,6 +96,9 @@ def public_key_from_jwk(jwk: Mapping[str, object]) -> ec.EllipticCurvePublicKey:
         raw = b64url_decode(value, what="jwk")
         if len(raw) != _P256_COORD:
             raise DecodeError("jwk", f"member {name} must be {_P256_COORD} bytes, got {len(raw)}")
+        if b64url_encode(raw) != value:
+            # One key, one spelling: otherwise one key could carry several thumbprints.
+            raise DecodeError("jwk", f"member {name} is not canonical base64url")
         coords.append(int.from_bytes(raw, "big"))
     try:
         return ec.EllipticCurvePublicNumbers(coords[0], coords[1], ec.SECP256R1()).public_key()
@@ -125,7 +128,9 @@ class VerifyingKey:
         alg = jwk.get("alg", ES256)
         if alg != ES256:
             raise DecodeError("jwk", f"alg {alg!r} does not match a P-256 key (ES256)")
-        return cls(public_key=public_key_from_jwk(jwk))
+        # The members were checked canonical, so the thumbprint of the given JWK is the
+        # key's; computing it from them skips re-encoding the point.
+        return cls(public_key=public_key_from_jwk(jwk), kid=jwk_thumbprint(jwk))
 
     def jwk(self) -> dict[str, str]:
         """The public JWK with ``kid`` and ``alg``."""

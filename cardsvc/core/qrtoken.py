@@ -16,7 +16,7 @@ carrying any other attribute is refused by the encoder and by the verifier.
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -30,7 +30,6 @@ from cardsvc.core import cose
 from cardsvc.core.base45 import b45decode, b45encode
 from cardsvc.core.errors import CoreError, DecodeError, InputTooLargeError, VerificationError
 from cardsvc.core.identity import CitizenId
-from cardsvc.core.jws import check_times
 from cardsvc.core.keys import KeyPurpose, b64url_encode, short_kid
 from cardsvc.core.references import StatusReference
 from cardsvc.core.signing import Signer
@@ -42,6 +41,9 @@ MAX_QR_TEXT = 4296
 CLAIM_ISS, CLAIM_EXP, CLAIM_IAT, CLAIM_CTI = 1, 4, 6, 7
 CLAIM_SSC = -65537  # first private-use CWT claim key (RFC 8392 section 9.1)
 _SSC_PURPOSE, _SSC_ECARD, _SSC_STATUS, _SSC_ATTRS = 1, 2, 3, 4
+_CLAIM_KEYS = frozenset({1, 4, 6, 7, -65537})
+_SSC_KEYS = frozenset({_SSC_PURPOSE, _SSC_ECARD, _SSC_STATUS, _SSC_ATTRS})
+_SSC_KEYS_NO_ATTRS = frozenset({_SSC_PURPOSE, _SSC_ECARD, _SSC_STATUS})
 JTI_BYTES = 8
 ECARD_REF_BYTES = 8
 MAX_NAME = 64
@@ -85,6 +87,14 @@ PURPOSE_ATTRIBUTES: Mapping[Purpose, frozenset[Attribute]] = MappingProxyType(
 )
 
 _EPOCH = date(1970, 1, 1)
+# Dict lookups: Enum.__call__ costs a microsecond each on the verify hot path.
+_ATTRIBUTES: Mapping[object, Attribute] = MappingProxyType({int(a): a for a in Attribute})
+_PURPOSES: Mapping[object, Purpose] = MappingProxyType({int(p): p for p in Purpose})
+# C0 and C1 controls, DEL, surrogates, bidi overrides and other format characters that
+# could disguise a name on a verifier's screen.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufeff]"
+)
 
 
 def _check_attribute(attr: Attribute, value: object) -> object:
@@ -92,9 +102,10 @@ def _check_attribute(attr: Attribute, value: object) -> object:
     if attr in (Attribute.NAME, Attribute.INSURED_REGION, Attribute.ID_NO):
         if not isinstance(value, str) or not value or len(value) > MAX_NAME:
             raise DecodeError("qr token", f"{attr.name} must be non-empty text")
-        if any(unicodedata.category(ch)[0] == "C" for ch in value):
+        if _CONTROL.search(value):
             raise DecodeError("qr token", f"{attr.name} contains control characters")
         if attr is Attribute.ID_NO:
+            # Every GB 11643 rule, on the verifier too: fail closed even on an issuer bug.
             CitizenId.parse(value)
         return value
     if attr is Attribute.PHOTO_REF:
@@ -140,26 +151,29 @@ class QrToken:
     attributes: Mapping[Attribute, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.issuer, str) or not 0 < len(self.issuer) <= 64:
+        # Runs on every verified token too, so each check is a plain comparison.
+        issuer, shard, idx = self.issuer, self.status_shard, self.status_idx
+        if type(issuer) is not str or not 0 < len(issuer) <= 64:
             raise DecodeError("qr token", "issuer must be 1-64 characters")
-        if not isinstance(self.ecard_ref, bytes) or len(self.ecard_ref) != ECARD_REF_BYTES:
+        if type(self.ecard_ref) is not bytes or len(self.ecard_ref) != ECARD_REF_BYTES:
             raise DecodeError("qr token", f"e-card reference must be {ECARD_REF_BYTES} bytes")
-        if not isinstance(self.jti, bytes) or len(self.jti) != JTI_BYTES:
+        if type(self.jti) is not bytes or len(self.jti) != JTI_BYTES:
             raise DecodeError("qr token", f"jti must be {JTI_BYTES} bytes")
         if self.expires_at <= self.issued_at:
             raise DecodeError("qr token", "expires before it is issued")
-        for name in ("status_shard", "status_idx"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
-                raise DecodeError("qr token", f"{name} must be an integer 0..2^32-1")
+        if type(shard) is not int or type(idx) is not int or not (0 <= shard < 2**32 > idx >= 0):
+            raise DecodeError("qr token", "status shard and index must be integers 0..2^32-1")
         allowed = PURPOSE_ATTRIBUTES[self.purpose]
-        extra = set(self.attributes) - allowed
-        if extra:
-            names = ", ".join(sorted(a.name for a in extra))
-            raise DecodeError("qr token", f"{self.purpose.name} tokens must not disclose {names}")
-        checked = {
-            Attribute(a): _check_attribute(Attribute(a), v) for a, v in self.attributes.items()
-        }
+        checked = {}
+        for key, value in self.attributes.items():
+            attr = _ATTRIBUTES.get(key) if type(key) in (int, Attribute) else None
+            if attr is None:
+                raise DecodeError("qr token", f"unknown attribute {key!r}")
+            if attr not in allowed:
+                raise DecodeError(
+                    "qr token", f"{self.purpose.name} tokens must not disclose {attr.name}"
+                )
+            checked[attr] = _check_attribute(attr, value)
         object.__setattr__(self, "attributes", MappingProxyType(checked))
 
     @property
@@ -213,16 +227,13 @@ class QrToken:
     def from_cbor_claims(cls, claims: object) -> QrToken:
         if not isinstance(claims, Mapping):
             raise DecodeError("qr token", "claims must be a CBOR map")
-        expected = {CLAIM_ISS, CLAIM_EXP, CLAIM_IAT, CLAIM_CTI, CLAIM_SSC}
-        if set(claims) != expected:
-            missing = sorted(expected - set(claims), key=repr)
-            unknown = sorted(set(claims) - expected, key=repr)
+        if claims.keys() != _CLAIM_KEYS:
+            missing = sorted(_CLAIM_KEYS - set(claims), key=repr)
+            unknown = sorted(set(claims) - _CLAIM_KEYS, key=repr)
             raise VerificationError("claims", f"missing {missing}, unknown {unknown}")
         ssc = claims[CLAIM_SSC]
-        if (
-            not isinstance(ssc, Mapping)
-            or not {_SSC_PURPOSE, _SSC_ECARD, _SSC_STATUS} <= set(ssc)
-            or not set(ssc) <= {_SSC_PURPOSE, _SSC_ECARD, _SSC_STATUS, _SSC_ATTRS}
+        if not isinstance(ssc, Mapping) or not (
+            ssc.keys() == _SSC_KEYS or ssc.keys() == _SSC_KEYS_NO_ATTRS
         ):
             raise VerificationError("claims", "private claim map is malformed")
         status = ssc[_SSC_STATUS]
@@ -232,17 +243,18 @@ class QrToken:
         if not isinstance(raw_attrs, Mapping):
             raise VerificationError("claims", "attributes must be a map")
         try:
-            purpose = Purpose(ssc[_SSC_PURPOSE])
+            raw_purpose = ssc[_SSC_PURPOSE]
+            if type(raw_purpose) is not int:  # bool is an int subclass: True must not be 1
+                raise DecodeError("qr token", "purpose must be an integer")
+            purpose = _PURPOSES[raw_purpose]
             attrs = {}
             for key, value in raw_attrs.items():
-                if isinstance(key, bool) or not isinstance(key, int):
+                if type(key) is not int:  # bool is an int subclass: True must not be 1
                     raise DecodeError("qr token", "attribute keys must be integers")
-                attr = Attribute(key)
+                attr = _ATTRIBUTES[key]
                 attrs[attr] = _attr_from_cbor(attr, value)
-            for name in (CLAIM_IAT, CLAIM_EXP):
-                value = claims[name]
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise DecodeError("qr token", "iat and exp must be integers")
+            if type(claims[CLAIM_IAT]) is not int or type(claims[CLAIM_EXP]) is not int:
+                raise DecodeError("qr token", "iat and exp must be integers")
             return cls(
                 issuer=claims[CLAIM_ISS],
                 purpose=purpose,
@@ -258,12 +270,15 @@ class QrToken:
             raise
         except CoreError as exc:
             raise VerificationError("claims", exc.detail) from None
-        except (ValueError, OverflowError, OSError, TypeError) as exc:
+        except (KeyError, ValueError, OverflowError, OSError, TypeError) as exc:
             raise VerificationError("claims", f"malformed claim: {exc}") from None
 
 
 def encode_qr_token(token: QrToken, signer: Signer) -> str:
-    """Sign ``token`` with an ``ecard`` key and return the QR text."""
+    """Sign ``token`` with an ``ecard`` key and return the QR text.
+
+    ``token`` validated itself when built (identity rules included).
+    """
     payload = cbor2.dumps(token.to_cbor_claims())
     message = cose.sign1(payload, signer, kid=short_kid(signer.kid))
     return SCHEME_PREFIX + b45encode(message)
@@ -299,11 +314,14 @@ def verify_qr_token(
     payload = cose.verify_sign1(message, trusted.key.public_key)
     claims = cose.decode_cbor(payload, what="CWT claims")
     token = QrToken.from_cbor_claims(claims)
-    check_times(
-        {"iat": int(token.issued_at.timestamp()), "exp": int(token.expires_at.timestamp())},
-        now=now,
-        leeway=leeway,
-    )
+    # Integers straight from the claims: the same checks as jws.check_times, without
+    # building datetimes on the hot path.
+    t, slack = now.timestamp(), leeway.total_seconds()
+    iat, exp = claims[CLAIM_IAT], claims[CLAIM_EXP]  # type: ignore[index]
+    if iat > t + slack:
+        raise VerificationError("issued-in-future", f"iat {iat} is after now {int(t)}")
+    if exp <= t - slack:
+        raise VerificationError("expired", f"exp {exp} is not after now {int(t)}")
     if token.issued_at < trusted.not_before - leeway:
         raise VerificationError("key-window", "signed before its key was valid")
     if purpose is not None and token.purpose is not purpose:

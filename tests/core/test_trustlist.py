@@ -103,3 +103,18 @@ def test_malformed_trust_list_contents(issuer: Issuer, mutate: Any) -> None:
 def test_random_input_gives_typed_errors(text: str) -> None:
     with pytest.raises(CoreError):
         TrustList.verify(text, root=new_signer().verifying_key(), now=NOW, leeway=LEEWAY)
+
+
+def test_a_key_has_one_spelling(issuer: Issuer) -> None:
+    from cardsvc.core.keys import VerifyingKey, b64url_decode, b64url_encode
+
+    jwk = issuer.signer(KeyPurpose.ECARD).verifying_key().jwk()
+    raw = b64url_decode(jwk["x"])
+    assert b64url_encode(raw) == jwk["x"]
+    # Flip the unused low bits of the last character: same bytes, another spelling.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(jwk["x"][-1])
+    twin = jwk["x"][:-1] + alphabet[last ^ 0b01]
+    assert b64url_decode(twin) == raw
+    with pytest.raises(DecodeError, match="canonical"):
+        VerifyingKey.from_jwk({**jwk, "x": twin})
