@@ -54,3 +54,10 @@ class RedisReplayCache:
 
     def first_use(self, key: str, *, ttl_seconds: int) -> bool:
         return bool(self._client.set(self._prefix + key, b"1", nx=True, ex=ttl_seconds))
+
+
+def make_replay_cache(redis_url: str | None) -> ReplayCache:
+    """Redis when configured (shared by every node), the in-process store otherwise."""
+    if redis_url:
+        return RedisReplayCache(Redis.from_url(redis_url, socket_timeout=2))
+    return MemoryReplayCache()

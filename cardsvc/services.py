@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from cardsvc.auth.clients import ClientService
 from cardsvc.db.engine import make_engine
 from cardsvc.keystore.files import FileKeyBackend
 from cardsvc.keystore.service import KeyService
+from cardsvc.publication import Publication as Publication
+from cardsvc.publication import etag_of as etag_of
+from cardsvc.registry.cards import CardPolicy, CardService
+from cardsvc.registry.persons import PersonService
+from cardsvc.registry.status import StatusLists
+from cardsvc.replay import ReplayCache, make_replay_cache
 from cardsvc.settings import Settings
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def etag_of(body: str) -> str:
-    """A strong ETag: the body's SHA-256, shortened (collisions only cost a cache miss)."""
-    return '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
-
-
-@dataclass(frozen=True, kw_only=True)
-class Publication:
-    """A signed document as served: body, ETag and when it was signed."""
-
-    body: str
-    etag: str
-    signed_at: datetime
 
 
 class TrustListPublisher:
@@ -73,10 +66,43 @@ class Services:
     settings: Settings
     engine: Engine
     keys: KeyService
+    #: The clock every request reads; tests replace it to move time forward.
+    clock: Callable[[], datetime] = utcnow
     trust_list: TrustListPublisher = field(init=False)
+    status: StatusLists = field(init=False)
+    persons: PersonService = field(init=False)
+    cards: CardService = field(init=False)
+    replay: ReplayCache = field(init=False)
+    clients: ClientService = field(init=False)
 
     def __post_init__(self) -> None:
+        settings = self.settings
         self.trust_list = TrustListPublisher(self.keys)
+        self.status = StatusLists(
+            self.engine,
+            self.keys,
+            issuer=settings.issuer,
+            shard_size=settings.status_shard_size,
+            max_fill=settings.status_shard_max_fill,
+            ttl_seconds=settings.cache_ttl_seconds,
+            lifetime=timedelta(hours=settings.status_list_lifetime_hours),
+        )
+        self.persons = PersonService(self.engine, self.status)
+        self.cards = CardService(
+            self.engine,
+            self.keys,
+            self.status,
+            CardPolicy(
+                validity_years=settings.card_validity_years,
+                lapse_after=timedelta(days=settings.temporary_loss_lapse_days),
+                sweep_interval_seconds=settings.status_sync_interval_seconds,
+            ),
+            issuer=settings.issuer,
+        )
+        self.replay = make_replay_cache(settings.redis_url)
+        self.clients = ClientService(
+            self.engine, self.keys, self.replay, issuer=settings.issuer, leeway=self.leeway
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

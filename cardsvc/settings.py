@@ -50,6 +50,37 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int = Field(default=300, ge=1, description="Cache TTL of published data")
     trust_list_lifetime_hours: int = Field(default=168, ge=1)
     leeway_seconds: int = Field(default=30, ge=0, le=300)
+    card_validity_years: int = Field(default=10, ge=1, le=50, description="Card validity")
+    temporary_loss_lapse_days: int = Field(
+        default=14,
+        ge=1,
+        le=365,
+        description="Days after which a temporary loss report lapses (card active again)",
+    )
+    status_shard_size: int = Field(
+        default=1 << 20,
+        ge=131_072,
+        le=1 << 24,
+        description="Entries per status list shard (at least 131,072 for herd privacy)",
+    )
+    status_shard_max_fill: float = Field(
+        default=0.5,
+        gt=0,
+        le=0.9,
+        description="Share of a shard's entries allocated before the next shard opens",
+    )
+    status_list_lifetime_hours: int = Field(
+        default=24, ge=1, le=24 * 30, description="exp - iat of a served status list"
+    )
+    status_sync_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=300,
+        description="How often a served status list picks up other processes' changes",
+    )
+    max_request_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest request body accepted (413 above)"
+    )
 
     def key_policy(self) -> KeyPolicy:
         return KeyPolicy(

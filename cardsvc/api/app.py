@@ -6,7 +6,8 @@ from fastapi import FastAPI
 
 from cardsvc import __version__
 from cardsvc.api import problems
-from cardsvc.api.routes import health, keys
+from cardsvc.api.limits import BodySizeLimit
+from cardsvc.api.routes import cards, health, keys, persons, status_lists, token
 from cardsvc.db.migrate import require_current
 from cardsvc.services import Services
 from cardsvc.settings import Settings
@@ -30,4 +31,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     problems.install(app)
     app.include_router(health.router)
     app.include_router(keys.router)
+    app.include_router(persons.router)
+    app.include_router(cards.router)
+    app.include_router(status_lists.router)
+    app.include_router(token.router)
+    app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)
     return app

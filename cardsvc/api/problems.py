@@ -40,7 +40,9 @@ async def _cardsvc_error(_request: Request, exc: Exception) -> JSONResponse:
         raise exc
     if exc.http_status >= 500:
         log.error("request failed: %s", exc.detail)
-    response = problem(exc.http_status, exc.code, type(exc).__name__, exc.detail)
+    extra = getattr(exc, "fields", None)
+    fields = extra if isinstance(extra, dict) else {}
+    response = problem(exc.http_status, exc.code, type(exc).__name__, exc.detail, **fields)
     if exc.http_status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return response
@@ -68,7 +70,9 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):  # registered for this type only
         raise exc
-    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    title = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}.get(
+        exc.status_code, "HTTP error"
+    )
     response = problem(exc.status_code, f"http-{exc.status_code}", title, str(exc.detail))
     if exc.headers:
         response.headers.update(exc.headers)

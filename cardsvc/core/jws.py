@@ -108,12 +108,13 @@ class VerifiedJws:
 def verify_jws(
     token: str,
     *,
-    typ: str,
+    typ: str | frozenset[str | None],
     key_for: Callable[[Mapping[str, Any]], VerifyingKey],
     max_size: int = MAX_JWS_SIZE,
 ) -> VerifiedJws:
     """Verify a compact JWS signature and return its header and claims.
 
+    ``typ`` is the one header ``typ`` accepted, or a set of them (``None``: absent).
     ``key_for`` receives the parsed header and must return the key to use or raise a
     :class:`VerificationError` (unknown ``kid``, wrong purpose). Time claims are *not*
     checked here; call :func:`check_times` with the caller's clock.
@@ -130,8 +131,11 @@ def verify_jws(
         raise VerificationError("crit", "critical header parameters are not supported")
     if "b64" in header:
         raise DecodeError("jws", "the b64 header (unencoded payload) is not supported")
-    if header.get("typ") != typ:
-        raise VerificationError("typ", f"typ must be {typ!r}, got {shown(header.get('typ'))}")
+    allowed = typ if isinstance(typ, frozenset) else frozenset({typ})
+    header_typ = header.get("typ")
+    if not isinstance(header_typ, str | None) or header_typ not in allowed:
+        wanted = " or ".join(sorted(repr(t) for t in allowed))
+        raise VerificationError("typ", f"typ must be {wanted}, got {shown(header.get('typ'))}")
     for name in ("jku", "jwk", "x5u", "x5c"):
         if name in header:
             # Keys come only from the trust list; a header must not be able to name one.

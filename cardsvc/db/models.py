@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import UTC, date, datetime
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 
 class Base(DeclarativeBase):
@@ -20,3 +37,159 @@ class ServiceMeta(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(1024))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- registry (revision 0002) -------------------------------------------------------------
+
+#: Card states in which a card counts as the person's one live card.
+LIVE_STATES = ("pending_personalization", "active", "suspended")
+_LIVE = "state IN ('pending_personalization', 'active', 'suspended')"
+_STATES = "state IN ('pending_personalization', 'active', 'suspended', 'revoked', 'expired')"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``TIMESTAMP WITH TIME ZONE`` that always hands back aware UTC datetimes.
+
+    SQLite stores no offset: values are written as UTC and read back as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the registry stores aware UTC times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BIGINT on PostgreSQL; SQLite only autoincrements an INTEGER primary key.
+_EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Person(Base):
+    """An enrolled person, identified by their citizen ID number (unique)."""
+
+    __tablename__ = "persons"
+    __table_args__ = (
+        CheckConstraint("sex IN ('M', 'F')", name="ck_persons_sex"),
+        UniqueConstraint("citizen_id", name="uq_persons_citizen_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    citizen_id: Mapped[str] = mapped_column(String(18))
+    name: Mapped[str] = mapped_column(String(64))
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_date: Mapped[date] = mapped_column(Date)
+    region_code: Mapped[str] = mapped_column(String(6))
+    deceased_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PersonChange(Base):
+    """A recorded change to a person: which field, old and new value, who, when and why."""
+
+    __tablename__ = "person_changes"
+    __table_args__ = (Index("ix_person_changes_person_id", "person_id", "id"),)
+
+    id: Mapped[int] = mapped_column(_EventId, primary_key=True, autoincrement=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
+    field: Mapped[str] = mapped_column(String(32))
+    old_value: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    new_value: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class StatusShard(Base):
+    """One status list (shard): its size and whether it still takes new indexes."""
+
+    __tablename__ = "status_shards"
+    __table_args__ = (CheckConstraint("size >= 131072", name="ck_status_shards_size"),)
+
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(Integer)
+    bits: Mapped[int] = mapped_column(Integer)
+    closed: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Card(Base):
+    """A physical card: number, dates, state, status-list index, chip key and document."""
+
+    __tablename__ = "cards"
+    __table_args__ = (
+        CheckConstraint(_STATES, name="ck_cards_state"),
+        CheckConstraint("status_idx >= 0", name="ck_cards_status_idx"),
+        CheckConstraint("expiry_date > issue_date", name="ck_cards_dates"),
+        UniqueConstraint("card_number", name="uq_cards_card_number"),
+        UniqueConstraint("status_shard", "status_idx", name="uq_cards_status_index"),
+        UniqueConstraint("chip_kid", name="uq_cards_chip_kid"),
+        UniqueConstraint("request_key", name="uq_cards_request_key"),
+        Index("ix_cards_person_id", "person_id"),
+        Index(
+            "uq_cards_one_live_per_person",
+            "person_id",
+            unique=True,
+            sqlite_where=text(_LIVE),
+            postgresql_where=text(_LIVE),
+        ),
+        Index(
+            "ix_cards_suspended_until",
+            "suspended_until",
+            sqlite_where=text("suspended_until IS NOT NULL"),
+            postgresql_where=text("suspended_until IS NOT NULL"),
+        ),
+        Index(
+            "ix_cards_live_expiry",
+            "expiry_date",
+            sqlite_where=text(_LIVE),
+            postgresql_where=text(_LIVE),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    card_number: Mapped[str] = mapped_column(String(9))
+    person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
+    state: Mapped[str] = mapped_column(String(32))
+    issue_date: Mapped[date] = mapped_column(Date)
+    expiry_date: Mapped[date] = mapped_column(Date)
+    status_shard: Mapped[int] = mapped_column(Integer, ForeignKey("status_shards.shard"))
+    status_idx: Mapped[int] = mapped_column(Integer)
+    suspended_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    replaces_card_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("cards.id"), nullable=True
+    )
+    chip_kid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    chip_jwk: Mapped[str | None] = mapped_column(Text, nullable=True)
+    document: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_key: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CardEvent(Base):
+    """One lifecycle change of a card: action, states, who, when and why (append-only)."""
+
+    __tablename__ = "card_events"
+    __table_args__ = (Index("ix_card_events_card_id", "card_id", "id"),)
+
+    id: Mapped[int] = mapped_column(_EventId, primary_key=True, autoincrement=True)
+    card_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("cards.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    to_state: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(500))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)

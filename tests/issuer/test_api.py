@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from cardsvc.api.app import create_app
 from cardsvc.core.keys import KeyPurpose, VerifyingKey
 from cardsvc.core.trustlist import TrustList
-from cardsvc.db.migrate import upgrade
+from cardsvc.db.migrate import head_revision, upgrade
 from cardsvc.errors import DatabaseNotMigratedError, KeyStoreNotInitialisedError
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
@@ -46,7 +46,7 @@ def test_refuses_to_start_without_keys(settings: Settings) -> None:
 def test_health(client: TestClient, services: Services) -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok"
-    assert body["database"]["revision"] == "0001"
+    assert body["database"]["revision"] == head_revision()
     assert body["keys"]["root"] == services.keys.root_key().kid
     assert body["keys"]["issuing"] == 6
 

@@ -1,0 +1,238 @@
+"""The client registry and the token endpoint's logic (OAuth2 client credentials).
+
+Every caller is a client with a registered public key: operators (a role gives their
+scopes), counter terminals and partners (scopes given at registration). A client proves
+itself with a ``private_key_jwt`` assertion (RFC 7523) and receives a short-lived access
+token carrying the scopes it asked for, within those it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from cardsvc.auth.assertions import unverified_client_id, verify_client_assertion
+from cardsvc.auth.models import ClientRow
+from cardsvc.auth.scopes import ROLE_SCOPES, Role, Scope
+from cardsvc.auth.tokens import issue_access_token
+from cardsvc.core.errors import CoreError
+from cardsvc.core.keys import VerifyingKey
+from cardsvc.errors import CardsvcError
+from cardsvc.keystore.service import KeyService
+from cardsvc.replay import ReplayCache
+
+ACCESS_TOKEN_LIFETIME = timedelta(minutes=10)
+
+
+class ClientKind(StrEnum):
+    OPERATOR = "operator"
+    TERMINAL = "terminal"
+    PARTNER = "partner"
+
+
+#: What a machine client may hold; operators get theirs from their role.
+MACHINE_SCOPES = {
+    ClientKind.TERMINAL: frozenset({Scope.PERSONS_READ, Scope.CARDS_READ, Scope.CARDS_PERSONALIZE}),
+    ClientKind.PARTNER: frozenset({Scope.CARDS_READ}),
+}
+
+
+class OAuthError(CardsvcError):
+    """A token request refused, with the RFC 6749 ``error`` code in the problem document."""
+
+    def __init__(self, error: str, detail: str, *, status: int = 400) -> None:
+        super().__init__(detail)
+        self.code = error.replace("_", "-")
+        self.http_status = status
+        self.fields = {"error": error, "error_description": detail}
+
+
+class ClientNotFoundError(CardsvcError):
+    code = "client-not-found"
+    http_status = 404
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"no client {client_id!r}")
+        self.client_id = client_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class Client:
+    client_id: str
+    kind: ClientKind
+    display_name: str
+    role: Role | None
+    scopes: frozenset[str]
+    key: VerifyingKey
+    active: bool
+
+    @classmethod
+    def from_row(cls, row: ClientRow) -> Client:
+        return cls(
+            client_id=row.client_id,
+            kind=ClientKind(row.kind),
+            display_name=row.display_name,
+            role=Role(row.role) if row.role else None,
+            scopes=frozenset(row.scopes.split()),
+            key=VerifyingKey.from_jwk(json.loads(row.jwk)),
+            active=row.status == "active",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenResponse:
+    access_token: str
+    expires_in: int
+    scope: str
+    token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
+
+
+class ClientService:
+    """Registers clients and exchanges their assertions for access tokens."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        keys: KeyService,
+        replay: ReplayCache,
+        *,
+        issuer: str,
+        leeway: timedelta,
+    ) -> None:
+        self._engine = engine
+        self._keys = keys
+        self._replay = replay
+        self._issuer = issuer
+        self._leeway = leeway
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self._issuer}/v1/oauth/token"
+
+    def register(
+        self,
+        *,
+        kind: ClientKind,
+        display_name: str,
+        jwk: dict[str, object],
+        created_by: str,
+        now: datetime,
+        role: Role | None = None,
+        scopes: frozenset[str] | None = None,
+    ) -> Client:
+        """Register a client with its public key (the private key never reaches us)."""
+        key = VerifyingKey.from_jwk(jwk)
+        granted: frozenset[str]
+        if kind is ClientKind.OPERATOR:
+            if role is None:
+                raise CardsvcError("an operator needs a role: admin, clerk or auditor")
+            granted = frozenset(s.value for s in ROLE_SCOPES[role])
+        else:
+            if role is not None:
+                raise CardsvcError("only operators have roles; give machine clients scopes")
+            allowed = frozenset(s.value for s in MACHINE_SCOPES[kind])
+            granted = allowed if scopes is None else frozenset(scopes)
+            if not granted <= allowed:
+                extra = ", ".join(sorted(granted - allowed))
+                raise CardsvcError(f"a {kind.value} may not hold {extra}")
+        row = ClientRow(
+            client_id=f"{kind.value[:4]}-{secrets.token_hex(6)}",
+            kind=kind.value,
+            display_name=display_name,
+            role=role.value if role else None,
+            scopes=" ".join(sorted(granted)),
+            jwk=json.dumps({k: v for k, v in key.jwk().items() if k in ("kty", "crv", "x", "y")}),
+            status="active",
+            created_at=now,
+            created_by=created_by,
+        )
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            session.add(row)
+        return Client.from_row(row)
+
+    def get(self, client_id: str) -> Client:
+        with Session(self._engine) as session:
+            row = session.get(ClientRow, client_id)
+            if row is None:
+                raise ClientNotFoundError(client_id)
+            return Client.from_row(row)
+
+    def list(self) -> list[Client]:
+        with Session(self._engine) as session:
+            rows = session.scalars(select(ClientRow).order_by(ClientRow.created_at)).all()
+            return [Client.from_row(row) for row in rows]
+
+    def set_active(self, client_id: str, *, active: bool) -> Client:
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            row = session.get(ClientRow, client_id)
+            if row is None:
+                raise ClientNotFoundError(client_id)
+            row.status = "active" if active else "suspended"
+            return Client.from_row(row)
+
+    def exchange(
+        self,
+        *,
+        grant_type: str | None,
+        assertion_type: str | None,
+        assertion: str | None,
+        scope: str | None,
+        now: datetime,
+    ) -> TokenResponse:
+        """The client credentials grant with ``private_key_jwt`` (RFC 6749 4.4, RFC 7523)."""
+        from cardsvc.auth.assertions import ASSERTION_TYPE
+
+        if grant_type != "client_credentials":
+            raise OAuthError("unsupported_grant_type", "grant_type must be client_credentials")
+        if assertion_type != ASSERTION_TYPE or not assertion:
+            raise OAuthError(
+                "invalid_client",
+                f"authenticate with client_assertion_type {ASSERTION_TYPE} and a client_assertion",
+                status=401,
+            )
+        try:
+            client = self.get(unverified_client_id(assertion))
+            claims = verify_client_assertion(
+                assertion,
+                client_id=client.client_id,
+                key=client.key,
+                audiences=frozenset({self.token_endpoint, self._issuer}),
+                now=now,
+                leeway=self._leeway,
+            )
+        except (CoreError, ClientNotFoundError) as exc:
+            # One answer for unknown client and bad signature: no oracle for client ids.
+            raise OAuthError(
+                "invalid_client", f"client authentication failed: {exc}", status=401
+            ) from None
+        if not client.active:
+            raise OAuthError("invalid_client", "this client is suspended", status=401)
+        ttl = max(1, int(claims["exp"] - now.timestamp() + self._leeway.total_seconds()))
+        if not self._replay.first_use(
+            f"assertion:{client.client_id}:{claims['jti']}", ttl_seconds=ttl
+        ):
+            raise OAuthError("invalid_client", "client_assertion was already used", status=401)
+        requested = frozenset(scope.split()) if scope else client.scopes
+        if not requested <= client.scopes:
+            extra = ", ".join(sorted(requested - client.scopes))
+            raise OAuthError("invalid_scope", f"this client may not have {extra}")
+        token = issue_access_token(
+            self._keys,
+            issuer=self._issuer,
+            subject=client.client_id,
+            kind=client.kind.value,
+            scopes=requested,
+            now=now,
+            lifetime=ACCESS_TOKEN_LIFETIME,
+        )
+        return TokenResponse(
+            access_token=token,
+            expires_in=int(ACCESS_TOKEN_LIFETIME.total_seconds()),
+            scope=" ".join(sorted(requested)),
+        )

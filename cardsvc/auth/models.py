@@ -1,0 +1,26 @@
+"""The client registry's table: every operator and machine client, with its public key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cardsvc.db.models import Base
+
+
+class ClientRow(Base):
+    """An OAuth2 client: an operator (with a role) or a terminal or partner (with scopes)."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    display_name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated
+    jwk: Mapped[str] = mapped_column(Text)  # public JWK (JSON) for private_key_jwt
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))

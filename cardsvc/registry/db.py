@@ -1,0 +1,57 @@
+"""Transactions and constraint names, the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+# SQLite names the columns of a failed unique constraint, PostgreSQL names the constraint.
+_SQLITE_UNIQUE = {
+    "persons.citizen_id": "uq_persons_citizen_id",
+    "cards.card_number": "uq_cards_card_number",
+    "cards.status_shard, cards.status_idx": "uq_cards_status_index",
+    "cards.person_id": "uq_cards_one_live_per_person",
+    "cards.chip_kid": "uq_cards_chip_kid",
+    "cards.request_key": "uq_cards_request_key",
+    "status_shards.shard": "status_shards_pkey",
+}
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session whose transaction commits on success and rolls back on any error.
+
+    On SQLite the transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock at
+    once (waiting up to the busy timeout) instead of failing with "database is locked"
+    when a read transaction later tries to write after another writer committed.
+    """
+    with Session(engine, expire_on_commit=False) as session:
+        if engine.dialect.name == "sqlite":
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def read_session(engine: Engine) -> Session:
+    return Session(engine, expire_on_commit=False)
+
+
+def violated_constraint(exc: IntegrityError) -> str:
+    """The name of the unique constraint ``exc`` violated, or ``""``."""
+    diag = getattr(exc.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    if isinstance(name, str):
+        return name
+    message = str(exc.orig)
+    prefix = "UNIQUE constraint failed: "
+    if message.startswith(prefix):
+        return _SQLITE_UNIQUE.get(message[len(prefix) :].strip(), message)
+    return ""

@@ -1,0 +1,90 @@
+"""Apply a lifecycle rule to a card row inside a transaction, recording the event."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cardsvc.db.models import LIVE_STATES, Card, CardEvent
+from cardsvc.registry.lifecycle import Action, CardState, transition
+
+MAX_ACTOR_LENGTH = 128
+
+#: Why a card was revoked, by the action that revoked it.
+REVOCATION_REASONS = {
+    Action.REPORT_LOSS: "formal_loss",
+    Action.REVOKE: "revoked",
+    Action.REISSUE: "reissued",
+    Action.HOLDER_DECEASED: "holder_deceased",
+}
+
+#: A committed change to publish: (shard, idx, new state).
+Change = tuple[int, int, CardState]
+
+
+def record_event(
+    session: Session,
+    card: Card,
+    *,
+    action: Action,
+    from_state: CardState | None,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    session.add(
+        CardEvent(
+            card_id=card.id,
+            action=action.value,
+            from_state=from_state.value if from_state else None,
+            to_state=card.state,
+            reason=reason,
+            actor=actor[:MAX_ACTOR_LENGTH],
+            at=now,
+        )
+    )
+
+
+def apply(
+    session: Session,
+    card: Card,
+    action: Action,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+    lapse_after: timedelta | None = None,
+) -> Change:
+    """Move ``card`` by ``action`` (or raise :class:`IllegalTransitionError`) and record it."""
+    state = CardState(card.state)
+    rule = transition(action, state, revocation_reason=card.revocation_reason)
+    card.state = rule.to.value
+    card.updated_at = now
+    if rule.to is CardState.SUSPENDED:
+        card.suspended_until = now + lapse_after if lapse_after is not None else None
+    else:
+        card.suspended_until = None
+    if rule.to is CardState.REVOKED:
+        card.revocation_reason = REVOCATION_REASONS.get(action, action.value)
+    record_event(
+        session, card, action=action, from_state=state, reason=reason, actor=actor, now=now
+    )
+    return card.status_shard, card.status_idx, rule.to
+
+
+def revoke_live_cards(
+    session: Session, person_id: uuid.UUID, *, reason: str, actor: str, now: datetime
+) -> list[Change]:
+    """Revoke every live card of a person whose death was recorded."""
+    cards = session.scalars(
+        select(Card)
+        .where(Card.person_id == person_id, Card.state.in_(LIVE_STATES))
+        .with_for_update()
+    ).all()
+    return [
+        apply(session, card, Action.HOLDER_DECEASED, reason=reason, actor=actor, now=now)
+        for card in cards
+    ]
