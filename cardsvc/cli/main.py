@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from cardsvc.cli import batch
 from cardsvc.cli.clients import app as clients_app
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import KeyPurpose
@@ -31,6 +32,8 @@ keys_app = typer.Typer(help="Manage the key store: root key and purpose-bound is
 db_app = typer.Typer(help="Manage the database schema (Alembic migrations).")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.command("issue-batch")(batch.issue_batch)
+app.add_typer(batch.lifecycle_app, name="lifecycle")
 app.add_typer(clients_app, name="clients")
 
 

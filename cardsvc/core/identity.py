@@ -80,6 +80,7 @@ _PROVINCE_PREFIXES_TEXT: Final = "11-15, 21-23, 31-37, 41-46, 50-54, 61-65, 71, 
 # and the weighted sum mod 11 indexes this string.
 _GB11643_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _GB11643_CHECK_CHARACTERS: Final = "10X98765432"
+_ZERO_WEIGHTED: Final = ord("0") * sum(_GB11643_WEIGHTS)
 
 # Birth dates in ID numbers are Chinese calendar days, so "today" is the date in China
 # (UTC+8, no daylight saving), not the server's local date.
@@ -201,7 +202,9 @@ def gb11643_check_character(first17: str) -> str:
         raise InvalidIdentityError(
             _CITIZEN_ID_FIELD, first17, "the first 17 characters must be 17 ASCII digits"
         )
-    total = sum(map(operator.mul, map(int, first17), _GB11643_WEIGHTS))
+    # Bytes iterate as code points: subtracting '0' once from the weighted sum is cheaper
+    # than an int() per digit (this runs for every QR token verified).
+    total = sum(map(operator.mul, first17.encode("ascii"), _GB11643_WEIGHTS)) - _ZERO_WEIGHTED
     return _GB11643_CHECK_CHARACTERS[total % 11]
 
 

@@ -231,3 +231,58 @@ def test_exported_trust_list_verifies_against_the_root_and_sequences_grow(store:
     assert isinstance(
         TrustList.verify(second, root=keys.root_key(), now=NOW, leeway=timedelta(0)), TrustList
     )
+
+
+def _replace_key_file(store: Path, kid: str, pem: bytes) -> None:
+    """Swap a private key file and fix its digest in the index, as an operator might."""
+    import hashlib
+
+    path = store / "private" / f"{kid}.pem"
+    path.write_bytes(pem)
+    index = json.loads((store / "index.json").read_text())
+    for entry in index["keys"]:
+        if entry["kid"] == kid:
+            entry["sha256"] = hashlib.sha256(pem).hexdigest()
+    (store / "index.json").write_text(json.dumps(index))
+
+
+def test_foreign_key_files_are_refused_even_with_a_matching_digest(store: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    kid = service(store).signing_record(KeyPurpose.ECARD, now=NOW).kid
+    encrypt = serialization.BestAvailableEncryption(PASS)
+    pkcs8, pem = serialization.PrivateFormat.PKCS8, serialization.Encoding.PEM
+    foreign = {
+        "unencrypted": ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            pem, pkcs8, serialization.NoEncryption()
+        ),
+        "P-384": ec.generate_private_key(ec.SECP384R1()).private_bytes(pem, pkcs8, encrypt),
+        "Ed25519": ed25519.Ed25519PrivateKey.generate().private_bytes(pem, pkcs8, encrypt),
+        "RSA": rsa.generate_private_key(65537, 2048).private_bytes(pem, pkcs8, encrypt),
+        "another P-256 key": ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            pem, pkcs8, encrypt
+        ),
+    }
+    reasons = {}
+    for name, data in foreign.items():
+        _replace_key_file(store, kid, data)
+        with pytest.raises(CorruptKeyStoreError) as info:
+            service(store).signer(KeyPurpose.ECARD, now=NOW)
+        reasons[name] = info.value.reason
+    assert reasons == {
+        "unencrypted": "private key is not encrypted",
+        "P-384": "not a P-256 private key",
+        "Ed25519": "not a P-256 private key",
+        "RSA": "not a P-256 private key",
+        "another P-256 key": "private key does not match its kid",
+    }
+
+
+@hsettings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=15)
+@given(passphrase=st.binary(min_size=1, max_size=40))
+def test_any_other_passphrase_is_refused(store: Path, passphrase: bytes) -> None:
+    if passphrase == PASS:
+        return
+    with pytest.raises(WrongPassphraseError):
+        service(store, passphrase).signer(KeyPurpose.ROOT, now=NOW)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from cardsvc.api.deps import ServicesDep
+from cardsvc.api.schemas import problems
 from cardsvc.auth.clients import OAuthError
 
 router = APIRouter(tags=["auth"])
@@ -25,10 +26,7 @@ class TokenOut(BaseModel):
 @router.post(
     "/v1/oauth/token",
     response_model=TokenOut,
-    responses={
-        400: {"description": "invalid_request, invalid_scope, unsupported_grant_type"},
-        401: {"description": "invalid_client"},
-    },
+    responses=problems(400, 401),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -1,0 +1,344 @@
+"""Batch issuance: enrol and issue many persons from CSV rows, idempotently.
+
+Each chunk of rows is validated in Python, then written with a handful of bulk Core
+statements (no per-row ORM objects) in one transaction: persons, cards and their events.
+Cards are created *pending personalization*: a card document binds the chip's own key,
+which only exists once the chip is in a personalization terminal, so documents are signed
+then (``POST /v1/cards/{n}/personalization``), not here.
+
+Idempotency: every card carries a request key derived from its row (citizen ID number and
+name), unique in the database. Rerunning a file finds the persons and request keys already
+there and creates nothing; ``INSERT ... ON CONFLICT DO NOTHING`` keeps a concurrent run of
+the same file from creating anything twice either.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, TextIO
+
+from sqlalchemy import Connection, Engine, Insert, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cardsvc.core.errors import CoreError
+from cardsvc.core.identity import CitizenId, RegionCode, Sex
+from cardsvc.db.models import LIVE_STATES, Card, CardEvent, Person
+from cardsvc.registry.cards import add_years, china_date, new_card_number
+from cardsvc.registry.errors import RegistryError
+from cardsvc.registry.lifecycle import Action, CardState
+from cardsvc.registry.persons import check_name
+from cardsvc.registry.status import StatusLists
+from cardsvc.registry.transitions import MAX_ACTOR_LENGTH
+
+COLUMNS = ("citizen_id", "name", "sex", "birth_date", "region_code")
+REQUIRED = ("citizen_id", "name")
+CHUNK = 5_000
+_RETRIES = 5
+
+
+class BatchFileError(RegistryError):
+    """The file as a whole is unusable (no header, unknown columns)."""
+
+    code = "batch-file"
+    http_status = 422
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rejected:
+    row: int  # 1-based line number in the file (the header is line 1)
+    citizen_id: str
+    reason: str
+
+
+@dataclass(kw_only=True)
+class BatchReport:
+    rows: int = 0
+    persons_enrolled: int = 0
+    persons_existing: int = 0
+    cards_issued: int = 0
+    cards_existing: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Row:
+    line: int
+    citizen_id: str
+    name: str
+    sex: str
+    birth_date: date
+    region_code: str
+    request_key: str
+
+
+def read_rows(stream: TextIO) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` from a CSV file with a header naming :data:`COLUMNS`."""
+    reader = csv.DictReader(stream)
+    header = reader.fieldnames
+    if not header:
+        raise BatchFileError("the file is empty: expected a header line citizen_id,name,...")
+    names = [h.strip() for h in header]
+    unknown = sorted(set(names) - set(COLUMNS))
+    missing = [c for c in REQUIRED if c not in names]
+    if unknown or missing:
+        raise BatchFileError(
+            f"header must name {', '.join(REQUIRED)} (optional: sex, birth_date, region_code); "
+            f"unknown: {unknown or 'none'}, missing: {missing or 'none'}"
+        )
+    reader.fieldnames = names
+    for row in reader:
+        yield reader.line_num, row
+
+
+def _validate(line: int, raw: dict[str, Any], today: date) -> _Row:
+    if None in raw:
+        raise ValueError("more fields than the header names")
+    cid = CitizenId.parse(raw.get("citizen_id") or "", today=today)
+    name = check_name(raw.get("name") or "")
+    sex = (raw.get("sex") or "").strip()
+    if sex and Sex(sex) is not cid.sex:
+        raise ValueError(f"sex {sex} does not match the citizen ID number")
+    birth = (raw.get("birth_date") or "").strip()
+    if birth and date.fromisoformat(birth) != cid.birth_date:
+        raise ValueError(f"birth date {birth} does not match the citizen ID number")
+    region = (raw.get("region_code") or "").strip()
+    region_code = str(RegionCode.parse(region)) if region else str(cid.region_code)
+    key = hashlib.sha256(f"{cid}\x1f{name}".encode()).hexdigest()[:48]
+    return _Row(
+        line=line,
+        citizen_id=str(cid),
+        name=name,
+        sex=cid.sex.value,
+        birth_date=cid.birth_date,
+        region_code=region_code,
+        request_key="batch:" + key,
+    )
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, CoreError | RegistryError):
+        return exc.detail
+    return str(exc) or type(exc).__name__
+
+
+def _insert(conn: Connection, model: type[Any]) -> Insert:
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt: Insert = dialect.insert(model).on_conflict_do_nothing()
+    return stmt
+
+
+class BatchIssuer:
+    """Enrol and issue from rows; ``progress`` is called with the rows done per chunk."""
+
+    def __init__(self, engine: Engine, status: StatusLists, *, validity_years: int) -> None:
+        self._engine = engine
+        self._status = status
+        self._validity_years = validity_years
+
+    def run(
+        self,
+        rows: Iterable[tuple[int, dict[str, str]]],
+        *,
+        actor: str,
+        now: datetime,
+        progress: Callable[[int], None] | None = None,
+        chunk_size: int = CHUNK,
+    ) -> BatchReport:
+        report = BatchReport()
+        seen: dict[str, int] = {}
+        chunk: list[_Row] = []
+        today = china_date(now)
+        for line, raw in rows:
+            report.rows += 1
+            try:
+                row = _validate(line, raw, today)
+            except (CoreError, RegistryError, ValueError) as exc:
+                cid = str(raw.get("citizen_id") or "")[:32]
+                report.rejected.append(Rejected(row=line, citizen_id=cid, reason=_reason(exc)))
+                continue
+            first = seen.setdefault(row.citizen_id, line)
+            if first != line:
+                report.rejected.append(
+                    Rejected(
+                        row=line,
+                        citizen_id=row.citizen_id,
+                        reason=f"same citizen ID number as row {first}",
+                    )
+                )
+                continue
+            chunk.append(row)
+            if len(chunk) >= chunk_size:
+                self._chunk(chunk, report, actor=actor, now=now)
+                if progress:
+                    progress(len(chunk))
+                chunk = []
+        if chunk:
+            self._chunk(chunk, report, actor=actor, now=now)
+            if progress:
+                progress(len(chunk))
+        return report
+
+    def _chunk(self, rows: list[_Row], report: BatchReport, *, actor: str, now: datetime) -> None:
+        actor = actor[:MAX_ACTOR_LENGTH]
+        # Read phase: what the database already holds for these rows.
+        cids = [r.citizen_id for r in rows]
+        keys = [r.request_key for r in rows]
+        with self._engine.connect() as conn:
+            existing = {
+                cid: (pid, name, deceased)
+                for pid, cid, name, deceased in conn.execute(
+                    select(Person.id, Person.citizen_id, Person.name, Person.deceased_on).where(
+                        Person.citizen_id.in_(cids)
+                    )
+                )
+            }
+            done_keys = set(
+                conn.scalars(select(Card.request_key).where(Card.request_key.in_(keys)))
+            )
+            live = set(
+                conn.scalars(
+                    select(Card.person_id).where(
+                        Card.person_id.in_([p[0] for p in existing.values()]),
+                        Card.state.in_(LIVE_STATES),
+                    )
+                )
+            )
+        new_persons: list[dict[str, Any]] = []
+        to_issue: list[tuple[_Row, uuid.UUID]] = []
+        for row in rows:
+            if row.request_key in done_keys:
+                report.persons_existing += 1
+                report.cards_existing += 1
+                continue
+            found = existing.get(row.citizen_id)
+            if found is None:
+                pid = uuid.uuid4()
+                new_persons.append(
+                    {
+                        "id": pid,
+                        "citizen_id": row.citizen_id,
+                        "name": row.name,
+                        "sex": row.sex,
+                        "birth_date": row.birth_date,
+                        "region_code": row.region_code,
+                        "deceased_on": None,
+                        "created_at": now,
+                        "created_by": actor,
+                        "updated_at": now,
+                    }
+                )
+                to_issue.append((row, pid))
+                continue
+            pid, name, deceased = found
+            report.persons_existing += 1
+            reason = None
+            if deceased is not None:
+                reason = "the person's death is recorded: no new cards"
+            elif name != row.name:
+                reason = f"already enrolled under a different name ({name}): correct it first"
+            elif pid in live:
+                reason = "the person already has a live card"
+            if reason:
+                report.rejected.append(
+                    Rejected(row=row.line, citizen_id=row.citizen_id, reason=reason)
+                )
+            else:
+                to_issue.append((row, pid))
+        if not to_issue:
+            return
+        issue_date = china_date(now)
+        expiry = add_years(issue_date, self._validity_years)
+        pending = CardState.PENDING_PERSONALIZATION.value
+        remaining = to_issue
+        persons_left = new_persons
+        for _ in range(_RETRIES):
+            slots = self._status.allocate_many(len(remaining), now=now)
+            cards = [
+                {
+                    "id": uuid.uuid4(),
+                    "card_number": new_card_number(),
+                    "person_id": pid,
+                    "state": pending,
+                    "issue_date": issue_date,
+                    "expiry_date": expiry,
+                    "status_shard": shard,
+                    "status_idx": idx,
+                    "request_key": row.request_key,
+                    "created_at": now,
+                    "created_by": actor,
+                    "updated_at": now,
+                }
+                for (row, pid), (shard, idx) in zip(remaining, slots, strict=True)
+            ]
+            with self._engine.connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                if persons_left:
+                    enrolled = conn.execute(
+                        _insert(conn, Person).returning(Person.id), persons_left
+                    ).scalars()
+                    report.persons_enrolled += len(list(enrolled))
+                    persons_left = []
+                inserted = set(
+                    conn.execute(_insert(conn, Card).returning(Card.id), cards).scalars()
+                )
+                events = [
+                    {
+                        "card_id": c["id"],
+                        "action": Action.ISSUE.value,
+                        "from_state": None,
+                        "to_state": pending,
+                        "reason": "batch issuance",
+                        "actor": actor,
+                        "at": now,
+                    }
+                    for c in cards
+                    if c["id"] in inserted
+                ]
+                if events:
+                    conn.execute(insert(CardEvent), events)
+                # Rows not inserted: another run took the request key or gave the person
+                # a live card (nothing to do), or a card number collided (retry those).
+                missed = [c for c in cards if c["id"] not in inserted]
+                taken_keys = set()
+                live_now = set()
+                if missed:
+                    taken_keys = set(
+                        conn.scalars(
+                            select(Card.request_key).where(
+                                Card.request_key.in_([c["request_key"] for c in missed])
+                            )
+                        )
+                    )
+                    live_now = set(
+                        conn.scalars(
+                            select(Card.person_id).where(
+                                Card.person_id.in_([c["person_id"] for c in missed]),
+                                Card.state.in_(LIVE_STATES),
+                            )
+                        )
+                    )
+                conn.commit()
+            report.cards_issued += len(inserted)
+            report.cards_existing += sum(
+                1 for c in missed if c["request_key"] in taken_keys or c["person_id"] in live_now
+            )
+            retry_ids = {
+                c["id"]
+                for c in missed
+                if c["request_key"] not in taken_keys and c["person_id"] not in live_now
+            }
+            remaining = [
+                item for item, c in zip(remaining, cards, strict=True) if c["id"] in retry_ids
+            ]
+            if not remaining:
+                return
+        for row, _pid in remaining:
+            report.rejected.append(
+                Rejected(row=row.line, citizen_id=row.citizen_id, reason="could not allocate")
+            )
