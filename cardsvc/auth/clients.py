@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -120,7 +121,7 @@ class ClientService:
         *,
         kind: ClientKind,
         display_name: str,
-        jwk: dict[str, object],
+        jwk: Mapping[str, object],
         created_by: str,
         now: datetime,
         role: Role | None = None,

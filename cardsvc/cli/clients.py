@@ -138,3 +138,23 @@ def token(
     except urllib.error.HTTPError as exc:
         problem = json.loads(exc.read() or b"{}")
         raise ConfigurationError(f"token refused: {problem.get('detail', exc.reason)}") from None
+
+
+def ensure_demo_admin(services: Services) -> tuple[str, Path]:
+    """The development demo's admin operator: created once, its key beside the key store."""
+    key_path = services.settings.key_dir / "demo-admin.pem"
+    for client in services.clients.list():
+        if client.display_name == "demo admin" and key_path.exists():
+            return client.client_id, key_path
+    private = ec.generate_private_key(ec.SECP256R1())
+    key_path.unlink(missing_ok=True)
+    _write_private_key(key_path, private)
+    client = services.clients.register(
+        kind=ClientKind.OPERATOR,
+        display_name="demo admin",
+        role=Role.ADMIN,
+        jwk=public_jwk(private.public_key()),
+        created_by="cardsvc run",
+        now=utcnow(),
+    )
+    return client.client_id, key_path

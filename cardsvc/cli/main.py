@@ -41,6 +41,15 @@ def _services() -> Services:
     return Services.from_settings(Settings())
 
 
+def _listening_services(host: str | None, port: int | None) -> tuple[Services, str, int]:
+    """Services for a server; without CARDSVC_ISSUER the issuer is where it listens."""
+    settings = Settings()
+    host, port = host or settings.host, port or settings.port
+    if "issuer" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"issuer": f"http://{host}:{port}"})
+    return Services.from_settings(settings), host, port
+
+
 @keys_app.command("init")
 def keys_init() -> None:
     """Create the root key and one key per issuing purpose (only those missing)."""
@@ -137,8 +146,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
 ) -> None:
     """Start the issuer API (the database must be migrated and keys initialised)."""
-    services = _services()
-    _serve(services, host or services.settings.host, port or services.settings.port)
+    services, host, port = _listening_services(host, port)
+    _serve(services, host, port)
 
 
 @app.command()
@@ -149,11 +158,19 @@ def run(
     """Set up what is missing (keys, database schema) and start the issuer API."""
     from cardsvc.db.migrate import upgrade
 
-    services = _services()
+    services, host, port = _listening_services(host, port)
     for record in services.keys.init(now=utcnow()):
         typer.echo(f"created {record.purpose.value} key {record.kid}")
     upgrade(services.engine)
-    _serve(services, host or services.settings.host, port or services.settings.port)
+    if services.settings.dev_mode:
+        from cardsvc.cli.clients import ensure_demo_admin
+
+        client_id, key_path = ensure_demo_admin(services)
+        typer.echo(f"demo admin operator {client_id} (key {key_path}); get a token with")
+        typer.echo(
+            f"  cardsvc clients token {client_id} --key {key_path} --url {services.settings.issuer}"
+        )
+    _serve(services, host, port)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import Connection, Engine, Insert, insert, select
+from sqlalchemy import ARRAY, Connection, Engine, Insert, any_, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cardsvc.core.errors import CoreError
@@ -132,6 +132,29 @@ def _insert(conn: Connection, model: type[Any]) -> Insert:
     return stmt
 
 
+def _in(conn: Connection, column: Any, values: list[Any]) -> Any:
+    """``column IN (...)``; on PostgreSQL ``= ANY(array)``: one parameter, not thousands
+    (psycopg parses a query text per statement, so long IN lists cost more than the work)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
+def _insert_all(conn: Connection, model: Any, rows: list[dict[str, Any]]) -> set[Any]:
+    """Insert ``rows`` skipping conflicts; return the ids actually inserted.
+
+    A plain ``executemany`` (pipelined on psycopg) with the summed rowcount: when every
+    row went in, no RETURNING or read-back is needed; otherwise the ids are read back.
+    """
+    if not rows:
+        return set()
+    result = conn.execute(_insert(conn, model), rows)
+    ids = [r["id"] for r in rows]
+    if result.rowcount == len(rows):
+        return set(ids)
+    return set(conn.scalars(select(model.id).where(_in(conn, model.id, ids))))
+
+
 class BatchIssuer:
     """Enrol and issue from rows; ``progress`` is called with the rows done per chunk."""
 
@@ -193,17 +216,17 @@ class BatchIssuer:
                 cid: (pid, name, deceased)
                 for pid, cid, name, deceased in conn.execute(
                     select(Person.id, Person.citizen_id, Person.name, Person.deceased_on).where(
-                        Person.citizen_id.in_(cids)
+                        _in(conn, Person.citizen_id, cids)
                     )
                 )
             }
             done_keys = set(
-                conn.scalars(select(Card.request_key).where(Card.request_key.in_(keys)))
+                conn.scalars(select(Card.request_key).where(_in(conn, Card.request_key, keys)))
             )
             live = set(
                 conn.scalars(
                     select(Card.person_id).where(
-                        Card.person_id.in_([p[0] for p in existing.values()]),
+                        _in(conn, Card.person_id, [p[0] for p in existing.values()]),
                         Card.state.in_(LIVE_STATES),
                     )
                 )
@@ -279,14 +302,9 @@ class BatchIssuer:
                 if conn.dialect.name == "sqlite":
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
                 if persons_left:
-                    enrolled = conn.execute(
-                        _insert(conn, Person).returning(Person.id), persons_left
-                    ).scalars()
-                    report.persons_enrolled += len(list(enrolled))
+                    report.persons_enrolled += len(_insert_all(conn, Person, persons_left))
                     persons_left = []
-                inserted = set(
-                    conn.execute(_insert(conn, Card).returning(Card.id), cards).scalars()
-                )
+                inserted = _insert_all(conn, Card, cards)
                 events = [
                     {
                         "card_id": c["id"],
@@ -311,14 +329,14 @@ class BatchIssuer:
                     taken_keys = set(
                         conn.scalars(
                             select(Card.request_key).where(
-                                Card.request_key.in_([c["request_key"] for c in missed])
+                                _in(conn, Card.request_key, [c["request_key"] for c in missed])
                             )
                         )
                     )
                     live_now = set(
                         conn.scalars(
                             select(Card.person_id).where(
-                                Card.person_id.in_([c["person_id"] for c in missed]),
+                                _in(conn, Card.person_id, [c["person_id"] for c in missed]),
                                 Card.state.in_(LIVE_STATES),
                             )
                         )

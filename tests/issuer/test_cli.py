@@ -133,6 +133,18 @@ def test_run_sets_up_and_serves_on_sqlite_with_fresh_keys(tmp_path: Path) -> Non
         assert body is not None and body["status"] == "ok"
         assert (tmp_path / "keys" / "index.json").exists()
         assert (tmp_path / "db.sqlite").exists()
+
+        # The run prints how to get a token for the demo admin; doing so works end to end.
+        hint = next(line for line in lines if "cardsvc clients token" in line).split()
+        token = cardsvc(tmp_path, *hint[1:], CARDSVC_DEV_MODE="1")
+        assert token.returncode == 0, token.stderr
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/persons",
+            headers={"Authorization": f"Bearer {token.stdout.strip()}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as r:  # noqa: S310 - our own server
+            assert r.status == 200
+            assert json.load(r)["items"] == []
     finally:
         process.send_signal(signal.SIGINT)
         try:
