@@ -1,21 +1,66 @@
-"""``reader-agent``: the counter-side agent (readers, cards, offline journal)."""
+"""``reader-agent``: the counter-side agent (readers, cards, offline caches, emulator)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from reader_agent.errors import AgentError
 
+if TYPE_CHECKING:
+    from cardsvc.core.keys import VerifyingKey
+
 app = typer.Typer(
     help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False
 )
+pin_app = typer.Typer(help="Change or unblock the cardholder's PIN.", no_args_is_help=True)
+cache_app = typer.Typer(help="The offline trust list and status list cache.", no_args_is_help=True)
+app.add_typer(pin_app, name="pin")
+app.add_typer(cache_app, name="cache")
+
+CacheDir = Annotated[
+    Path,
+    typer.Option(envvar="READER_AGENT_CACHE_DIR", help="Offline cache directory"),
+]
+ReaderOpt = Annotated[
+    str | None, typer.Option(help="Reader name (default: the first reader with a card)")
+]
+TimeoutOpt = Annotated[float, typer.Option(help="Deadline of every PC/SC operation (s)")]
+_DEFAULT_CACHE = Path("var/reader-agent")
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: Annotated[int, typer.Option("-v", count=True, help="-v debug, -vv APDU traffic")] = 0,
+) -> None:
     """The counter-side agent: talks to card readers over PC/SC (pcscd)."""
+    from reader_agent.apdu import TRAFFIC
+
+    level = {0: logging.WARNING, 1: logging.DEBUG}.get(verbose, TRAFFIC)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _pick_reader(reader: str | None, timeout: float) -> str:
+    from reader_agent import pcsc
+    from reader_agent.errors import NoCardError
+
+    if reader is not None:
+        return reader
+    for name in pcsc.list_readers(timeout=timeout):
+        try:
+            pcsc.card_atr(name, timeout=timeout)
+        except NoCardError:
+            continue
+        return name
+    raise NoCardError("no reader has a card: insert one", operation="find card")
 
 
 @app.command()
@@ -36,10 +81,252 @@ def readers(
         typer.echo(f"{name}  [{atr}]")
 
 
+@app.command()
+def check(
+    reader: ReaderOpt = None,
+    cache_dir: CacheDir = _DEFAULT_CACHE,
+    pin: Annotated[bool, typer.Option(help="Ask the cardholder for the PIN")] = True,
+    allow_last_try: Annotated[
+        bool, typer.Option(help="Present the PIN even when one try is left (explicit override)")
+    ] = False,
+    max_status_age_hours: Annotated[float, typer.Option(help="Oldest usable status list")] = 24.0,
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """Check that the card is genuine and in good standing (offline), then the PIN.
+
+    Exit status 0 only for a genuine card; 2 for any other verdict.
+    """
+    from reader_agent import pcsc
+    from reader_agent.cache import AgentCache
+    from reader_agent.card.session import SscSession
+    from reader_agent.check import check_card
+
+    def prompt(tries: int) -> str | None:
+        value: str = typer.prompt(f"PIN ({tries} tries left)", hide_input=True)
+        return value
+
+    name = _pick_reader(reader, timeout)
+    with pcsc.connect(name, timeout=timeout) as connection:
+        result = check_card(
+            SscSession(connection),
+            cache=AgentCache(cache_dir),
+            now=_now(),
+            pin=prompt if pin else None,
+            allow_last_try=allow_last_try,
+            max_status_age=timedelta(hours=max_status_age_hours),
+        )
+    for step in result.steps:
+        typer.echo(f"  {step.outcome.value:7} {step.step.value:20} {step.reason}")
+    if result.document is not None:
+        doc = result.document
+        typer.echo(f"card {doc.card_number}  {doc.name}  expires {doc.expiry_date}")
+    typer.echo(f"verdict: {result.verdict.value.upper()}")
+    if not result.genuine:
+        raise typer.Exit(2)
+
+
+@pin_app.command("change")
+def pin_change(reader: ReaderOpt = None, timeout: TimeoutOpt = 5.0) -> None:
+    """Change the PIN (the cardholder types the old and the new one)."""
+    from reader_agent import pcsc
+    from reader_agent.card.session import SscSession
+
+    name = _pick_reader(reader, timeout)
+    with pcsc.connect(name, timeout=timeout) as connection:
+        session = SscSession(connection)
+        status = session.pin_status()
+        if status.blocked:
+            raise typer.BadParameter("the PIN is blocked: use `reader-agent pin unblock`")
+        old = typer.prompt(f"current PIN ({status.tries_left} tries left)", hide_input=True)
+        new = typer.prompt("new PIN", hide_input=True, confirmation_prompt=True)
+        session.change_pin(old, new)
+    typer.echo("PIN changed")
+
+
+@pin_app.command("unblock")
+def pin_unblock(reader: ReaderOpt = None, timeout: TimeoutOpt = 5.0) -> None:
+    """Unblock the PIN with the PUK and set a new PIN."""
+    from reader_agent import pcsc
+    from reader_agent.card.session import SscSession
+
+    name = _pick_reader(reader, timeout)
+    with pcsc.connect(name, timeout=timeout) as connection:
+        session = SscSession(connection)
+        puk_status = session.pin_status(puk=True)
+        if puk_status.blocked:
+            raise typer.BadParameter("the PUK is blocked too: the card must be replaced")
+        puk = typer.prompt(f"PUK ({puk_status.tries_left} tries left)", hide_input=True)
+        new = typer.prompt("new PIN", hide_input=True, confirmation_prompt=True)
+        session.unblock_pin(puk, new)
+    typer.echo("PIN unblocked and set")
+
+
+@cache_app.command("update")
+def cache_update(
+    issuer: Annotated[
+        str | None, typer.Option(help="Issuer base URL: fetches {issuer}/v1/trust-list")
+    ] = None,
+    trust_list: Annotated[
+        str | None, typer.Option(help="Trust list URL or file instead of the issuer's")
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="Root public JWK to pin (first run only)")
+    ] = None,
+    status_list: Annotated[
+        list[str] | None,
+        typer.Option(help="Status list token URL or file (repeatable)"),
+    ] = None,
+    cache_dir: CacheDir = _DEFAULT_CACHE,
+) -> None:
+    """Refresh the offline cache: trust list (rollback-protected), then status lists.
+
+    The issuer serves the trust list today; it has no status list endpoint yet, so status
+    lists come from --status-list URLs or files.
+    """
+    import json
+
+    from cardsvc.core.errors import CoreError
+    from cardsvc.core.keys import VerifyingKey
+    from reader_agent.cache import AgentCache, CacheError, fetch_text
+
+    cache = AgentCache(cache_dir)
+    if root is not None:
+        try:
+            cache.pin_root(VerifyingKey.from_jwk(json.loads(root.read_text())))
+        except (OSError, ValueError, CoreError) as exc:
+            raise CacheError(f"cannot use {root} as the root key: {exc}", check="root") from None
+    now = _now()
+    source = trust_list or (f"{issuer.rstrip('/')}/v1/trust-list" if issuer else None)
+    if source is not None:
+        accepted = cache.update_trust_list(fetch_text(source), now=now)
+        typer.echo(f"trust list sequence {accepted.sequence}, {len(accepted.keys)} keys")
+    for item in status_list or []:
+        entry = cache.add_status_list(fetch_text(item), now=now)
+        typer.echo(f"status list {entry.uri} issued {entry.token.iat:%Y-%m-%dT%H:%M:%SZ}")
+    if source is None and not status_list:
+        raise typer.BadParameter("give --issuer, --trust-list or --status-list")
+
+
+@app.command()
+def emulate(
+    slot: Annotated[int, typer.Option(min=0, max=15, help="vpcd slot (port 35963 + N)")] = 0,
+    state: Annotated[Path, typer.Option(help="Card state file (created blank)")] = Path(
+        "card.json"
+    ),
+    t0: Annotated[bool, typer.Option("--t0", help="Answer like a T=0 card (61xx/6Cxx)")] = False,
+    delay_ms: Annotated[int, typer.Option(min=0, help="Delay before every answer")] = 0,
+    drop_after: Annotated[
+        int | None, typer.Option(min=0, help="Drop the connection mid-command after N APDUs")
+    ] = None,
+) -> None:
+    """Run the card emulator: the cardsvc applet in vpcd slot N until Ctrl-C."""
+    from reader_agent.emulator.applet import Applet
+    from reader_agent.emulator.state import StateFile
+    from reader_agent.emulator.vpcd import Faults, VpcdCard
+
+    applet = Applet(store=StateFile(state), t0=t0)
+    card = VpcdCard(applet, slot=slot, faults=Faults(delay_ms=delay_ms, drop_after=drop_after))
+    typer.echo(f"emulating {applet.state!r} in vpcd slot {slot}; Ctrl-C to remove the card")
+    try:
+        card.serve_forever()
+    except KeyboardInterrupt:
+        card.stop()
+
+
+@app.command()
+def personalize(
+    key_dir: Annotated[Path, typer.Option(help="cardsvc file key store (development signer)")],
+    card_number: Annotated[str, typer.Option(help="9-character card number")],
+    citizen_id: Annotated[str, typer.Option(help="18-character citizen ID number")],
+    name: Annotated[str, typer.Option(help="Cardholder name")],
+    status_uri: Annotated[str, typer.Option(help="Status list URI of the card")],
+    status_idx: Annotated[int, typer.Option(min=0, help="Index in that status list")],
+    issuer: Annotated[str, typer.Option(envvar="CARDSVC_ISSUER")] = "http://127.0.0.1:8000",
+    region: Annotated[str | None, typer.Option(help="Region code (default: ID's)")] = None,
+    issue_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default today)")] = None,
+    valid_years: Annotated[int, typer.Option(min=1, max=30)] = 10,
+    reader: ReaderOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Personalise a blank card: key on card -> document signed -> write -> PIN/PUK -> lock.
+
+    Development path: the card document is signed with the card-document key of a local
+    cardsvc key store (passphrase from CARDSVC_KEY_PASSPHRASE[_FILE] or CARDSVC_DEV_MODE).
+    Signing by a running issuer as a terminal client needs issuer endpoints that do not
+    exist yet.
+    """
+    from cardsvc.core.carddoc import CardDocument
+    from cardsvc.core.errors import CoreError
+    from cardsvc.core.identity import CardNumber, CitizenId, RegionCode
+    from cardsvc.core.keys import KeyPurpose
+    from cardsvc.core.references import StatusReference
+    from cardsvc.keystore.files import FileKeyBackend
+    from cardsvc.keystore.service import KeyPolicy, KeyService
+    from cardsvc.settings import Settings
+    from reader_agent import pcsc
+    from reader_agent.card.session import SscSession
+    from reader_agent.personalize import local_document_signer
+    from reader_agent.personalize import personalize as run_personalize
+
+    now = _now()
+    try:
+        cid = CitizenId.parse(citizen_id)
+        issued = date.fromisoformat(issue_date) if issue_date else now.date()
+        template = CardDocument(
+            issuer=issuer,
+            card_number=CardNumber.parse(card_number),
+            citizen_id=cid,
+            name=name,
+            sex=cid.sex,
+            birth_date=cid.birth_date,
+            region=RegionCode.parse(region) if region else cid.region_code,
+            issue_date=issued,
+            expiry_date=issued.replace(year=issued.year + valid_years),
+            chip_key=_placeholder_key(),
+            status=StatusReference(idx=status_idx, uri=status_uri),
+            issued_at=now,
+        )
+    except (CoreError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    passphrase = Settings(key_dir=key_dir).passphrase()
+    keys = KeyService(FileKeyBackend(key_dir, passphrase), KeyPolicy(), issuer=issuer)
+    signer = keys.signer(KeyPurpose.CARD_DOCUMENT, now=now)
+    pin = typer.prompt("initial PIN", hide_input=True, confirmation_prompt=True)
+    puk = typer.prompt("PUK", hide_input=True, confirmation_prompt=True)
+    target = _pick_reader(reader, timeout)
+    with pcsc.connect(target, timeout=timeout) as connection:
+        result = run_personalize(
+            SscSession(connection),
+            sign_document=local_document_signer(template, signer),
+            pin=pin,
+            puk=puk,
+        )
+    typer.echo(f"card {card_number} personalised and locked; chip key {result.chip_key.kid}")
+
+
+def _placeholder_key() -> VerifyingKey:
+    """A throwaway key for the template; personalisation puts the chip's key in its place."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from cardsvc.core.keys import VerifyingKey
+
+    return VerifyingKey(public_key=ec.generate_private_key(ec.SECP256R1()).public_key())
+
+
 def main() -> None:
     """Console entry point: typed errors become one line on stderr and exit status 1."""
+    from cardsvc.core.errors import CoreError
+
     try:
         app()
-    except AgentError as exc:
+    except (AgentError, CoreError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    except Exception as exc:
+        # Key store errors (cardsvc.errors) when personalising with a local key store.
+        from cardsvc.errors import CardsvcError
+
+        if not isinstance(exc, CardsvcError):
+            raise
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None

@@ -202,3 +202,16 @@ class CardProtocolError(CardError):
     """The card's answer does not follow docs/card-protocol.md (garbled or hostile card)."""
 
     code = "card-protocol-error"
+
+
+class CardNotPersonalizedError(CardError):
+    """The card is blank (no card document, key or PIN yet): personalise it first."""
+
+    code = "card-not-personalized"
+
+
+class InvalidPinFormatError(AgentError):
+    """A PIN or PUK typed at the counter is not well formed (checked before the card sees it,
+    so a typo never costs a try)."""
+
+    code = "invalid-pin-format"

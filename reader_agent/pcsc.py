@@ -4,9 +4,18 @@ This is the only module in the project that imports ``smartcard`` (pyscard). Eve
 pyscard returns or raises is turned into :mod:`reader_agent.errors` here, so the layers above
 never see a pyscard type or a raw PC/SC result code.
 
-Each public call opens its own PC/SC context and releases it when done. That costs one round
-trip to pcscd, and it means a restarted pcscd never leaves the agent holding a stale context
-(a known pcsc-lite trouble spot).
+Each public call, and each :class:`PcscConnection`, opens its own PC/SC context and releases
+it when done. That costs one round trip to pcscd, and it means a restarted pcscd never leaves
+the agent holding a stale context (a known pcsc-lite trouble spot): the operation in flight
+fails with a clear typed error, and the next :func:`connect` works once pcscd is back.
+
+:class:`PcscConnection` is the ``CardConnection`` the APDU layer runs over: one card, held in
+a PC/SC transaction (exclusive access) for its lifetime, with every call on one dedicated
+worker thread (pyscard card handles are not thread-safe) under a deadline. After any failure
+the connection is dead and says so; the caller connects again.
+
+APDU traffic is logged at :data:`reader_agent.apdu.TRAFFIC` (below DEBUG) with the data of
+PIN-carrying commands redacted.
 
 Each public call also takes a ``timeout`` and runs its PC/SC calls on a worker thread. pcsc-lite
 has no deadline of its own for a hung pcscd or ``SCardConnect``, and vpcd has none for a
@@ -17,14 +26,21 @@ releases the GIL while it waits, so the caller's thread keeps running.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from contextlib import contextmanager
+from types import TracebackType
 from typing import TypeVar
 
 from smartcard import scard
 
+from reader_agent.apdu import TRAFFIC, redact
 from reader_agent.errors import (
     AgentError,
     NoCardError,
@@ -37,7 +53,15 @@ from reader_agent.errors import (
     describe_pcsc_code,
 )
 
-__all__ = ["card_atr", "list_readers", "transmit"]
+__all__ = [
+    "PcscConnection",
+    "card_atr",
+    "connect",
+    "list_readers",
+    "transmit",
+    "wait_for_card",
+    "wait_for_removal",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -45,6 +69,9 @@ _T = TypeVar("_T")
 
 _SERVICE_DOWN = frozenset({PcscCode.E_NO_SERVICE, PcscCode.E_SERVICE_STOPPED})
 _NO_CARD = frozenset({PcscCode.E_NO_SMARTCARD, PcscCode.W_REMOVED_CARD})
+# How long one SCardGetStatusChange may block while waiting for a card: short, so the
+# overall deadline is checked often and a restarted pcscd is noticed quickly.
+_STATUS_POLL_MS = 500
 
 
 def list_readers(*, timeout: float) -> list[str]:
@@ -236,3 +263,264 @@ def _run_with_deadline(
             f"pyscard failed during {operation}: {exc!r}", operation=operation, reader=reader
         ) from exc
     return result[0]
+
+
+def wait_for_card(reader: str, *, timeout: float) -> bytes:
+    """Block until a card is present in ``reader``; return its ATR.
+
+    Returns at once if a card is already there. Raises :class:`ReaderTimeoutError` if none
+    arrives within ``timeout`` seconds, and the errors of :func:`card_atr` otherwise.
+    """
+    return _wait_for_state(reader, present=True, timeout=timeout)
+
+
+def wait_for_removal(reader: str, *, timeout: float) -> None:
+    """Block until ``reader`` is empty (the card was taken out)."""
+    _wait_for_state(reader, present=False, timeout=timeout)
+
+
+def _wait_for_state(reader: str, *, present: bool, timeout: float) -> bytes:
+    what = "card insertion" if present else "card removal"
+    deadline = time.monotonic() + timeout
+
+    def work() -> bytes:
+        with _context() as hcontext:
+            known = scard.SCARD_STATE_UNAWARE
+            while True:
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                if remaining_ms <= 0:
+                    raise ReaderTimeoutError(
+                        f"no {what} in reader {reader!r} within {timeout:g} s",
+                        operation=what,
+                        timeout=timeout,
+                        reader=reader,
+                    )
+                hresult, states = scard.SCardGetStatusChange(
+                    hcontext, min(remaining_ms, _STATUS_POLL_MS), [(reader, known)]
+                )
+                if as_pcsc_code(hresult) == PcscCode.E_TIMEOUT:
+                    continue
+                _check(hresult, "SCardGetStatusChange", reader=reader)
+                _name, event_state, atr = states[0]
+                if event_state & scard.SCARD_STATE_UNKNOWN:
+                    raise ReaderError(
+                        f"reader {reader!r} is gone",
+                        operation="SCardGetStatusChange",
+                        pcsc_code=PcscCode.E_UNKNOWN_READER,
+                        reader=reader,
+                    )
+                if bool(event_state & scard.SCARD_STATE_PRESENT) == present:
+                    return bytes(atr)
+                known = event_state & ~scard.SCARD_STATE_CHANGED
+
+    # The worker enforces the deadline itself between polls; the outer deadline only
+    # catches a pcscd that stops answering altogether.
+    return _run_with_deadline(work, timeout=timeout + 2.0, operation=what, reader=reader)
+
+
+class _Worker:
+    """One daemon thread that runs a connection's PC/SC calls in order, each with a deadline.
+
+    A daemon thread (not a ThreadPoolExecutor, whose workers are joined at exit) so that a
+    call abandoned on a hung card never keeps the process alive.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future[object]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            work, future = job
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # handed to the caller through the future
+                future.set_exception(exc)
+
+    def submit(self, work: Callable[[], object]) -> Future[object]:
+        future: Future[object] = Future()
+        self._jobs.put((work, future))
+        return future
+
+    def stop(self) -> None:
+        """Let the thread exit after whatever it is still doing (possibly a hung call)."""
+        self._jobs.put(None)
+
+
+class PcscConnection:
+    """An exclusive connection to the card in ``reader`` (a ``CardConnection``).
+
+    Open it with :func:`connect`. Every call has the connection's ``timeout``. Holds a
+    PC/SC transaction from connect to close, so no other application can interleave APDUs
+    (or see the PIN verified state); :meth:`close` resets the card for the same reason.
+    """
+
+    def __init__(self, reader: str, *, timeout: float) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        self.reader = reader
+        self.timeout = timeout
+        self.protocol = ""
+        self.atr = b""
+        self._hcontext: int | None = None
+        self._hcard: int | None = None
+        self._pci = 0
+        self._dead: ReaderError | None = None
+        self._closed = False
+        self._worker = _Worker(f"pcsc {reader}")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        def work() -> None:
+            hresult, hcontext = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            _check(hresult, "SCardEstablishContext")
+            self._hcontext = hcontext
+            hresult, hcard, protocol = scard.SCardConnect(
+                hcontext,
+                self.reader,
+                scard.SCARD_SHARE_SHARED,
+                scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
+            )
+            _check(hresult, "SCardConnect", reader=self.reader)
+            self._hcard = hcard
+            self._pci = protocol
+            self.protocol = "T=0" if protocol == scard.SCARD_PROTOCOL_T0 else "T=1"
+            hresult = scard.SCardBeginTransaction(hcard)
+            _check(hresult, "SCardBeginTransaction", reader=self.reader)
+            hresult, _reader, _state, _protocol, atr = scard.SCardStatus(hcard)
+            _check(hresult, "SCardStatus", reader=self.reader)
+            self.atr = bytes(atr)
+
+        try:
+            self._call(work, "connect")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """End the transaction, reset the card (drops PIN state), release the context.
+
+        Safe to call twice, and after a failure. Cleanup runs on the worker and is awaited
+        for up to the deadline, so the next connection finds the card released; if a call
+        hung, cleanup runs when (if ever) that call returns, without blocking the caller.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        hung = isinstance(self._dead, ReaderTimeoutError)
+        if self._dead is None:
+            self._dead = ReaderError(
+                f"connection to {self.reader!r} is closed",
+                operation="transmit",
+                reader=self.reader,
+            )
+
+        def cleanup() -> None:
+            hcard, hcontext = self._hcard, self._hcontext
+            self._hcard = self._hcontext = None
+            if hcard is not None:
+                scard.SCardEndTransaction(hcard, scard.SCARD_LEAVE_CARD)
+                hresult = scard.SCardDisconnect(hcard, scard.SCARD_RESET_CARD)
+                if hresult != scard.SCARD_S_SUCCESS:
+                    _log.debug("SCardDisconnect: %s", describe_pcsc_code(hresult))
+            if hcontext is not None:
+                scard.SCardReleaseContext(hcontext)
+
+        done = self._worker.submit(cleanup)
+        self._worker.stop()
+        if not hung:
+            with contextlib.suppress(Exception):
+                done.result(self.timeout)
+
+    def __enter__(self) -> PcscConnection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- CardConnection -------------------------------------------------------------------
+
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        """Send one APDU, return ``(data, status word)``; no 61xx/6Cxx handling here.
+
+        Raises NoCardError (card pulled), ServiceUnavailableError (pcscd gone),
+        ReaderTimeoutError (no answer within the deadline) or ReaderError; after any of
+        them the connection is dead: connect again.
+        """
+        if _log.isEnabledFor(TRAFFIC):
+            _log.log(TRAFFIC, "%s -> %s", self.reader, redact(apdu))
+
+        def work() -> tuple[bytes, int]:
+            hresult, response = scard.SCardTransmit(self._hcard, self._pci, list(apdu))
+            _check(hresult, "SCardTransmit", reader=self.reader)
+            if len(response) < 2:
+                raise ReaderError(
+                    f"response of {len(response)} byte(s) from the card in {self.reader!r} "
+                    "has no status word",
+                    operation="SCardTransmit",
+                    reader=self.reader,
+                )
+            return bytes(response[:-2]), (response[-2] << 8) | response[-1]
+
+        data, sw = self._call(work, "transmit")
+        if _log.isEnabledFor(TRAFFIC):
+            _log.log(TRAFFIC, "%s <- %s %04X", self.reader, data.hex(), sw)
+        return data, sw
+
+    def _call(self, work: Callable[[], _T], operation: str) -> _T:
+        if self._dead is not None:
+            raise self._dead
+        future = self._worker.submit(work)
+        try:
+            result = future.result(self.timeout)
+        except FutureTimeoutError:
+            error: ReaderError = ReaderTimeoutError(
+                f"{operation} on reader {self.reader!r} did not finish within "
+                f"{self.timeout:g} s (the card or pcscd hangs)",
+                operation=operation,
+                timeout=self.timeout,
+                reader=self.reader,
+            )
+            self._fail(error)
+            raise error from None
+        except AgentError as exc:
+            if isinstance(exc, ReaderError):
+                self._fail(exc)
+            raise
+        except Exception as exc:
+            error = ReaderError(
+                f"pyscard failed during {operation}: {exc!r}",
+                operation=operation,
+                reader=self.reader,
+            )
+            self._fail(error)
+            raise error from exc
+        return result  # type: ignore[return-value]
+
+    def _fail(self, error: ReaderError) -> None:
+        """A failed call leaves the card in an unknown state: this connection is over."""
+        self._dead = error
+        self.close()
+
+
+def connect(reader: str, *, timeout: float) -> PcscConnection:
+    """Connect (T=0 or T=1) to the card in ``reader`` and begin an exclusive transaction.
+
+    ``timeout`` bounds every later call on the connection too. Raises NoCardError,
+    ServiceUnavailableError, ReaderTimeoutError or ReaderError.
+    """
+    connection = PcscConnection(reader, timeout=timeout)
+    connection._open()
+    return connection

@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -261,3 +261,63 @@ def _pcscd_for_marked_tests(request: pytest.FixtureRequest) -> None:
     """Give every ``@pytest.mark.pcscd`` test in this directory the pcscd fixture."""
     if request.node.get_closest_marker("pcscd") is not None:
         request.getfixturevalue("pcscd")
+
+
+# -- emulated cards in the two vpcd slots ---------------------------------------------------
+
+SLOT_READERS = dict(enumerate(VIRTUAL_READERS))
+
+
+class EmulatedCard:
+    """An emulator serving one vpcd slot on a thread, with its state file."""
+
+    def __init__(self, slot: int, state_path: Path, *, t0: bool = False) -> None:
+        from reader_agent.emulator.applet import Applet
+        from reader_agent.emulator.state import StateFile
+        from reader_agent.emulator.vpcd import VpcdCard
+
+        self.slot = slot
+        self.reader = SLOT_READERS[slot]
+        self.state_path = state_path
+        self.t0 = t0
+        self.vpcd = VpcdCard(Applet(store=StateFile(state_path), t0=t0), slot=slot)
+
+    def insert(self) -> EmulatedCard:
+        from reader_agent import pcsc
+
+        self.vpcd.start()
+        pcsc.wait_for_card(self.reader, timeout=10.0)
+        return self
+
+    def remove(self) -> None:
+        """Take the card out for good (stop the emulator) and wait until pcscd sees it."""
+        from reader_agent import pcsc
+
+        self.vpcd.stop()
+        pcsc.wait_for_removal(self.reader, timeout=10.0)
+        assert self.vpcd.error is None, f"emulator failed: {self.vpcd.error!r}"
+
+    def restart(self) -> EmulatedCard:
+        """Stop the emulator and start a new one on the same state file (a power cycle that
+        also reloads everything from disk)."""
+        self.remove()
+        self.__init__(self.slot, self.state_path, t0=self.t0)  # type: ignore[misc]
+        return self.insert()
+
+
+@pytest.fixture
+def emulated_card(
+    request: pytest.FixtureRequest, tmp_path: Path, pcscd: PcscdService
+) -> Iterator[Callable[..., EmulatedCard]]:
+    """Factory: ``emulated_card(slot, t0=False)`` inserts an emulated blank card; all of
+    them are removed at the end of the test."""
+    cards: list[EmulatedCard] = []
+
+    def make(slot: int = 0, *, t0: bool = False, state: Path | None = None) -> EmulatedCard:
+        card = EmulatedCard(slot, state or tmp_path / f"card-{slot}-{len(cards)}.json", t0=t0)
+        cards.append(card)
+        return card.insert()
+
+    yield make
+    for card in cards:
+        card.remove()
