@@ -13,6 +13,8 @@ from reader_agent.errors import AgentError
 
 if TYPE_CHECKING:
     from cardsvc.core.keys import VerifyingKey
+    from reader_agent.issuer import IssuerClient
+    from reader_agent.personalize import CardDocumentSigner
 
 app = typer.Typer(
     help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False
@@ -180,8 +182,8 @@ def cache_update(
 ) -> None:
     """Refresh the offline cache: trust list (rollback-protected), then status lists.
 
-    The issuer serves the trust list today; it has no status list endpoint yet, so status
-    lists come from --status-list URLs or files.
+    With --issuer both come from the issuer (every status list shard it publishes);
+    --trust-list and --status-list take URLs or files instead (an exported copy).
     """
     import json
 
@@ -200,7 +202,12 @@ def cache_update(
     if source is not None:
         accepted = cache.update_trust_list(fetch_text(source), now=now)
         typer.echo(f"trust list sequence {accepted.sequence}, {len(accepted.keys)} keys")
-    for item in status_list or []:
+    sources = list(status_list or [])
+    if issuer is not None and not sources:
+        from reader_agent.issuer import status_list_uris
+
+        sources = status_list_uris(issuer)
+    for item in sources:
         entry = cache.add_status_list(fetch_text(item), now=now)
         typer.echo(f"status list {entry.uri} issued {entry.token.iat:%Y-%m-%dT%H:%M:%SZ}")
     if source is None and not status_list:
@@ -235,26 +242,93 @@ def emulate(
 
 @app.command()
 def personalize(
-    key_dir: Annotated[Path, typer.Option(help="cardsvc file key store (development signer)")],
     card_number: Annotated[str, typer.Option(help="9-character card number")],
-    citizen_id: Annotated[str, typer.Option(help="18-character citizen ID number")],
-    name: Annotated[str, typer.Option(help="Cardholder name")],
-    status_uri: Annotated[str, typer.Option(help="Status list URI of the card")],
-    status_idx: Annotated[int, typer.Option(min=0, help="Index in that status list")],
-    issuer: Annotated[str, typer.Option(envvar="CARDSVC_ISSUER")] = "http://127.0.0.1:8000",
-    region: Annotated[str | None, typer.Option(help="Region code (default: ID's)")] = None,
-    issue_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default today)")] = None,
+    issuer: Annotated[
+        str, typer.Option(envvar="CARDSVC_ISSUER", help="Issuer base URL")
+    ] = "http://127.0.0.1:8000",
+    client_id: Annotated[
+        str | None, typer.Option(help="This terminal's client id at the issuer")
+    ] = None,
+    client_key: Annotated[
+        Path | None, typer.Option(help="This terminal's private key (PEM)")
+    ] = None,
+    key_dir: Annotated[
+        Path | None, typer.Option(help="Development only: sign with this local key store")
+    ] = None,
+    citizen_id: Annotated[str | None, typer.Option(help="--key-dir: citizen ID number")] = None,
+    name: Annotated[str | None, typer.Option(help="--key-dir: cardholder name")] = None,
+    status_uri: Annotated[str | None, typer.Option(help="--key-dir: status list URI")] = None,
+    status_idx: Annotated[int, typer.Option(min=0, help="--key-dir: status index")] = 0,
+    region: Annotated[str | None, typer.Option(help="--key-dir: region (default: ID's)")] = None,
+    issue_date: Annotated[str | None, typer.Option(help="--key-dir: YYYY-MM-DD")] = None,
     valid_years: Annotated[int, typer.Option(min=1, max=30)] = 10,
     reader: ReaderOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Personalise a blank card: key on card -> document signed -> write -> PIN/PUK -> lock.
 
-    Development path: the card document is signed with the card-document key of a local
-    cardsvc key store (passphrase from CARDSVC_KEY_PASSPHRASE[_FILE] or CARDSVC_DEV_MODE).
-    Signing by a running issuer as a terminal client needs issuer endpoints that do not
-    exist yet.
+    With --client-id and --client-key (the real path) the issuer signs: the card must have
+    been issued there (pending personalisation); this terminal authenticates with its key
+    (private_key_jwt) and sends the chip's public key. With --key-dir (development only) a
+    local cardsvc key store signs a document built from the --key-dir options.
     """
+    from reader_agent import pcsc
+    from reader_agent.card.session import SscSession
+    from reader_agent.personalize import personalize as run_personalize
+
+    sign_document: CardDocumentSigner
+    if client_id is not None and client_key is not None:
+        client = _issuer_client(issuer, client_id, client_key)
+        client.access_token()  # authenticate before touching the card
+
+        def sign_document(chip_key: VerifyingKey) -> str:
+            return client.personalize(card_number, chip_key)
+
+    elif key_dir is not None:
+        sign_document = _local_signer(
+            key_dir, issuer, card_number, citizen_id, name, status_uri, status_idx,
+            region, issue_date, valid_years,
+        )  # fmt: skip
+    else:
+        raise typer.BadParameter("give --client-id and --client-key, or --key-dir")
+    pin = typer.prompt("initial PIN", hide_input=True, confirmation_prompt=True)
+    puk = typer.prompt("PUK", hide_input=True, confirmation_prompt=True)
+    target = _pick_reader(reader, timeout)
+    with pcsc.connect(target, timeout=timeout) as connection:
+        result = run_personalize(
+            SscSession(connection), sign_document=sign_document, pin=pin, puk=puk
+        )
+    typer.echo(f"card {card_number} personalised and locked; chip key {result.chip_key.kid}")
+
+
+def _issuer_client(issuer: str, client_id: str, client_key: Path) -> IssuerClient:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from cardsvc.core.signing import LocalSigner
+    from reader_agent.issuer import IssuerClient
+
+    try:
+        private = serialization.load_pem_private_key(client_key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise typer.BadParameter(f"cannot load terminal key {client_key}: {exc}") from None
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise typer.BadParameter(f"{client_key} is not an EC P-256 private key")
+    return IssuerClient(issuer, client_id=client_id, signer=LocalSigner(private))
+
+
+def _local_signer(
+    key_dir: Path,
+    issuer: str,
+    card_number: str,
+    citizen_id: str | None,
+    name: str | None,
+    status_uri: str | None,
+    status_idx: int,
+    region: str | None,
+    issue_date: str | None,
+    valid_years: int,
+) -> CardDocumentSigner:
     from cardsvc.core.carddoc import CardDocument
     from cardsvc.core.errors import CoreError
     from cardsvc.core.identity import CardNumber, CitizenId, RegionCode
@@ -263,11 +337,10 @@ def personalize(
     from cardsvc.keystore.files import FileKeyBackend
     from cardsvc.keystore.service import KeyPolicy, KeyService
     from cardsvc.settings import Settings
-    from reader_agent import pcsc
-    from reader_agent.card.session import SscSession
     from reader_agent.personalize import local_document_signer
-    from reader_agent.personalize import personalize as run_personalize
 
+    if citizen_id is None or name is None or status_uri is None:
+        raise typer.BadParameter("--key-dir needs --citizen-id, --name and --status-uri")
     now = _now()
     try:
         cid = CitizenId.parse(citizen_id)
@@ -290,18 +363,7 @@ def personalize(
         raise typer.BadParameter(str(exc)) from None
     passphrase = Settings(key_dir=key_dir).passphrase()
     keys = KeyService(FileKeyBackend(key_dir, passphrase), KeyPolicy(), issuer=issuer)
-    signer = keys.signer(KeyPurpose.CARD_DOCUMENT, now=now)
-    pin = typer.prompt("initial PIN", hide_input=True, confirmation_prompt=True)
-    puk = typer.prompt("PUK", hide_input=True, confirmation_prompt=True)
-    target = _pick_reader(reader, timeout)
-    with pcsc.connect(target, timeout=timeout) as connection:
-        result = run_personalize(
-            SscSession(connection),
-            sign_document=local_document_signer(template, signer),
-            pin=pin,
-            puk=puk,
-        )
-    typer.echo(f"card {card_number} personalised and locked; chip key {result.chip_key.kid}")
+    return local_document_signer(template, keys.signer(KeyPurpose.CARD_DOCUMENT, now=now))
 
 
 def _placeholder_key() -> VerifyingKey:

@@ -215,3 +215,20 @@ class InvalidPinFormatError(AgentError):
     so a typo never costs a try)."""
 
     code = "invalid-pin-format"
+
+
+class IssuerError(AgentError):
+    """The issuer refused a request; ``status`` and the problem document say why."""
+
+    code = "issuer-error"
+
+    def __init__(self, detail: str, *, status: int | None = None, problem: object = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.problem = problem
+
+
+class IssuerUnreachableError(IssuerError):
+    """No answer from the issuer (network down, wrong URL, timeout): work offline."""
+
+    code = "issuer-unreachable"
