@@ -6,7 +6,6 @@ import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
-from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from cardsvc.db.models import Card, CardEvent, Person, PersonChange
@@ -53,10 +52,6 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 AUTH = (401, 403, 413, 422)
 
-#: Documents the bearer scheme in OpenAPI; ``require(scope)`` does the checking.
-BEARER_DOC = HTTPBearer(
-    auto_error=False, description="OAuth2 access token (client credentials, private_key_jwt)"
-)
 
 # -- persons ------------------------------------------------------------------------
 

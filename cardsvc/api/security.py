@@ -4,25 +4,30 @@ Routers declare what they need::
 
     @router.post("/v1/persons")
     async def enrol(principal: Annotated[Principal, Security(require(Scope.PERSONS_WRITE))]):
+
+The dependency declares the bearer scheme, so OpenAPI shows every secured operation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import AuthenticationError, Principal, verify_access_token
-from cardsvc.services import Services, utcnow
+from cardsvc.services import Services
 
-_bearer = HTTPBearer(auto_error=False, description="OAuth2 access token (client credentials)")
+bearer = HTTPBearer(
+    auto_error=False, description="OAuth2 access token (client credentials, private_key_jwt)"
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
 
-async def current_principal(request: Request) -> Principal:
+def current_principal(request: Request, credentials: Credentials) -> Principal:
     """The caller, from its ``Authorization: Bearer`` access token."""
-    credentials: HTTPAuthorizationCredentials | None = await _bearer(request)
     if credentials is None:
         raise AuthenticationError("missing bearer access token")
     services: Services = request.app.state.services
@@ -30,16 +35,16 @@ async def current_principal(request: Request) -> Principal:
         credentials.credentials,
         keys=services.keys,
         issuer=services.settings.issuer,
-        now=utcnow(),
+        now=services.clock(),
         leeway=services.leeway,
     )
 
 
-def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
+def require(scope: Scope) -> Callable[[Request, Credentials], Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks it holds ``scope``."""
 
-    async def dependency(request: Request) -> Principal:
-        principal = await current_principal(request)
+    async def dependency(request: Request, credentials: Credentials) -> Principal:
+        principal = current_principal(request, credentials)
         principal.require(scope)
         return principal
 
