@@ -5,8 +5,6 @@ stand-in for GET /v1/trust-list, status list from a file), `check`, `pin change|
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,8 +18,8 @@ from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.statuslist import StatusList, encode_status_list_jwt
 from cardsvc.keystore.files import FileKeyBackend
 from cardsvc.keystore.service import KeyPolicy, KeyService
-from reader_agent import pcsc
 from reader_agent.cli import app
+from tests.agent.world import emulator_process
 
 pytestmark = pytest.mark.pcscd
 
@@ -33,19 +31,8 @@ STATUS_URI = "https://issuer.test/v1/status-lists/3"
 @pytest.fixture
 def emulator(tmp_path: Path, pcscd: object) -> Iterator[Path]:
     """`reader-agent emulate --slot 1` as a subprocess; yields its state file."""
-    state = tmp_path / "card.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reader_agent", "emulate", "--slot", "1", "--state", str(state)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        pcsc.wait_for_card(READER, timeout=15.0)
+    with emulator_process(1, tmp_path / "card.json") as state:
         yield state
-    finally:
-        process.terminate()
-        process.wait(10)
-        pcsc.wait_for_removal(READER, timeout=10.0)
 
 
 @pytest.fixture

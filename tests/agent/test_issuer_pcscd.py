@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -33,8 +31,8 @@ from cardsvc.core.keys import public_jwk
 from cardsvc.db.migrate import upgrade
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
-from reader_agent import pcsc
 from reader_agent.cli import app
+from tests.agent.world import emulator_process
 
 pytestmark = pytest.mark.pcscd
 
@@ -111,19 +109,8 @@ def issuer(tmp_path: Path) -> Iterator[LiveIssuer]:
 
 @pytest.fixture
 def blank_card(tmp_path: Path, pcscd: object) -> Iterator[Path]:
-    state = tmp_path / "card.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reader_agent", "emulate", "--slot", "0", "--state", str(state)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        pcsc.wait_for_card(READER, timeout=15.0)
+    with emulator_process(0, tmp_path / "card.json") as state:
         yield state
-    finally:
-        process.terminate()
-        process.wait(10)
-        pcsc.wait_for_removal(READER, timeout=10.0)
 
 
 def test_personalise_through_the_issuer_then_check_and_revoke(

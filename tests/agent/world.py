@@ -3,6 +3,10 @@ signed trust list, status list tokens and card documents, all made with cardsvc.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -92,3 +96,32 @@ class World:
         cache.update_trust_list(self.trust_list(), now=self.now)
         cache.add_status_list(self.status_list(statuses), now=self.now)
         return cache
+
+
+@contextmanager
+def emulator_process(slot: int, state: Path) -> Iterator[Path]:
+    """`reader-agent emulate --slot N` as a subprocess, inserted until the block ends."""
+    from reader_agent import pcsc
+
+    reader = f"Virtual PCD 00 {slot:02d}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reader_agent",
+            "emulate",
+            "--slot",
+            str(slot),
+            "--state",
+            str(state),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        pcsc.wait_for_card(reader, timeout=15.0)
+        yield state
+    finally:
+        process.terminate()
+        process.wait(10)
+        pcsc.wait_for_removal(reader, timeout=10.0)
