@@ -88,7 +88,8 @@ def postgres_url() -> str:
 @pytest.fixture
 def pg_schema(postgres_url: str) -> Iterator[str]:
     """A fresh PostgreSQL schema for one test, dropped afterwards."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    import sqlalchemy
+
     from cardsvc.db.engine import make_engine
 
     admin = make_engine(postgres_url)
@@ -121,7 +122,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def redis_client() -> Iterator[tuple[object, str]]:
     """A real Redis client and a key prefix owned by this test (keys deleted after)."""
-    redis = pytest.importorskip("redis")
+    import redis
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     try:
         client.ping()
