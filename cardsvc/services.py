@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,10 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from cardsvc.audit.service import AuditLog
 from cardsvc.auth.clients import ClientService
+from cardsvc.auth.tokens import VerifiedTokenCache
 from cardsvc.db.engine import make_engine
+from cardsvc.ecards.service import ECardPolicy, ECardService
 from cardsvc.keystore.files import FileKeyBackend
 from cardsvc.keystore.service import KeyService
+from cardsvc.ledger.service import LedgerService
 from cardsvc.publication import Publication as Publication
 from cardsvc.publication import etag_of as etag_of
 from cardsvc.registry.cards import CardPolicy, CardService
@@ -21,6 +26,8 @@ from cardsvc.registry.persons import PersonService
 from cardsvc.registry.status import StatusLists
 from cardsvc.replay import ReplayCache, make_replay_cache
 from cardsvc.settings import Settings
+from cardsvc.transactions.idempotency import IdempotencyStore
+from cardsvc.transactions.service import TransactionService
 
 
 def utcnow() -> datetime:
@@ -68,12 +75,19 @@ class Services:
     keys: KeyService
     #: The clock every request reads; tests replace it to move time forward.
     clock: Callable[[], datetime] = utcnow
+    #: Access tokens already verified (bearer checks cost no ECDSA verify on a hit).
+    token_cache: VerifiedTokenCache = field(default_factory=VerifiedTokenCache)
     trust_list: TrustListPublisher = field(init=False)
     status: StatusLists = field(init=False)
     persons: PersonService = field(init=False)
     cards: CardService = field(init=False)
     replay: ReplayCache = field(init=False)
     clients: ClientService = field(init=False)
+    ecards: ECardService = field(init=False)
+    ledger: LedgerService = field(init=False)
+    transactions: TransactionService = field(init=False)
+    idempotency: IdempotencyStore = field(init=False)
+    audit: AuditLog = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -103,6 +117,36 @@ class Services:
         self.clients = ClientService(
             self.engine, self.keys, self.replay, issuer=settings.issuer, leeway=self.leeway
         )
+        self.ledger = LedgerService(self.engine)
+        self.transactions = TransactionService(
+            self.engine, self.keys, issuer=settings.issuer, leeway=self.leeway
+        )
+        self.idempotency = IdempotencyStore(self.engine)
+        self.audit = AuditLog(self.engine, self.keys, issuer=settings.issuer)
+        self.keys.on_event = self._key_event
+        nonce_secret = settings.ecard_nonce_secret
+        self.ecards = ECardService(
+            self.engine,
+            self.keys,
+            self.status,
+            self.replay,
+            ECardPolicy(
+                token_lifetime=timedelta(seconds=settings.ecard_token_lifetime_seconds),
+                offline_period=timedelta(hours=settings.ecard_offline_hours),
+                code_lifetime=timedelta(minutes=settings.ecard_activation_code_minutes),
+                code_attempts=settings.ecard_activation_attempts,
+                proof_max_age=timedelta(seconds=settings.ecard_proof_max_age_seconds),
+            ),
+            issuer=settings.issuer,
+            secret=(
+                nonce_secret.get_secret_value().encode()
+                if nonce_secret is not None
+                else secrets.token_bytes(32)
+            ),
+        )
+
+    def _key_event(self, kind: str, subject: str, data: dict[str, object], now: datetime) -> None:
+        self.audit.record_key_event(kind, subject=subject, data=data, actor="keystore", now=now)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

@@ -81,6 +81,26 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest request body accepted (413 above)"
     )
+    ecard_token_lifetime_seconds: int = Field(
+        default=60, ge=10, le=3600, description="Validity window of one e-card QR token"
+    )
+    ecard_offline_hours: float = Field(
+        default=4.0, gt=0, le=72, description="Period an offline batch of QR tokens covers"
+    )
+    ecard_activation_code_minutes: int = Field(
+        default=60 * 24, ge=1, le=60 * 24 * 30, description="Lifetime of an activation code"
+    )
+    ecard_activation_attempts: int = Field(
+        default=5, ge=1, le=20, description="Wrong activation codes before the code is locked"
+    )
+    ecard_proof_max_age_seconds: int = Field(
+        default=60, ge=5, le=600, description="Oldest device proof (iat) and server nonce"
+    )
+    ecard_nonce_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret keying server nonces and counter challenges (shared by every "
+        "node); random per process if unset",
+    )
 
     def key_policy(self) -> KeyPolicy:
         return KeyPolicy(

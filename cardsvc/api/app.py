@@ -6,14 +6,29 @@ from fastapi import FastAPI
 
 from cardsvc import __version__
 from cardsvc.api import problems
+from cardsvc.api.fastpath import VerifyFastPath
 from cardsvc.api.limits import BodySizeLimit
-from cardsvc.api.routes import cards, health, keys, persons, status_lists, token
+from cardsvc.api.routes import (
+    audit,
+    cards,
+    ecards,
+    entitlements,
+    health,
+    keys,
+    persons,
+    status_lists,
+    token,
+    transaction_batches,
+    transactions,
+)
 from cardsvc.db.migrate import require_current
 from cardsvc.services import Services
 from cardsvc.settings import Settings
 
 
-def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, services: Services | None = None, fast_verify: bool = True
+) -> FastAPI:
     """Build the issuer app.
 
     Refuses to build on an unmigrated database or a missing key store, so a misconfigured
@@ -31,9 +46,17 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     problems.install(app)
     app.include_router(health.router)
     app.include_router(keys.router)
+    app.include_router(audit.router)
     app.include_router(persons.router)
     app.include_router(cards.router)
     app.include_router(status_lists.router)
     app.include_router(token.router)
+    app.include_router(ecards.router)
+    app.include_router(entitlements.router)
+    app.include_router(transactions.router)
+    app.include_router(transaction_batches.router)
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)
+    if fast_verify:
+        # Outermost: the hot verify path skips routing and dependency resolution entirely.
+        app.add_middleware(VerifyFastPath, services=services)
     return app

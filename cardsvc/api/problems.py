@@ -84,6 +84,15 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "internal", "Internal error", "an unexpected error occurred; it was logged")
 
 
+async def problem_for(exc: Exception) -> JSONResponse:
+    """The problem response the app's handlers give ``exc`` (for pure ASGI fast paths)."""
+    if isinstance(exc, CardsvcError):
+        return await _cardsvc_error(None, exc)  # type: ignore[arg-type]
+    if isinstance(exc, CoreError):
+        return await _core_error(None, exc)  # type: ignore[arg-type]
+    return await _unexpected(None, exc)  # type: ignore[arg-type]
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(CardsvcError, _cardsvc_error)
     app.add_exception_handler(CoreError, _core_error)

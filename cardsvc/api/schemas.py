@@ -152,6 +152,15 @@ class StatusRef(BaseModel):
     uri: str
 
 
+class AuditReceipt(BaseModel):
+    """Where a change sits in the audit log: check it later with ``cardsvc.core.merkle``
+    against a signed checkpoint and ``GET /v1/audit/proofs/inclusion``."""
+
+    leaf_index: int
+    leaf_hash: str = Field(description="RFC 6962 leaf hash, base64url")
+    leaf: str = Field(description="The leaf input (canonical JSON, no personal data), base64url")
+
+
 class CardOut(BaseModel):
     card_number: str
     person_id: uuid.UUID
@@ -167,6 +176,9 @@ class CardOut(BaseModel):
     created_at: datetime
     created_by: str
     updated_at: datetime
+    audit: AuditReceipt | None = Field(
+        default=None, description="Audit log receipt, on the response to an issue or reissue"
+    )
 
 
 def card_out(card: Card, uri: str) -> CardOut:
@@ -205,6 +217,9 @@ class CardEventOut(BaseModel):
 class PersonalizationOut(BaseModel):
     card: CardOut
     document: str = Field(description="The signed card document (compact JWS) to write")
+    audit: AuditReceipt | None = Field(
+        default=None, description="Audit log receipt of the chip binding"
+    )
 
 
 class DocumentOut(BaseModel):

@@ -37,6 +37,7 @@ def current_principal(request: Request, credentials: Credentials) -> Principal:
         issuer=services.settings.issuer,
         now=services.clock(),
         leeway=services.leeway,
+        cache=services.token_cache,
     )
 
 

@@ -39,8 +39,16 @@ class ClientKind(StrEnum):
 
 #: What a machine client may hold; operators get theirs from their role.
 MACHINE_SCOPES = {
-    ClientKind.TERMINAL: frozenset({Scope.PERSONS_READ, Scope.CARDS_READ, Scope.CARDS_PERSONALIZE}),
-    ClientKind.PARTNER: frozenset({Scope.CARDS_READ}),
+    ClientKind.TERMINAL: frozenset(
+        {
+            Scope.PERSONS_READ,
+            Scope.CARDS_READ,
+            Scope.CARDS_PERSONALIZE,
+            Scope.TRANSACTIONS_WRITE,
+            Scope.VERIFY,
+        }
+    ),
+    ClientKind.PARTNER: frozenset({Scope.CARDS_READ, Scope.VERIFY}),
 }
 
 

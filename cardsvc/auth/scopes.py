@@ -14,6 +14,11 @@ class Scope(StrEnum):
     CARDS_PERSONALIZE = "cards:personalize"  # counter terminals writing blank chips
     AUDIT_READ = "audit:read"
     CLIENTS_ADMIN = "clients:admin"  # create operators and machine clients
+    VERIFY = "verify"  # online verification of e-card QR tokens (counters, partners)
+    ENTITLEMENTS_READ = "entitlements:read"
+    ENTITLEMENTS_WRITE = "entitlements:write"  # create and import benefit entitlements
+    TRANSACTIONS_READ = "transactions:read"
+    TRANSACTIONS_WRITE = "transactions:write"  # counter terminals submitting transactions
 
 
 class Role(StrEnum):
@@ -34,8 +39,18 @@ ROLE_SCOPES = MappingProxyType(
                 Scope.CARDS_READ,
                 Scope.CARDS_WRITE,
                 Scope.CARDS_PERSONALIZE,
+                Scope.ENTITLEMENTS_READ,
+                Scope.TRANSACTIONS_READ,
             }
         ),
-        Role.AUDITOR: frozenset({Scope.PERSONS_READ, Scope.CARDS_READ, Scope.AUDIT_READ}),
+        Role.AUDITOR: frozenset(
+            {
+                Scope.PERSONS_READ,
+                Scope.CARDS_READ,
+                Scope.AUDIT_READ,
+                Scope.ENTITLEMENTS_READ,
+                Scope.TRANSACTIONS_READ,
+            }
+        ),
     }
 )

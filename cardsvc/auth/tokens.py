@@ -82,6 +82,37 @@ def issue_access_token(
     return sign_jws({"typ": ACCESS_TOKEN_TYP}, claims, signer)
 
 
+class VerifiedTokenCache:
+    """Access tokens already verified, until they expire: saves an ECDSA verify per request.
+
+    Keyed by the exact token text and filled only after a successful verification; every
+    hit re-checks ``exp``. Bounded: when full, the older half is dropped. A token stays
+    accepted until its ``exp`` (at most 10 minutes) even if its signing key is retired in
+    between, as it would be by any verifier that already checked it.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._max = max_entries
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, token: str, *, now: datetime, leeway: timedelta) -> Principal | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        principal, exp = entry
+        if exp <= now.timestamp() - leeway.total_seconds():
+            self._entries.pop(token, None)
+            return None
+        return principal
+
+    def put(self, token: str, principal: Principal, exp: float) -> None:
+        if len(self._entries) >= self._max:
+            # dicts keep insertion order: drop the older half in one pass.
+            keep = list(self._entries.items())[self._max // 2 :]
+            self._entries = dict(keep)
+        self._entries[token] = (principal, exp)
+
+
 def verify_access_token(
     token: str,
     *,
@@ -89,8 +120,13 @@ def verify_access_token(
     issuer: str,
     now: datetime,
     leeway: timedelta,
+    cache: VerifiedTokenCache | None = None,
 ) -> Principal:
     """Verify a bearer token; any failure is an :class:`AuthenticationError`."""
+    if cache is not None:
+        cached = cache.get(token, now=now, leeway=leeway)
+        if cached is not None:
+            return cached
     trusted = {
         k.key.kid: k.key for k in keys.trusted_keys(now=now) if k.purpose is KeyPurpose.ACCESS_TOKEN
     }
@@ -114,9 +150,12 @@ def verify_access_token(
             raise VerificationError("claims", "sub, kind and scope must be strings")
     except CoreError as exc:
         raise AuthenticationError(f"invalid access token: {exc.detail}") from None
-    return Principal(
+    principal = Principal(
         subject=subject,
         kind=kind,
         scopes=frozenset(scope.split()),
         token_id=str(claims.get("jti", "")),
     )
+    if cache is not None:
+        cache.put(token, principal, float(claims["exp"]))
+    return principal

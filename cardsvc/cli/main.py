@@ -15,7 +15,9 @@ import typer
 from pydantic import ValidationError
 
 from cardsvc.cli import batch
+from cardsvc.cli.audit import app as audit_app
 from cardsvc.cli.clients import app as clients_app
+from cardsvc.cli.entitlements import app as entitlements_app
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.errors import CardsvcError
@@ -35,6 +37,8 @@ app.add_typer(db_app, name="db")
 app.command("issue-batch")(batch.issue_batch)
 app.add_typer(batch.lifecycle_app, name="lifecycle")
 app.add_typer(clients_app, name="clients")
+app.add_typer(audit_app, name="audit")
+app.add_typer(entitlements_app, name="entitlements")
 
 
 def _services() -> Services:
@@ -159,9 +163,9 @@ def run(
     from cardsvc.db.migrate import upgrade
 
     services, host, port = _listening_services(host, port)
+    upgrade(services.engine)  # first, so key creation is recorded in the audit log
     for record in services.keys.init(now=utcnow()):
         typer.echo(f"created {record.purpose.value} key {record.kid}")
-    upgrade(services.engine)
     if services.settings.dev_mode:
         from cardsvc.cli.clients import ensure_demo_admin
 

@@ -193,3 +193,71 @@ class CardEvent(Base):
     reason: Mapped[str] = mapped_column(String(500))
     actor: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- e-cards (revision 0005) --------------------------------------------------------------
+
+_ECARD_STATES = "state IN ('active', 'replaced', 'revoked')"
+
+
+class ECard(Base):
+    """An e-card: one device key bound for a person, following one physical card.
+
+    Its status-list entry lives in the same shards as cards (``(status_shard, status_idx)``
+    is allocated by the same allocator). Binding a new device replaces the active e-card.
+    """
+
+    __tablename__ = "ecards"
+    __table_args__ = (
+        CheckConstraint(_ECARD_STATES, name="ck_ecards_state"),
+        CheckConstraint("status_idx >= 0", name="ck_ecards_status_idx"),
+        UniqueConstraint("ref", name="uq_ecards_ref"),
+        UniqueConstraint("status_shard", "status_idx", name="uq_ecards_status_index"),
+        Index("ix_ecards_card_id", "card_id"),
+        Index(
+            "uq_ecards_one_active_per_person",
+            "person_id",
+            unique=True,
+            sqlite_where=text("state = 'active'"),
+            postgresql_where=text("state = 'active'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(16))  # 8 random bytes, hex: the QR token's ref
+    person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
+    card_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("cards.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    status_shard: Mapped[int] = mapped_column(Integer, ForeignKey("status_shards.shard"))
+    status_idx: Mapped[int] = mapped_column(Integer)
+    device_kid: Mapped[str] = mapped_column(String(64))
+    device_jwk: Mapped[str] = mapped_column(Text)
+    activated_via: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ActivationCode(Base):
+    """A one-time e-card activation code: stored hashed, expiring, with limited attempts."""
+
+    __tablename__ = "ecard_activation_codes"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('open', 'used', 'locked', 'superseded')", name="ck_activation_codes_state"
+        ),
+        CheckConstraint("attempts >= 0", name="ck_activation_codes_attempts"),
+        Index("ix_activation_codes_person_id", "person_id", "state"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
+    salt: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -94,6 +94,7 @@ class FileKeyBackend:
         self.directory = directory
         self._passphrase = passphrase
         self._signers: dict[str, Signer] = {}
+        self._records: tuple[tuple[int, int, int], list[KeyRecord]] | None = None
 
     def __repr__(self) -> str:
         return f"FileKeyBackend({str(self.directory)!r})"
@@ -136,7 +137,20 @@ class FileKeyBackend:
         return index
 
     def records(self) -> list[KeyRecord]:
-        return [KeyRecord.from_json(entry) for entry in self._load_index()["keys"]]
+        # Every authenticated request and every signature asks for the records: parse the
+        # index again only when it changed (it is only ever replaced by an atomic rename).
+        try:
+            st = self.index_path.stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        cached = self._records
+        if stamp is not None and cached is not None and cached[0] == stamp:
+            return list(cached[1])
+        records = [KeyRecord.from_json(entry) for entry in self._load_index()["keys"]]
+        if stamp is not None:
+            self._records = (stamp, records)
+        return list(records)
 
     def trust_list_sequence(self) -> int:
         if not self.exists():

@@ -9,6 +9,8 @@ Rotation invariants (DESIGN.md):
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,6 +27,9 @@ from cardsvc.keystore.backend import KeyBackend
 from cardsvc.keystore.records import KeyRecord
 
 _DAY = timedelta(days=1)
+
+#: ``(kind, subject, data, now)`` of a committed key change.
+KeyEventHook = Callable[[str, str, dict[str, object], datetime], None]
 
 
 def _default_lifetimes() -> dict[KeyPurpose, timedelta]:
@@ -66,6 +71,13 @@ class KeyService:
         self.backend = backend
         self.policy = policy
         self.issuer = issuer
+        #: Called as ``on_event(kind, subject, data, now)`` after each committed key change
+        #: (the issuer wires it to the audit log).
+        self.on_event: KeyEventHook | None = None
+
+    def _event(self, kind: str, subject: str, data: dict[str, object], now: datetime) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, subject, data, now)
 
     def init(self, *, now: datetime) -> list[KeyRecord]:
         """Create the root key and one key per issuing purpose, where missing.
@@ -87,6 +99,8 @@ class KeyService:
             self.backend.commit(
                 records + created, trust_list_sequence=self.backend.trust_list_sequence()
             )
+        for record in created:
+            self._event("key.created", f"key:{record.kid}", {"purpose": record.purpose.value}, now)
         return created
 
     def records(self) -> list[KeyRecord]:
@@ -117,6 +131,16 @@ class KeyService:
         by_kid = {r.kid: r for r in retired}
         updated = [by_kid.get(r.kid, r) for r in records] + [new]
         self.backend.commit(updated, trust_list_sequence=self.backend.trust_list_sequence())
+        self._event(
+            "key.rotated",
+            f"key:{new.kid}",
+            {
+                "purpose": purpose.value,
+                "activates_at": new.activates_at,
+                "retired": [r.kid for r in retired],
+            },
+            now,
+        )
         return RotationResult(new=new, retired=retired)
 
     def signing_record(self, purpose: KeyPurpose, *, now: datetime) -> KeyRecord:
@@ -173,6 +197,12 @@ class KeyService:
         root = self.backend.signer(self.root_key().kid)
         token = trust_list.sign(root)
         self.backend.commit(records, trust_list_sequence=sequence)
+        self._event(
+            "key.trust_list",
+            f"trust-list:{sequence}",
+            {"sequence": sequence, "sha256": hashlib.sha256(token.encode()).hexdigest()},
+            now,
+        )
         return token
 
     def jwks(self, *, now: datetime) -> dict[str, list[dict[str, object]]]:

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from cardsvc.audit import hooks as audit_hooks
 from cardsvc.core.carddoc import CHINA_TZ, CardDocument
 from cardsvc.core.errors import CoreError
 from cardsvc.core.identity import CardNumber, CitizenId, RegionCode, Sex
@@ -342,6 +343,7 @@ class CardService:
                 card.chip_kid = chip_key.kid
                 card.chip_jwk = json.dumps(chip_key.jwk(), sort_keys=True)
                 card.document = document
+                audit_hooks.chip_bound(session, card, actor=actor, now=now)
         except IntegrityError as exc:
             if violated_constraint(exc) == "uq_cards_chip_kid":
                 raise ChipKeyInUseError("this chip key is already bound to another card") from None

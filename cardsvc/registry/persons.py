@@ -11,9 +11,11 @@ from datetime import date, datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from cardsvc.audit import hooks as audit_hooks
 from cardsvc.core.errors import InvalidIdentityError
 from cardsvc.core.identity import CitizenId, RegionCode, Sex
 from cardsvc.db.models import Person, PersonChange
+from cardsvc.ledger.service import stop_after_death
 from cardsvc.registry.db import read_session, violated_constraint, write_session
 from cardsvc.registry.errors import (
     BadRequestError,
@@ -122,6 +124,7 @@ class PersonService:
         try:
             with write_session(self._engine) as session:
                 session.add(person)
+                audit_hooks.person_enrolled(session, person, now=now)
         except IntegrityError as exc:
             if violated_constraint(exc) != "uq_persons_citizen_id":
                 raise
@@ -195,6 +198,7 @@ class PersonService:
                     at=now,
                 )
             )
+            audit_hooks.pending_person_changes(session, now=now)
             person.name = name
             person.updated_at = now
         return person
@@ -225,8 +229,10 @@ class PersonService:
                     at=now,
                 )
             )
+            audit_hooks.pending_person_changes(session, now=now)
             person.deceased_on = died_on
             person.updated_at = now
             changes = revoke_live_cards(session, person.id, reason=reason, actor=actor, now=now)
+            stop_after_death(session, person.id, died_on, actor=actor, now=now)
         self._status.apply(changes)
         return person

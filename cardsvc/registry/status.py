@@ -36,7 +36,8 @@ from sqlalchemy.exc import IntegrityError
 
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.statuslist import Status, StatusList, encode_status_list_jwt
-from cardsvc.db.models import Card, CardEvent, StatusShard
+from cardsvc.db.models import Card, CardEvent, ECard, StatusShard
+from cardsvc.ecards.states import ecard_card_state
 from cardsvc.keystore.service import KeyService
 from cardsvc.publication import Publication, etag_of
 from cardsvc.registry.errors import NotFoundError
@@ -144,6 +145,17 @@ class StatusLists:
             status = STATUS_OF[CardState(card_state)]
             if status:
                 statuses.set(idx, status)
+        # E-cards share the shards: their entry is their own state combined with the card's.
+        ecards = conn.execute(
+            select(ECard.status_idx, ECard.state, Card.state)
+            .join(Card, Card.id == ECard.card_id)
+            .where(ECard.status_shard == shard)
+        )
+        for idx, ecard_state, card_state in ecards:
+            state.mark_used(idx)
+            status = STATUS_OF[ecard_card_state(ecard_state, card_state)]
+            if status:
+                statuses.set(idx, status)
         self._shards[shard] = state
         return state
 
@@ -223,13 +235,21 @@ class StatusLists:
     # -- changes --------------------------------------------------------------------
 
     def apply(self, changes: list[tuple[int, int, CardState]]) -> None:
-        """Apply committed ``(shard, idx, state)`` changes to loaded shards (no I/O)."""
+        """Apply committed ``(shard, idx, state)`` changes to loaded shards.
+
+        A change other than an issue may move e-cards that follow the card: those are
+        picked up at once by a :meth:`sync` (one indexed read of the new events).
+        """
+        follow = False
         with self._lock:
             for shard, idx, card_state in changes:
                 state = self._shards.get(shard)
                 if state is not None:
                     state.mark_used(idx)
                     state.set_status(idx, STATUS_OF[card_state])
+                follow = follow or card_state is not CardState.PENDING_PERSONALIZATION
+        if follow and self._shards:
+            self.sync()
 
     def sync_due(self, interval_seconds: float) -> int:
         """:meth:`sync`, at most once per ``interval_seconds`` (0: every time)."""
@@ -254,8 +274,17 @@ class StatusLists:
                 if self._gaps:
                     condition = or_(condition, CardEvent.id.in_(list(self._gaps)))
                 rows = conn.execute(
-                    select(CardEvent.id, Card.status_shard, Card.status_idx, Card.state)
+                    select(
+                        CardEvent.id,
+                        Card.status_shard,
+                        Card.status_idx,
+                        Card.state,
+                        ECard.status_shard,
+                        ECard.status_idx,
+                        ECard.state,
+                    )
                     .join(Card, Card.id == CardEvent.card_id)
+                    .outerjoin(ECard, ECard.card_id == Card.id)
                     .where(condition)
                     .order_by(CardEvent.id)
                     .limit(_SYNC_BATCH)
@@ -263,7 +292,7 @@ class StatusLists:
                 if not rows:
                     return applied
                 expected = self._watermark + 1
-                for event_id, shard, idx, card_state in rows:
+                for event_id, shard, idx, card_state, e_shard, e_idx, e_state in rows:
                     self._gaps.pop(event_id, None)
                     if event_id > self._watermark:
                         if event_id > expected and len(self._gaps) < _MAX_GAPS:
@@ -275,6 +304,9 @@ class StatusLists:
                     if state is not None:
                         state.mark_used(idx)
                         state.set_status(idx, STATUS_OF[CardState(card_state)])
+                    if e_shard is not None and (e_entry := self._shards.get(e_shard)):
+                        e_entry.mark_used(e_idx)
+                        e_entry.set_status(e_idx, STATUS_OF[ecard_card_state(e_state, card_state)])
                     applied += 1
                 if len(rows) < _SYNC_BATCH:
                     return applied
@@ -282,6 +314,10 @@ class StatusLists:
     # -- publication ----------------------------------------------------------------
 
     def status_of(self, shard: int, idx: int) -> Status:
+        """The entry's current status; no I/O once its shard is loaded (online verify)."""
+        loaded = self._shards.get(shard)
+        if loaded is not None and 0 <= idx < loaded.size:
+            return Status(loaded.statuses.get(idx))
         with self._lock, self._engine.connect() as conn:
             return Status(self._load(conn, shard).statuses.get(idx))
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cardsvc.db.models import LIVE_STATES, Card, CardEvent
-from cardsvc.registry.lifecycle import Action, CardState, transition
+from cardsvc.audit import log as audit_log
+from cardsvc.audit.rows import card_event_row
+from cardsvc.db.models import LIVE_STATES, Card, CardEvent, ECard
+from cardsvc.registry.lifecycle import FINAL, Action, CardState, transition
 
 MAX_ACTOR_LENGTH = 128
 
@@ -34,17 +36,27 @@ def record_event(
     reason: str,
     actor: str,
     now: datetime,
-) -> None:
-    session.add(
-        CardEvent(
-            card_id=card.id,
-            action=action.value,
-            from_state=from_state.value if from_state else None,
-            to_state=card.state,
-            reason=reason,
-            actor=actor[:MAX_ACTOR_LENGTH],
-            at=now,
-        )
+) -> int:
+    """Record the event and its audit leaf in the same transaction; return the leaf index."""
+    event = CardEvent(
+        card_id=card.id,
+        action=action.value,
+        from_state=from_state.value if from_state else None,
+        to_state=card.state,
+        reason=reason,
+        actor=actor[:MAX_ACTOR_LENGTH],
+        at=now,
+    )
+    session.add(event)
+    session.flush()
+    return audit_log.append(
+        session,
+        kind=f"card.{action.value}",
+        actor=event.actor,
+        subject=f"card:{card.id}",
+        data={"event": event.id, "from": event.from_state, "to": event.to_state},
+        commit=card_event_row(event, card),
+        now=now,
     )
 
 
@@ -69,6 +81,13 @@ def apply(
         card.suspended_until = None
     if rule.to is CardState.REVOKED:
         card.revocation_reason = REVOCATION_REASONS.get(action, action.value)
+    if rule.to in FINAL:
+        # The card's e-cards end with it (their status entries flip with the card's).
+        session.execute(
+            update(ECard)
+            .where(ECard.card_id == card.id, ECard.state == "active")
+            .values(state="revoked", updated_at=now)
+        )
     record_event(
         session, card, action=action, from_state=state, reason=reason, actor=actor, now=now
     )

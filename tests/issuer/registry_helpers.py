@@ -48,8 +48,8 @@ def registry_services(settings: Settings) -> Services:
         update={"status_shard_size": 131_072, "status_sync_interval_seconds": 0.0}
     )
     services = Services.from_settings(settings)
+    upgrade(services.engine)  # first, so the key events below reach the audit log
     services.keys.init(now=utcnow() - timedelta(days=1))
-    upgrade(services.engine)
     return services
 
 
@@ -78,7 +78,7 @@ def bearer(
         subject=subject,
         kind="operator",
         scopes=scopes,
-        now=now or utcnow(),
+        now=now or services.clock(),
     )
     return {"Authorization": f"Bearer {token}"}
 

@@ -110,6 +110,8 @@ def test_no_generated_request_gets_a_500(client: TestClient, services: Services)
         "card_number": st.sampled_from([card["card_number"], "A00000000", "bad number"])
         | st.text(max_size=20),
         "shard": st.sampled_from(["0", "1", "-1", "99999999999999999999"]) | st.text(max_size=10),
+        "ecard_id": st.sampled_from(["00000000-0000-0000-0000-000000000000", "x"])
+        | st.text(max_size=40),
     }
 
     ops = operations(client)
@@ -156,10 +158,21 @@ def test_no_generated_request_gets_a_500(client: TestClient, services: Services)
     call()
 
 
+WALLET_PATHS = frozenset(
+    {
+        "/v1/ecards/activations",
+        "/v1/ecards/nonce",
+        "/v1/ecards/{ecard_id}",
+        "/v1/ecards/{ecard_id}/tokens",
+    }
+)
+
+
 def test_every_operation_documents_its_models_and_problems(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     for method, path, op in operations(client):
-        if not path.startswith("/v1/") or path == "/v1/trust-list" or path.startswith(OAUTH):
+        public_document = path in ("/v1/trust-list", "/v1/audit/checkpoint")
+        if not path.startswith("/v1/") or public_document or path.startswith(OAUTH):
             continue
         responses = op["responses"]
         assert any(code.startswith("2") for code in responses), (method, path)
@@ -168,8 +181,16 @@ def test_every_operation_documents_its_models_and_problems(client: TestClient) -
         for code in errors:
             assert "application/problem+json" in responses[code]["content"], (method, path, code)
         if method == "POST":
-            assert "requestBody" in op or "{person_id}/cards" in path, (method, path)
-        secured = not path.startswith("/v1/status-lists")
+            # These act on the path or the caller alone: a card, a code, a certificate, a nonce.
+            bodiless = (
+                "{person_id}/cards",
+                "{person_id}/ecard-activation-codes",
+                "/v1/terminal-certificates",
+                "/v1/transactions/challenges",
+            )
+            assert "requestBody" in op or path.endswith(bodiless), (method, path)
+        # The wallet's e-card endpoints authenticate by activation code or device proof.
+        secured = not path.startswith("/v1/status-lists") and path not in WALLET_PATHS
         assert ("security" in op) == secured, (method, path)
     assert "Problem" in spec["components"]["schemas"]
 

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api.deps import ServicesDep
 from cardsvc.api.pagination import Cursor, Limit, Page, int_cursor, next_cursor, uuid_cursor
+from cardsvc.api.routes.audit import audit_receipt
 from cardsvc.api.schemas import (
     AUTH,
     CardEventOut,
@@ -126,7 +127,9 @@ async def reissue(
         )
     )
     response.headers["Location"] = f"/v1/cards/{card.card_number}"
-    return card_out(card, services.status.uri(card.status_shard))
+    out = card_out(card, services.status.uri(card.status_shard))
+    out.audit = await run_in_threadpool(audit_receipt, services, card.id, "card.reissue")
+    return out
 
 
 @router.post(
@@ -150,6 +153,7 @@ async def personalize(
     return PersonalizationOut(
         card=card_out(result.card, services.status.uri(result.card.status_shard)),
         document=result.document,
+        audit=await run_in_threadpool(audit_receipt, services, result.card.id, "card.chip_bound"),
     )
 
 

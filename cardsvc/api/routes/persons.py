@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api.deps import ServicesDep
 from cardsvc.api.pagination import Cursor, Limit, Page, int_cursor, next_cursor, uuid_cursor
+from cardsvc.api.routes.audit import audit_receipt
 from cardsvc.api.schemas import (
     AUTH,
     CardOut,
@@ -195,7 +196,9 @@ async def issue_card(
         )
     )
     response.headers["Location"] = f"/v1/cards/{card.card_number}"
-    return card_out(card, services.status.uri(card.status_shard))
+    out = card_out(card, services.status.uri(card.status_shard))
+    out.audit = await run_in_threadpool(audit_receipt, services, card.id, "card.issue")
+    return out
 
 
 @router.get("/{person_id}/cards", response_model=Page[CardOut], responses=problems(*AUTH, 404))

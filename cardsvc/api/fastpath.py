@@ -1,0 +1,113 @@
+"""``POST /v1/verify`` answered in pure ASGI, in front of FastAPI's router.
+
+Verification is the hot path of the whole system (every gate, every counter), and
+FastAPI's routing, dependency resolution and response validation cost several times the
+signature check itself. This middleware does only what the route does — read a bounded
+JSON body, authenticate the bearer token (verified-token cache), check the ``verify``
+scope, run :func:`cardsvc.api.routes.ecards.verify_online` — and answers errors with the
+same problem documents. Every other request passes through untouched. The FastAPI route
+stays for OpenAPI and as the behaviour this one must match (tests compare the two).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cardsvc.api.problems import problem, problem_for
+from cardsvc.api.routes.ecards import verify_online
+from cardsvc.auth.scopes import Scope as AuthScope
+from cardsvc.auth.tokens import AuthenticationError, verify_access_token
+from cardsvc.services import Services
+
+PATH = "/v1/verify"
+MAX_BODY = 32 * 1024
+_PURPOSES = frozenset({"identity", "benefit", "medical", "fee", "transport", "tourism", "culture"})
+_MAX_TOKEN = 16384
+
+
+def _invalid(loc: str, msg: str) -> Any:
+    return problem(
+        422,
+        "invalid-request",
+        "Invalid request",
+        "the request is malformed; see errors",
+        errors=[{"loc": ["body", loc], "msg": msg, "type": "value_error"}],
+    )
+
+
+def _parse(body: bytes) -> tuple[str, str] | Any:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return _invalid("body", "not valid JSON")
+    if not isinstance(data, dict):
+        return _invalid("body", "must be a JSON object")
+    unknown = set(data) - {"token", "purpose"}
+    if unknown:
+        return _invalid(sorted(unknown)[0], "Extra inputs are not permitted")
+    token, purpose = data.get("token"), data.get("purpose")
+    if not isinstance(token, str) or not 1 <= len(token) <= _MAX_TOKEN:
+        return _invalid("token", f"a string of 1 to {_MAX_TOKEN} characters")
+    if purpose not in _PURPOSES:
+        return _invalid("purpose", f"one of {', '.join(sorted(_PURPOSES))}")
+    return token, purpose
+
+
+class VerifyFastPath:
+    """Serve ``POST /v1/verify`` directly; pass everything else to ``app``."""
+
+    def __init__(self, app: ASGIApp, *, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        response = await self._answer(scope, receive)
+        await response(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Any:
+        services = self.services
+        authorization = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+        try:
+            scheme, _, credentials = authorization.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not credentials:
+                raise AuthenticationError("missing bearer access token")
+            principal = verify_access_token(
+                credentials.strip(),
+                keys=services.keys,
+                issuer=services.settings.issuer,
+                now=services.clock(),
+                leeway=services.leeway,
+                cache=services.token_cache,
+            )
+            principal.require(AuthScope.VERIFY)
+        except Exception as exc:
+            return await problem_for(exc)
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > MAX_BODY:
+                return problem(413, "http-413", "Request too large", f"body over {MAX_BODY} bytes")
+        parsed = _parse(bytes(body))
+        if not isinstance(parsed, tuple):
+            return parsed
+        try:
+            result = await verify_online(services, *parsed)
+        except Exception as exc:
+            return await problem_for(exc)
+        from starlette.responses import Response
+
+        return Response(
+            result.model_dump_json().encode(), status_code=200, media_type="application/json"
+        )

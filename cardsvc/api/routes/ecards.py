@@ -1,0 +1,329 @@
+"""E-cards: activation (code or counter), device-bound token requests, online verify."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Request, Response, Security
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from cardsvc.api.deps import ServicesDep
+from cardsvc.api.schemas import AUTH, problems
+from cardsvc.api.security import require
+from cardsvc.auth.scopes import Scope
+from cardsvc.auth.tokens import Principal
+from cardsvc.core.errors import CoreError
+from cardsvc.core.keys import b64url_decode, b64url_encode
+from cardsvc.core.qrtoken import Purpose
+from cardsvc.core.trustlist import TrustList
+from cardsvc.ecards.errors import ActivationError
+from cardsvc.ecards.render import render
+from cardsvc.ecards.service import Activation, ECardView
+from cardsvc.services import Services
+
+router = APIRouter(tags=["e-cards"])
+
+CardsWrite = Annotated[Principal, Security(require(Scope.CARDS_WRITE))]
+Terminal = Annotated[Principal, Security(require(Scope.CARDS_PERSONALIZE))]
+Verifier = Annotated[Principal, Security(require(Scope.VERIFY))]
+PurposeName = Literal["identity", "benefit", "medical", "fee", "transport", "tourism", "culture"]
+DPoP = Annotated[str | None, Header(alias="DPoP", description="Device proof (dpop+jwt)")]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CodeOut(BaseModel):
+    code: str = Field(description="Shown once; stored only as a hash")
+    expires_at: datetime
+    attempts: int = Field(description="Wrong entries allowed before the code locks")
+
+
+class CodeActivation(_Request):
+    citizen_id: str = Field(min_length=1, max_length=32)
+    code: str = Field(min_length=1, max_length=32)
+    device_jwk: dict[str, Any] = Field(description="The phone's ES256 public key (JWK)")
+
+
+class ChallengeRequest(_Request):
+    card_number: str = Field(min_length=1, max_length=32)
+
+
+class ChallengeOut(BaseModel):
+    challenge: str = Field(description="Return it with the chip's answer")
+    nonce: str = Field(description="16 bytes, base64url: relay to the chip (INTERNAL AUTHENTICATE)")
+
+
+class CounterActivation(_Request):
+    challenge: str = Field(min_length=1, max_length=256)
+    chip_signature: str = Field(min_length=1, max_length=128, description="r||s, base64url")
+    pin_verified: bool = Field(description="The terminal verified the holder's PIN on the card")
+    device_jwk: dict[str, Any]
+
+
+class StatusRef(BaseModel):
+    idx: int
+    uri: str
+
+
+class ECardOut(BaseModel):
+    ecard_id: uuid.UUID
+    ecard_ref: str
+    card_number: str
+    status: StatusRef
+    card_status: str
+    ecard_status: str
+
+
+class ActivationOut(ECardOut):
+    credential: str = Field(description="ssc-ecard+jwt signed by the issuer's ecard key")
+
+
+class TokenRequest(_Request):
+    purpose: PurposeName
+    offline: bool = Field(
+        default=False, description="A batch of consecutive windows covering the offline period"
+    )
+    format: Literal["text", "png", "svg"] = Field(
+        default="text", description="png/svg: the QR image of one token"
+    )
+
+
+class TokenOut(BaseModel):
+    token: str
+    valid_from: datetime
+    valid_until: datetime
+
+
+class TokensOut(BaseModel):
+    purpose: str
+    tokens: list[TokenOut]
+
+
+class VerifyRequest(_Request):
+    token: str = Field(min_length=1, max_length=16384)
+    purpose: PurposeName = Field(description="What the caller checks; must be the token's")
+
+
+class VerifyOut(BaseModel):
+    valid: Literal[True] = True
+    purpose: str
+    claims: dict[str, Any]
+
+
+def _ecard_out(services: Services, view: ECardView) -> dict[str, Any]:
+    card_status, ecard_status = services.ecards.live_status(view)
+    shard, idx = view.status
+    return {
+        "ecard_id": view.id,
+        "ecard_ref": b64url_encode(view.ref),
+        "card_number": view.card_number,
+        "status": StatusRef(idx=idx, uri=services.status.uri(shard)),
+        "card_status": card_status.name.lower(),
+        "ecard_status": ecard_status.name.lower(),
+    }
+
+
+def _activation_out(services: Services, activation: Activation) -> ActivationOut:
+    return ActivationOut(**_ecard_out(services, activation.ecard), credential=activation.credential)
+
+
+@router.post(
+    "/v1/persons/{person_id}/ecard-activation-codes",
+    status_code=201,
+    response_model=CodeOut,
+    responses=problems(*AUTH, 404, 409),
+    summary="Issue a one-time e-card activation code (older open codes end)",
+)
+async def issue_code(person_id: uuid.UUID, principal: CardsWrite, services: ServicesDep) -> CodeOut:
+    issued = await run_in_threadpool(
+        lambda: services.ecards.issue_code(person_id, actor=principal.subject, now=services.clock())
+    )
+    return CodeOut(code=issued.code, expires_at=issued.expires_at, attempts=issued.attempts)
+
+
+@router.post(
+    "/v1/ecards/activations",
+    status_code=201,
+    response_model=ActivationOut,
+    responses=problems(403, 409, 413, 422),
+    summary="Activate an e-card on a phone with a one-time code (binds the device key)",
+)
+async def activate_with_code(body: CodeActivation, services: ServicesDep) -> ActivationOut:
+    activation = await run_in_threadpool(
+        lambda: services.ecards.activate_with_code(
+            body.citizen_id, body.code, body.device_jwk, now=services.clock()
+        )
+    )
+    return _activation_out(services, activation)
+
+
+@router.post(
+    "/v1/ecards/counter-challenges",
+    response_model=ChallengeOut,
+    responses=problems(*AUTH, 404, 409),
+    summary="A nonce for the card's chip, to activate an e-card at a counter",
+)
+async def counter_challenge(
+    body: ChallengeRequest, _principal: Terminal, services: ServicesDep
+) -> ChallengeOut:
+    challenge, nonce = await run_in_threadpool(
+        lambda: services.ecards.counter_challenge(body.card_number, now=services.clock())
+    )
+    return ChallengeOut(challenge=challenge, nonce=b64url_encode(nonce))
+
+
+@router.post(
+    "/v1/ecards/counter-activations",
+    status_code=201,
+    response_model=ActivationOut,
+    responses=problems(*AUTH, 409),
+    summary="Activate an e-card at a counter: the chip's answer and the PIN prove the card",
+)
+async def activate_at_counter(
+    body: CounterActivation, principal: Terminal, services: ServicesDep
+) -> ActivationOut:
+    try:
+        signature = b64url_decode(body.chip_signature)
+    except CoreError:
+        raise ActivationError("chip-signature", "chip_signature is not base64url") from None
+    activation = await run_in_threadpool(
+        lambda: services.ecards.activate_at_counter(
+            body.challenge,
+            signature,
+            body.device_jwk,
+            pin_verified=body.pin_verified,
+            actor=principal.subject,
+            now=services.clock(),
+        )
+    )
+    return _activation_out(services, activation)
+
+
+@router.get(
+    "/v1/ecards/nonce",
+    responses=problems(422),
+    summary="A fresh server nonce for the next device proof (also in DPoP-Nonce)",
+)
+async def nonce(services: ServicesDep, response: Response) -> dict[str, str]:
+    value = services.ecards.nonce(now=services.clock())
+    response.headers["DPoP-Nonce"] = value
+    response.headers["Cache-Control"] = "no-store"
+    return {"nonce": value}
+
+
+def _htu(services: Services, request: Request) -> str:
+    return services.settings.issuer.rstrip("/") + request.url.path
+
+
+async def _proven(
+    services: Services, ecard_id: uuid.UUID, proof: str | None, request: Request
+) -> ECardView:
+    now = services.clock()
+    view = await run_in_threadpool(services.ecards.get, ecard_id, now=now)
+    services.ecards.check_proof(
+        view, proof, htm=request.method, htu=_htu(services, request), now=now
+    )
+    return view
+
+
+@router.get(
+    "/v1/ecards/{ecard_id}",
+    response_model=ECardOut,
+    responses=problems(401, 404, 422),
+    summary="The e-card and its live status (device proof)",
+)
+async def get_ecard(
+    ecard_id: Annotated[uuid.UUID, Path()],
+    request: Request,
+    services: ServicesDep,
+    dpop: DPoP = None,
+) -> ECardOut:
+    view = await _proven(services, ecard_id, dpop, request)
+    return ECardOut(**_ecard_out(services, view))
+
+
+@router.post(
+    "/v1/ecards/{ecard_id}/tokens",
+    response_model=TokensOut,
+    responses={
+        200: {"content": {"image/png": {}, "image/svg+xml": {}}},
+        **problems(401, 404, 409, 422),
+    },
+    summary="QR tokens for one purpose (device proof): one, or an offline batch",
+)
+async def mint_tokens(
+    ecard_id: Annotated[uuid.UUID, Path()],
+    body: TokenRequest,
+    request: Request,
+    services: ServicesDep,
+    dpop: DPoP = None,
+) -> Any:
+    view = await _proven(services, ecard_id, dpop, request)
+    purpose = Purpose[body.purpose.upper()]
+    period = services.ecards.policy.offline_period if body.offline else None
+    minted = await run_in_threadpool(
+        lambda: services.ecards.mint(view, purpose, now=services.clock(), period=period)
+    )
+    if body.format != "text":
+        media = "image/png" if body.format == "png" else "image/svg+xml"
+        image = await run_in_threadpool(render, minted[0].token, body.format)
+        headers = {
+            "Cache-Control": "no-store",
+            "X-Token-Valid-Until": minted[0].valid_until.isoformat(),
+        }
+        return Response(content=image, media_type=media, headers=headers)
+    return TokensOut(
+        purpose=body.purpose,
+        tokens=[
+            TokenOut(token=m.token, valid_from=m.valid_from, valid_until=m.valid_until)
+            for m in minted
+        ],
+    )
+
+
+def _trust_list(services: Services, now: datetime) -> TrustList:
+    state = services.ecards
+    cached = state.cached_trust_list()
+    if cached is not None and not state.trust_due():
+        return cached
+    publication = services.trust_list.current(now=now)
+    return state.trust_list(now=now, published=(publication.etag, publication.body))
+
+
+async def verify_online(services: Services, token: str, purpose_name: str) -> VerifyOut:
+    """The online verify behind both the route and the ASGI fast path (one behaviour)."""
+    now = services.clock()
+    interval = services.settings.status_sync_interval_seconds
+    tick = time.monotonic()
+    if tick - services.ecards.last_status_sync >= max(interval, 0.05):
+        services.ecards.last_status_sync = tick
+        await run_in_threadpool(services.status.sync_due, interval)
+    trust = _trust_list(services, now)
+    purpose = Purpose[purpose_name.upper()]
+    token_ = services.ecards.verify(token, purpose=purpose, trust_list=trust, now=now)
+    base = services.settings.issuer.rstrip("/") + "/v1/status-lists"
+    return VerifyOut(purpose=purpose_name, claims=token_.to_json(status_base_uri=base))
+
+
+@router.post(
+    "/v1/verify",
+    response_model=VerifyOut,
+    responses=problems(*AUTH),
+    summary="Verify an e-card QR token online: the disclosed claims or the failed check",
+)
+async def verify(body: VerifyRequest, _principal: Verifier, request: Request) -> VerifyOut:
+    """Checks the trust-list signature, the validity window (bounded leeway), the card's
+    and the e-card's live status (in memory) and one-time use of ``jti``. A failure is
+    problem+json with ``check`` naming the failed check.
+
+    Served by :class:`cardsvc.api.fastpath.VerifyFastPath` in front of the router; this
+    route documents it and answers when the fast path is not installed.
+    """
+    services: Services = request.app.state.services
+    return await verify_online(services, body.token, body.purpose)

@@ -1,0 +1,58 @@
+"""Small calls the registry makes to put its changes in the audit log (same transaction)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from cardsvc.audit.log import append
+from cardsvc.audit.rows import chip_binding_row, person_change_row, person_row
+from cardsvc.db.models import Card, Person, PersonChange
+
+
+def person_enrolled(session: Session, person: Person, *, now: datetime) -> int:
+    session.flush()
+    return append(
+        session,
+        kind="person.enrolled",
+        actor=person.created_by,
+        subject=f"person:{person.id}",
+        data={},
+        commit=person_row(person, name=person.name),
+        now=now,
+    )
+
+
+def pending_person_changes(session: Session, *, now: datetime) -> list[int]:
+    """Append a leaf for every person change added to ``session`` and not yet flushed."""
+    pending = sorted(
+        (obj for obj in session.new if isinstance(obj, PersonChange)), key=lambda c: c.at
+    )
+    session.flush()
+    return [
+        append(
+            session,
+            kind=f"person.{change.field}",
+            actor=change.actor,
+            subject=f"person:{change.person_id}",
+            data={"change": change.id},
+            commit=person_change_row(change),
+            now=now,
+        )
+        for change in pending
+    ]
+
+
+def chip_bound(session: Session, card: Card, *, actor: str, now: datetime) -> int:
+    """The chip key and signed document of a personalized card."""
+    session.flush()
+    return append(
+        session,
+        kind="card.chip_bound",
+        actor=actor[:128],
+        subject=f"card:{card.id}",
+        data={"chip_kid": card.chip_kid},
+        commit=chip_binding_row(card),
+        now=now,
+    )

@@ -1,0 +1,71 @@
+"""E-card errors; each names its reason so a client (and a test) can tell them apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cardsvc.errors import CardsvcError
+from cardsvc.registry.errors import ConflictError, NotFoundError, RegistryError
+
+
+class ECardNotFoundError(NotFoundError):
+    code = "ecard-not-found"
+
+
+class NoActiveCardError(ConflictError):
+    """E-cards are only for persons whose card is active."""
+
+    code = "no-active-card"
+
+
+class ECardInactiveError(ConflictError):
+    """The e-card is replaced, revoked or suspended: no tokens."""
+
+    code = "ecard-inactive"
+
+
+class DeviceKeyError(RegistryError):
+    code = "invalid-device-key"
+    http_status = 422
+
+
+class ActivationError(RegistryError):
+    """An activation attempt failed; ``reason`` says which check (and attempts left)."""
+
+    code = "activation-failed"
+    http_status = 422
+
+    def __init__(self, reason: str, detail: str, **fields: Any) -> None:
+        super().__init__(detail, reason=reason, **fields)
+        self.reason = reason
+
+
+class ActivationLockedError(ActivationError):
+    """Too many wrong codes: the code is locked; an operator must issue a new one."""
+
+    code = "activation-locked"
+    http_status = 403
+
+
+class DeviceProofError(CardsvcError):
+    """A token request's device proof failed; ``reason`` names the check."""
+
+    code = "invalid-device-proof"
+    http_status = 401
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.fields: dict[str, Any] = {"reason": reason}
+
+
+class TokenRejectedError(CardsvcError):
+    """Online verification refused a QR token; ``check`` names the failed check."""
+
+    code = "token-rejected"
+    http_status = 422
+
+    def __init__(self, check: str, detail: str) -> None:
+        super().__init__(detail)
+        self.check = check
+        self.fields: dict[str, Any] = {"check": check}

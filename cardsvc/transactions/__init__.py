@@ -1,0 +1,1 @@
+"""Counter transactions: identity verification, benefit collection and fee payment."""

@@ -1,0 +1,363 @@
+"""Offline batch sync: a terminal uploads its journal's records; each gets an answer.
+
+Rules (DESIGN.md "Counters and transactions", issue 7):
+
+- **Dedup** on (terminal, seq): the same record again is ``duplicate`` (with the outcome it
+  had); another record on a taken seq is a **fork**, held for review. On (card, counter):
+  another accepted record with the card's counter is a **reused counter** (a clone or a
+  replay): stored as ``conflict``, never paid.
+- **Out of order** is fine: counters are checked for uniqueness, and for *order* against
+  the record times of the same card (a counter lower than one used earlier, beyond a clock
+  slack, is a decreasing counter: a clone).
+- **Entitlements** are consumed with the ledger's conditional update; one already collected
+  (another offline counter) makes the record a ``conflict``. The partial unique indexes
+  (``uq_transactions_card_counter``, ``uq_transactions_entitlement``) make paying twice
+  impossible even between concurrent uploads.
+- **Gaps**: voided sequence numbers are recorded; the answer lists the terminal's seqs that
+  are neither records nor voids below its highest (pending upload, or withheld).
+- Records a terminal flags ``journal-damaged`` are stored as conflicts for review.
+
+Bad proofs (signature, certificate, unknown card, malformed data) are ``rejected``: not
+stored, the terminal keeps them. A whole batch commits at once (each record in a savepoint),
+so a dropped connection or a killed issuer leaves the batch all in or all out, and the
+retry is answered from what was stored. No Idempotency-Key is needed: every record is
+idempotent on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, String, Text, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from cardsvc.auth.clients import Client
+from cardsvc.core.errors import CoreError, VerificationError
+from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
+from cardsvc.db.models import Base, Card, UtcDateTime
+from cardsvc.ledger import audit
+from cardsvc.ledger.errors import EntitlementNotFoundError, EntitlementUnavailableError
+from cardsvc.ledger.service import consume
+from cardsvc.registry.db import write_session
+from cardsvc.transactions.models import TransactionRow
+from cardsvc.transactions.record import Kind, SignedRecord, TransactionData, issue_receipt
+from cardsvc.transactions.service import TransactionService, _row
+
+MAX_BATCH = 200
+DAMAGED_FLAG = "journal-damaged"
+#: Terminal clocks drift: counter order contradicts record times only beyond this.
+CLOCK_SLACK = timedelta(minutes=15)
+MAX_GAPS_LISTED = 100
+
+
+class TerminalVoid(Base):
+    __tablename__ = "terminal_voids"
+
+    terminal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    terminal_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class TransactionHold(Base):
+    """A record that cannot be a transaction row (a fork), kept for review."""
+
+    __tablename__ = "transaction_holds"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    terminal_id: Mapped[str] = mapped_column(String(64))
+    terminal_seq: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(300))
+    record: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchItem:
+    seq: int
+    record: SignedRecord | None = None
+    void: str | None = None
+    flag: str | None = None
+    problem: str | None = None  # the record did not parse
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemResult:
+    seq: int
+    outcome: str  # accepted | duplicate | conflict | rejected
+    reason: str | None = None
+    detail: str | None = None
+    transaction_id: uuid.UUID | None = None
+    receipt: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "detail": self.detail,
+            "transaction_id": str(self.transaction_id) if self.transaction_id else None,
+            "receipt": self.receipt,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchResult:
+    results: list[ItemResult]
+    gaps: list[int]
+    gap_count: int
+    highest_seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "results": [r.to_json() for r in self.results],
+            "journal": {"highest_seq": self.highest_seq, "gap_count": self.gap_count,
+                        "gaps": self.gaps},
+        }  # fmt: skip
+
+
+@dataclass
+class _Context:
+    terminal: Client
+    terminal_key: VerifyingKey
+    now: datetime
+    cards: dict[str, Card | None] = field(default_factory=dict)
+
+
+class BatchService:
+    """Accepts a terminal's batch of offline (or late) records."""
+
+    def __init__(self, transactions: TransactionService) -> None:
+        self._tx = transactions
+
+    def upload(
+        self, items: Sequence[BatchItem], *, certificate: str, terminal: Client, now: datetime
+    ) -> BatchResult:
+        cert = self._tx.verify_certificate(certificate, terminal=terminal, now=now)
+        ctx = _Context(terminal=terminal, terminal_key=cert.key, now=now)
+        signer = self._tx._keys.signer(KeyPurpose.TERMINAL_CERTIFICATE, now=now)
+        results: list[ItemResult] = []
+        with write_session(self._tx._engine) as session:
+            for item in items:
+                for attempt in (1, 2):
+                    try:
+                        with session.begin_nested():
+                            results.append(self._one(session, item, ctx, signer))
+                        break
+                    except IntegrityError:
+                        # A concurrent upload stored this seq, counter or entitlement
+                        # between our checks and our insert: look again, now it is there.
+                        if attempt == 2:
+                            results.append(_concurrent(item.seq))
+            gaps, count, highest = _gaps(session, terminal.client_id)
+        return BatchResult(results=results, gaps=gaps, gap_count=count, highest_seq=highest)
+
+    # -- one record -------------------------------------------------------------------------
+
+    def _one(self, session: Session, item: BatchItem, ctx: _Context, signer: Any) -> ItemResult:
+        terminal_id = ctx.terminal.client_id
+        existing = session.scalar(
+            select(TransactionRow).where(
+                TransactionRow.terminal_id == terminal_id, TransactionRow.terminal_seq == item.seq
+            )
+        )
+        void = session.get(TerminalVoid, (terminal_id, item.seq))
+        if item.void is not None:
+            if existing is not None:
+                return ItemResult(seq=item.seq, outcome="conflict", reason="fork",
+                                  detail="the journal voids a seq that holds a record")  # fmt: skip
+            if void is not None:
+                return ItemResult(seq=item.seq, outcome="duplicate", reason="void")
+            session.add(TerminalVoid(terminal_id=terminal_id, terminal_seq=item.seq,
+                                     reason=item.void[:200], received_at=ctx.now))  # fmt: skip
+            session.flush()
+            return ItemResult(seq=item.seq, outcome="accepted", reason="void")
+        record = item.record
+        if item.problem is not None:
+            return ItemResult(seq=item.seq, outcome="rejected", reason="record",
+                              detail=item.problem)  # fmt: skip
+        if record is None:
+            return ItemResult(seq=item.seq, outcome="rejected", reason="record",
+                              detail="an item needs a record or a void")  # fmt: skip
+        try:
+            data = record.transaction
+        except CoreError as exc:
+            return ItemResult(seq=item.seq, outcome="rejected", reason="data", detail=str(exc))
+        if data.terminal != terminal_id or data.seq != item.seq:
+            return ItemResult(seq=item.seq, outcome="rejected", reason="terminal",
+                              detail="the record names another terminal or seq")  # fmt: skip
+        card_signature = b64url_encode(record.card_signature)
+        if existing is not None:
+            if existing.card_signature == card_signature and existing.data == b64url_encode(
+                record.data
+            ):
+                return ItemResult(seq=item.seq, outcome="duplicate",
+                                  reason=existing.conflict if existing.state == "conflict"
+                                  else None, detail=f"already {existing.state}",
+                                  transaction_id=existing.id, receipt=existing.receipt)  # fmt: skip
+            return self._hold(
+                session,
+                item.seq,
+                record,
+                ctx,
+                "fork",
+                f"terminal seq {item.seq} already holds another record",
+            )
+        if void is not None:
+            return self._hold(
+                session, item.seq, record, ctx, "fork", f"terminal seq {item.seq} was reported void"
+            )
+        card = self._card(session, data.card, ctx)
+        if card is None or card.chip_jwk is None:
+            return ItemResult(seq=item.seq, outcome="rejected", reason="card",
+                              detail="no personalised card with this number")  # fmt: skip
+        try:
+            record.verify(chip_key=VerifyingKey.from_jwk(json.loads(card.chip_jwk)),
+                          terminal_key=ctx.terminal_key)  # fmt: skip
+        except VerificationError as exc:
+            return ItemResult(seq=item.seq, outcome="rejected", reason=exc.check,
+                              detail=exc.detail)  # fmt: skip
+        transaction_id = uuid.uuid4()
+        conflict = self._conflict(session, item, record, data, card, transaction_id, ctx)
+        receipt = None
+        if conflict is None:
+            receipt = issue_receipt(signer, issuer=self._tx._issuer,
+                                    transaction_id=transaction_id, record=record, data=data,
+                                    now=ctx.now)  # fmt: skip
+        why = f"{conflict[0]}: {conflict[1]}"[:200] if conflict else None
+        row = _row(transaction_id, record, data, card, mode="offline", now=ctx.now,
+                   receipt=receipt, state="conflict" if conflict else "accepted",
+                   conflict=why)  # fmt: skip
+        session.add(row)
+        session.flush()
+        audit.append(
+            session,
+            kind=f"transaction.{data.kind.value}" + (".conflict" if conflict else ""),
+            actor=terminal_id,
+            subject=f"transaction:{transaction_id}",
+            data={"card": str(card.id), "counter": record.counter, "seq": data.seq,
+                  "amount_fen": data.amount_fen, "mode": "offline",
+                  "conflict": conflict[0] if conflict else None,
+                  "entitlement": str(data.entitlement) if data.entitlement else None},
+            now=ctx.now,
+        )  # fmt: skip
+        if conflict:
+            return ItemResult(seq=item.seq, outcome="conflict", reason=conflict[0],
+                              detail=conflict[1], transaction_id=transaction_id)  # fmt: skip
+        return ItemResult(seq=item.seq, outcome="accepted", transaction_id=transaction_id,
+                          receipt=receipt)  # fmt: skip
+
+    def _conflict(
+        self, session: Session, item: BatchItem, record: SignedRecord, data: TransactionData,
+        card: Card, transaction_id: uuid.UUID, ctx: _Context,
+    ) -> tuple[str, str] | None:  # fmt: skip
+        """Why this record must be reviewed instead of paid, or None (then it is paid)."""
+        if item.flag == DAMAGED_FLAG:
+            return ("journal-damaged", "from a damaged part of the terminal's journal")
+        same = session.scalar(
+            select(TransactionRow.id).where(
+                TransactionRow.card_id == card.id,
+                TransactionRow.card_counter == record.counter,
+                TransactionRow.state == "accepted",
+            )
+        )
+        if same is not None:
+            return ("counter-reused",
+                    f"card counter {record.counter} is already used by transaction {same}: "
+                    "a clone or a replay")  # fmt: skip
+        time = data.time
+        contradiction = session.scalar(
+            select(TransactionRow.card_counter)
+            .where(
+                TransactionRow.card_id == card.id,
+                TransactionRow.state == "accepted",
+                (
+                    (TransactionRow.card_counter < record.counter)
+                    & (TransactionRow.at > time + CLOCK_SLACK)
+                )
+                | (
+                    (TransactionRow.card_counter > record.counter)
+                    & (TransactionRow.at < time - CLOCK_SLACK)
+                ),
+            )
+            .limit(1)
+        )
+        if contradiction is not None:
+            return ("counter-order",
+                    f"card counter {record.counter} contradicts counter {contradiction} of the "
+                    "same card at another time: a decreasing counter (a clone)")  # fmt: skip
+        if card.state != "active":
+            return ("card-status", f"the card is {card.state} at the issuer")
+        if data.kind is Kind.BENEFIT:
+            assert data.entitlement is not None  # noqa: S101 - TransactionData checks
+            try:
+                with session.begin_nested():
+                    consume(session, data.entitlement, person_id=card.person_id,
+                            amount_fen=data.amount_fen, transaction_id=transaction_id,
+                            now=ctx.now)  # fmt: skip
+            except (EntitlementNotFoundError, EntitlementUnavailableError) as exc:
+                return ("entitlement", exc.detail)
+        return None
+
+    def _hold(
+        self, session: Session, seq: int, record: SignedRecord, ctx: _Context, reason: str,
+        detail: str,
+    ) -> ItemResult:  # fmt: skip
+        digest = record.digest()
+        if session.get(TransactionHold, digest) is None:
+            session.add(TransactionHold(
+                digest=digest, terminal_id=ctx.terminal.client_id, terminal_seq=seq,
+                reason=reason, detail=detail[:300], record=json.dumps(record.to_json()),
+                received_at=ctx.now))  # fmt: skip
+            session.flush()
+            audit.append(session, kind="transaction.held", actor=ctx.terminal.client_id,
+                         subject=f"terminal:{ctx.terminal.client_id}",
+                         data={"seq": seq, "reason": reason, "record": digest},
+                         now=ctx.now)  # fmt: skip
+        return ItemResult(seq=seq, outcome="conflict", reason=reason, detail=detail)
+
+    @staticmethod
+    def _card(session: Session, number: str, ctx: _Context) -> Card | None:
+        if number not in ctx.cards:
+            ctx.cards[number] = session.scalar(select(Card).where(Card.card_number == number))
+        return ctx.cards[number]
+
+
+def _concurrent(seq: int) -> ItemResult:
+    return ItemResult(seq=seq, outcome="retry", reason="concurrent",
+                      detail="stored concurrently; upload again")  # fmt: skip
+
+
+def _gaps(session: Session, terminal_id: str) -> tuple[list[int], int, int]:
+    seqs: set[int] = set()
+    for query in (
+        select(TransactionRow.terminal_seq).where(TransactionRow.terminal_id == terminal_id),
+        select(TerminalVoid.terminal_seq).where(TerminalVoid.terminal_id == terminal_id),
+        select(TransactionHold.terminal_seq).where(TransactionHold.terminal_id == terminal_id),
+    ):
+        seqs.update(int(s) for s in session.scalars(query))
+    highest = max(seqs, default=0)
+    missing = [s for s in range(1, highest + 1) if s not in seqs]
+    return missing[:MAX_GAPS_LISTED], len(missing), highest
+
+
+def parse_items(raw: Iterable[Mapping[str, Any]]) -> list[BatchItem]:
+    """Batch items from the request (already shape-checked by the route's model)."""
+    items: list[BatchItem] = []
+    for obj in raw:
+        record, problem = None, None
+        if obj.get("record") is not None:
+            try:
+                record = SignedRecord.from_json(obj["record"])
+            except CoreError as exc:
+                problem = str(exc)
+        items.append(BatchItem(seq=int(obj["seq"]), record=record, void=obj.get("void"),
+                               flag=obj.get("flag"), problem=problem))  # fmt: skip
+    return items

@@ -1,0 +1,68 @@
+"""Tables of counter transactions (revision 0006)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cardsvc.db.models import Base, UtcDateTime
+
+
+class Challenge(Base):
+    """A nonce the issuer handed to one terminal, to be signed by a card once."""
+
+    __tablename__ = "transaction_challenges"
+
+    nonce: Mapped[str] = mapped_column(String(32), primary_key=True)  # hex
+    terminal_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class TransactionRow(Base):
+    """One authorisation with its proof: card-signed data, nonce, counter, signatures."""
+
+    __tablename__ = "transactions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(16))
+    conflict: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    card_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("cards.id"))
+    person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
+    terminal_id: Mapped[str] = mapped_column(String(64))
+    terminal_seq: Mapped[int] = mapped_column(BigInteger)
+    card_counter: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    entitlement_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("entitlements.id"), nullable=True
+    )
+    reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    nonce: Mapped[str] = mapped_column(String(32))
+    data: Mapped[str] = mapped_column(Text)
+    card_signature: Mapped[str] = mapped_column(String(100))
+    terminal_signature: Mapped[str] = mapped_column(String(100))
+    receipt: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class IdempotencyRecord(Base):
+    """One Idempotency-Key of one client: the request's hash and, once done, its answer."""
+
+    __tablename__ = "idempotency_records"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # in_flight, done
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
