@@ -301,6 +301,176 @@ def personalize(
     typer.echo(f"card {card_number} personalised and locked; chip key {result.chip_key.kid}")
 
 
+StateDir = Annotated[
+    Path,
+    typer.Option(envvar="READER_AGENT_STATE_DIR", help="Journal and terminal certificate"),
+]
+IssuerOpt = Annotated[str, typer.Option(envvar="CARDSVC_ISSUER", help="Issuer base URL")]
+ClientIdOpt = Annotated[
+    str, typer.Option(envvar="READER_AGENT_CLIENT_ID", help="This terminal's client id")
+]
+ClientKeyOpt = Annotated[
+    Path, typer.Option(envvar="READER_AGENT_CLIENT_KEY", help="This terminal's key (PEM)")
+]
+_DEFAULT_STATE = Path("var/reader-agent/state")
+
+
+def _counter(
+    kind: str, amount_fen: int, entitlement: str | None, reference: str | None,
+    issuer: str, client_id: str, client_key: Path, state_dir: Path, cache_dir: Path,
+    reader: str | None, timeout: float,
+) -> None:  # fmt: skip
+    import uuid
+
+    from cardsvc.transactions.record import Kind
+    from reader_agent import pcsc
+    from reader_agent.cache import AgentCache
+    from reader_agent.card.session import SscSession
+    from reader_agent.counter import transact
+    from reader_agent.journal import Journal
+
+    client = _issuer_client(issuer, client_id, client_key)
+    try:
+        entitlement_id = uuid.UUID(entitlement) if entitlement else None
+    except ValueError:
+        raise typer.BadParameter("--entitlement must be a UUID") from None
+
+    def prompt(tries: int) -> str | None:
+        value: str = typer.prompt(f"PIN ({tries} tries left)", hide_input=True)
+        return value
+
+    name = _pick_reader(reader, timeout)
+    with (
+        Journal(state_dir, terminal_id=client_id) as opened,
+        pcsc.connect(name, timeout=timeout) as connection,
+    ):
+        result = transact(
+            SscSession(connection), kind=Kind(kind), amount_fen=amount_fen,
+            entitlement=entitlement_id, reference=reference, journal=opened,
+            cache=AgentCache(cache_dir), issuer=client, signer=client.signer,
+            state_dir=state_dir, pin=prompt, now=_now,
+        )  # fmt: skip
+    record = result.record
+    typer.echo(f"{result.mode} {kind} seq {record.seq} counter {record.counter} "
+               f"amount {amount_fen} fen: {record.state.value}")  # fmt: skip
+    if result.mode == "offline" or result.answer is None:
+        typer.echo("recorded in the journal; `reader-agent sync` uploads it")
+
+
+@app.command()
+def collect(
+    entitlement: Annotated[str, typer.Option(help="The entitlement's id")],
+    amount_fen: Annotated[int, typer.Option(min=1, help="Its amount in fen")],
+    client_id: ClientIdOpt,
+    client_key: ClientKeyOpt,
+    issuer: IssuerOpt = "http://127.0.0.1:8000",
+    state_dir: StateDir = _DEFAULT_STATE,
+    cache_dir: CacheDir = _DEFAULT_CACHE,
+    reader: ReaderOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Benefit collection: card check + PIN, then the card signs; online, else offline rules."""
+    _counter("benefit", amount_fen, entitlement, None, issuer, client_id, client_key,
+             state_dir, cache_dir, reader, timeout)  # fmt: skip
+
+
+@app.command()
+def pay(
+    amount_fen: Annotated[int, typer.Option(min=1, help="Amount in fen")],
+    reference: Annotated[str, typer.Option(help="Bill reference")],
+    client_id: ClientIdOpt,
+    client_key: ClientKeyOpt,
+    issuer: IssuerOpt = "http://127.0.0.1:8000",
+    state_dir: StateDir = _DEFAULT_STATE,
+    cache_dir: CacheDir = _DEFAULT_CACHE,
+    reader: ReaderOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Fee payment: card check + PIN, then the card signs; online, else offline rules."""
+    _counter("fee", amount_fen, None, reference, issuer, client_id, client_key,
+             state_dir, cache_dir, reader, timeout)  # fmt: skip
+
+
+@app.command()
+def sync(
+    client_id: ClientIdOpt,
+    client_key: ClientKeyOpt,
+    issuer: IssuerOpt = "http://127.0.0.1:8000",
+    state_dir: StateDir = _DEFAULT_STATE,
+    include_damaged: Annotated[
+        bool, typer.Option(help="Also upload records from a damaged journal part (flagged)")
+    ] = False,
+    attempts: Annotated[int, typer.Option(min=1, help="Tries, with backoff")] = 5,
+    every: Annotated[
+        float | None, typer.Option(help="Keep running: sync every N seconds (background)")
+    ] = None,
+) -> None:
+    """Upload the journal's pending records; verifies the hash chain first."""
+    import time
+    from functools import partial
+
+    from reader_agent.counter import load_certificate, sync_with_retry
+    from reader_agent.counter import sync as run_sync
+    from reader_agent.journal import Journal
+
+    client = _issuer_client(issuer, client_id, client_key)
+    with Journal(state_dir, terminal_id=client_id) as journal:
+        while True:
+            if not journal.verify().intact:
+                typer.echo(f"JOURNAL DAMAGED: {journal.verify().reason}", err=True)
+            cert = load_certificate(state_dir, client)
+            report = sync_with_retry(
+                partial(run_sync, journal, client, certificate=cert,
+                        include_damaged=include_damaged),
+                attempts=attempts,
+            )  # fmt: skip
+            typer.echo(f"uploaded {report.uploaded}: {report.accepted} accepted, "
+                       f"{report.duplicate} duplicate, {report.conflict} conflict, "
+                       f"{report.rejected} rejected; {report.held_back} held back "
+                       "(damaged journal part)")  # fmt: skip
+            if every is None:
+                break
+            time.sleep(every)
+
+
+@app.command()
+def journal(
+    client_id: ClientIdOpt,
+    state_dir: StateDir = _DEFAULT_STATE,
+    show: Annotated[
+        str, typer.Option(help="pending, synced, conflicts or all")
+    ] = "all",
+) -> None:
+    """The journal: its chain check, and records pending, synced or in conflict."""
+    from reader_agent.journal import Journal, RecordState
+
+    groups = {
+        "pending": {RecordState.SIGNED, RecordState.PREPARED},
+        "synced": {RecordState.ACCEPTED, RecordState.DUPLICATE, RecordState.VOID},
+        "conflicts": {RecordState.CONFLICT, RecordState.REJECTED},
+    }
+    if show != "all" and show not in groups:
+        raise typer.BadParameter("--show must be pending, synced, conflicts or all")
+    with Journal(state_dir, terminal_id=client_id) as opened:
+        report = opened.report
+        typer.echo(f"chain: {'intact' if report.intact else 'DAMAGED: ' + str(report.reason)}"
+                   f" ({report.entries} entries)")  # fmt: skip
+        for record in opened.records():
+            if show != "all" and record.state not in groups[show]:
+                continue
+            try:
+                data = record.transaction
+                what = f"{data.kind.value} card {data.card} {data.amount_fen} fen"
+            except Exception:  # a damaged record is still listed
+                what = "unreadable data"
+            detail = ""
+            if record.answer and record.state is RecordState.CONFLICT:
+                detail = f" ({record.answer.get('reason') or record.answer.get('detail')})"
+            flag = " [damaged part]" if record.damaged else ""
+            typer.echo(f"  {record.seq:6} {record.mode:7} {record.state.value:9} "
+                       f"counter {record.counter} {what}{detail}{flag}")  # fmt: skip
+
+
 def _issuer_client(issuer: str, client_id: str, client_key: Path) -> IssuerClient:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -39,6 +39,11 @@ class IssuerClient:
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None  # (token, monotonic expiry)
 
+    @property
+    def signer(self) -> Signer:
+        """The terminal's key (it also counter-signs transaction records)."""
+        return self._signer
+
     def __repr__(self) -> str:
         return f"IssuerClient({self.base_url!r}, client_id={self.client_id!r})"
 
@@ -79,10 +84,21 @@ class IssuerClient:
             self._token = (token, time.monotonic() + max(0, lifetime - 30))
             return token
 
-    def call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
         """An authenticated JSON request; returns the decoded answer or raises IssuerError."""
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Authorization": f"Bearer {self.access_token()}", "Accept": "application/json"}
+        headers = {
+            **(headers or {}),
+            "Authorization": f"Bearer {self.access_token()}",
+            "Accept": "application/json",
+        }
         if data is not None:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(  # noqa: S310 - the configured issuer URL
