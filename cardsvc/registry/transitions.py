@@ -83,11 +83,21 @@ def apply(
         card.revocation_reason = REVOCATION_REASONS.get(action, action.value)
     if rule.to in FINAL:
         # The card's e-cards end with it (their status entries flip with the card's).
-        session.execute(
+        ended = session.scalars(
             update(ECard)
             .where(ECard.card_id == card.id, ECard.state == "active")
             .values(state="revoked", updated_at=now)
-        )
+            .returning(ECard.id)
+        ).all()
+        for ecard_id in ended:
+            audit_log.append(
+                session,
+                kind="ecard.revoked",
+                actor=actor[:MAX_ACTOR_LENGTH],
+                subject=f"ecard:{ecard_id}",
+                data={"card": str(card.id), "because": action.value},
+                now=now,
+            )
     record_event(
         session, card, action=action, from_state=state, reason=reason, actor=actor, now=now
     )

@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
+from cardsvc.audit.tables import audit_leaves
 from cardsvc.core.jws import verify_jws
 from cardsvc.core.keys import KeyPurpose, b64url_decode, b64url_encode
 from cardsvc.core.qrtoken import (
@@ -606,6 +608,11 @@ def test_the_end_of_the_card_revokes_the_ecard(
     assert _status_entry(client, services, ecard) is Status.INVALID
     assert verify(client, services, token).json()["check"] == "card-revoked"
     assert mint(client, services, ecard["ecard_id"], phone).status_code == 409
+    with services.engine.connect() as conn:
+        subjects = conn.scalars(
+            select(audit_leaves.c.subject).where(audit_leaves.c.kind == "ecard.revoked")
+        ).all()
+    assert subjects == [f"ecard:{ecard['ecard_id']}"], "the e-card's end is in the audit log"
 
 
 def test_other_processes_see_ecard_changes_through_sync(
