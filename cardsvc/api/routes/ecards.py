@@ -18,11 +18,13 @@ from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import Principal
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import b64url_decode, b64url_encode
-from cardsvc.core.qrtoken import Purpose
+from cardsvc.core.qrtoken import Attribute, Purpose
+from cardsvc.core.statuslist import Status
 from cardsvc.core.trustlist import TrustList
-from cardsvc.ecards.errors import ActivationError
+from cardsvc.ecards.errors import ActivationError, ECardInactiveError
 from cardsvc.ecards.render import render
 from cardsvc.ecards.service import Activation, ECardView
+from cardsvc.registry.lifecycle import OperatorAction
 from cardsvc.services import Services
 
 router = APIRouter(tags=["e-cards"])
@@ -75,6 +77,7 @@ class ECardOut(BaseModel):
     ecard_id: uuid.UUID
     ecard_ref: str
     card_number: str
+    holder_name: str
     status: StatusRef
     card_status: str
     ecard_status: str
@@ -91,6 +94,12 @@ class TokenRequest(_Request):
     )
     format: Literal["text", "png", "svg"] = Field(
         default="text", description="png/svg: the QR image of one token"
+    )
+
+
+class LossReport(_Request):
+    reason: str = Field(
+        default="reported lost by the holder in the e-card wallet", min_length=1, max_length=200
     )
 
 
@@ -123,6 +132,7 @@ def _ecard_out(services: Services, view: ECardView) -> dict[str, Any]:
         "ecard_id": view.id,
         "ecard_ref": b64url_encode(view.ref),
         "card_number": view.card_number,
+        "holder_name": str(view.attributes.get(Attribute.NAME, "")),
         "status": StatusRef(idx=idx, uri=services.status.uri(shard)),
         "card_status": card_status.name.lower(),
         "ecard_status": ecard_status.name.lower(),
@@ -276,6 +286,7 @@ async def mint_tokens(
         headers = {
             "Cache-Control": "no-store",
             "X-Token-Valid-Until": minted[0].valid_until.isoformat(),
+            "X-Token-Text": minted[0].token,  # base45: header-safe; the wallet shows it too
         }
         return Response(content=image, media_type=media, headers=headers)
     return TokensOut(
@@ -287,6 +298,37 @@ async def mint_tokens(
     )
 
 
+@router.post(
+    "/v1/ecards/{ecard_id}/loss-report",
+    response_model=ECardOut,
+    responses=problems(401, 404, 409, 422),
+    summary="The holder reports the card lost (device proof): a temporary loss report",
+)
+async def report_loss(
+    ecard_id: Annotated[uuid.UUID, Path()],
+    body: LossReport,
+    request: Request,
+    services: ServicesDep,
+    dpop: DPoP = None,
+) -> ECardOut:
+    """Suspends the card (and so the e-card) as a counter's temporary loss report would;
+    it lapses after the configured days or is resumed at a counter. Only the e-card
+    currently bound may report: a replaced phone cannot."""
+    view = await _proven(services, ecard_id, dpop, request)
+    if services.ecards.live_status(view)[1] is not Status.VALID:
+        raise ECardInactiveError("this e-card is no longer the card's current e-card")
+    await run_in_threadpool(
+        lambda: services.cards.change(
+            view.card_number,
+            OperatorAction.REPORT_TEMPORARY_LOSS,
+            reason=body.reason,
+            actor=f"ecard:{view.id}",
+            now=services.clock(),
+        )
+    )
+    return ECardOut(**_ecard_out(services, view))
+
+
 def _trust_list(services: Services, now: datetime) -> TrustList:
     state = services.ecards
     cached = state.cached_trust_list()
@@ -296,8 +338,9 @@ def _trust_list(services: Services, now: datetime) -> TrustList:
     return state.trust_list(now=now, published=(publication.etag, publication.body))
 
 
-async def verify_online(services: Services, token: str, purpose_name: str) -> VerifyOut:
-    """The online verify behind both the route and the ASGI fast path (one behaviour)."""
+async def verify_online(services: Services, token: str, purpose_name: str) -> dict[str, Any]:
+    """The online verify behind both the route and the ASGI fast path (one behaviour):
+    the disclosed claims of a valid token, or a :class:`TokenRejectedError`."""
     now = services.clock()
     interval = services.settings.status_sync_interval_seconds
     tick = time.monotonic()
@@ -308,7 +351,7 @@ async def verify_online(services: Services, token: str, purpose_name: str) -> Ve
     purpose = Purpose[purpose_name.upper()]
     token_ = services.ecards.verify(token, purpose=purpose, trust_list=trust, now=now)
     base = services.settings.issuer.rstrip("/") + "/v1/status-lists"
-    return VerifyOut(purpose=purpose_name, claims=token_.to_json(status_base_uri=base))
+    return token_.to_json(status_base_uri=base)
 
 
 @router.post(
@@ -326,4 +369,5 @@ async def verify(body: VerifyRequest, _principal: Verifier, request: Request) ->
     route documents it and answers when the fast path is not installed.
     """
     services: Services = request.app.state.services
-    return await verify_online(services, body.token, body.purpose)
+    claims = await verify_online(services, body.token, body.purpose)
+    return VerifyOut(purpose=body.purpose, claims=claims)
