@@ -144,6 +144,13 @@ CREATE INDEX IF NOT EXISTS ix_entries_seq ON entries (seq);
 """
 
 
+#: A seq still to settle: signed or voided, and no issuer answer recorded yet.
+_OPEN_SEQS = (
+    " WHERE seq IN (SELECT seq FROM entries GROUP BY seq"
+    " HAVING SUM(kind = 'sync') = 0 AND SUM(kind IN ('complete', 'void')) > 0)"
+)
+
+
 class Journal:
     """The journal in ``directory`` (``journal.db`` and ``journal.head``).
 
@@ -322,19 +329,21 @@ class Journal:
     def records(self) -> list[JournalRecord]:
         return list(self._fold(None))
 
-    def _fold(self, only: int | None) -> Iterator[JournalRecord]:
+    def _fold(self, only: int | None, *, open_only: bool = False) -> Iterator[JournalRecord]:
         damaged_from = self.report.damaged_from
-        query = "SELECT idx, kind, seq, body FROM entries"
+        query = "SELECT idx, kind, seq, body, hash FROM entries"
         params: tuple[int, ...] = ()
         if only is not None:
             query += " WHERE seq = ?"
             params = (only,)
+        elif open_only:
+            query += _OPEN_SEQS
         fields: dict[int, dict[str, Any]] = {}
         try:
             rows = self._db.execute(query + " ORDER BY idx", params).fetchall()
         except sqlite3.DatabaseError:
             rows = []
-        for idx, kind, seq, raw in rows:
+        for idx, kind, seq, raw, digest in rows:
             try:
                 body = json.loads(raw)
                 if kind == "prepare":
@@ -342,8 +351,7 @@ class Journal:
                                    "state": RecordState.PREPARED,
                                    "nonce": b64url_decode(body["nonce"], what="nonce"),
                                    "data": b64url_decode(body["data"], what="data"),
-                                   "prepared_hash": "", "damaged": False}  # fmt: skip
-                    fields[seq]["prepared_hash"] = self._hash_of(idx)
+                                   "prepared_hash": str(digest), "damaged": False}  # fmt: skip
                 elif seq not in fields:
                     continue
                 elif kind == "complete":
@@ -366,16 +374,16 @@ class Journal:
         for seq in sorted(fields):
             yield JournalRecord(**fields[seq])
 
-    def _hash_of(self, idx: int) -> str:
-        row = self._db.execute("SELECT hash FROM entries WHERE idx = ?", (idx,)).fetchone()
-        return str(row[0]) if row else ""
-
     # -- views the counter rules and sync need --------------------------------------------
 
     def pending(self) -> list[JournalRecord]:
         """Signed records not yet settled with the issuer, and voids not yet reported."""
         waiting = (RecordState.SIGNED, RecordState.VOID)
-        return [r for r in self.records() if r.state in waiting and r.answer is None]
+        # An intact journal folds only the seqs without a sync entry (an index-backed
+        # group-by), not its whole history; a damaged one folds everything, so entries
+        # that no longer parse still mark their records damaged.
+        candidates = self._fold(None, open_only=self.report.intact)
+        return [r for r in candidates if r.state in waiting and r.answer is None]
 
     def offline_uses_since_online(self, card: str) -> int:
         """Offline records of ``card`` after its last online one in this journal."""

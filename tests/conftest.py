@@ -9,7 +9,7 @@ Service locations come from the environment, with the defaults this project's ma
 Each PostgreSQL test gets its own schema, dropped afterwards; each Redis test gets its
 own key prefix, whose keys are deleted afterwards. Outside CI a missing service skips the
 test with the reason; with ``CI=true`` it fails, and the session fails if any test
-carrying a ``postgres``, ``redis`` or ``pcscd`` marker was skipped anyway.
+carrying a ``postgres``, ``redis``, ``pcscd`` or ``browser`` marker was skipped anyway.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-SERVICE_MARKERS = ("postgres", "redis", "pcscd")
+SERVICE_MARKERS = ("postgres", "redis", "pcscd", "browser")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get(
     "CARDSVC_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"

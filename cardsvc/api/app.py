@@ -14,12 +14,15 @@ from cardsvc.api.routes import (
     ecards,
     entitlements,
     health,
+    holder,
     keys,
     persons,
     status_lists,
     token,
     transaction_batches,
+    transaction_reviews,
     transactions,
+    wallet,
 )
 from cardsvc.db.migrate import require_current
 from cardsvc.services import Services
@@ -52,9 +55,12 @@ def create_app(
     app.include_router(status_lists.router)
     app.include_router(token.router)
     app.include_router(ecards.router)
+    app.include_router(holder.router)
     app.include_router(entitlements.router)
+    app.include_router(transaction_reviews.router)
     app.include_router(transactions.router)
     app.include_router(transaction_batches.router)
+    app.include_router(wallet.router)
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)
     if fast_verify:
         # Outermost: the hot verify path skips routing and dependency resolution entirely.

@@ -19,6 +19,7 @@ class Scope(StrEnum):
     ENTITLEMENTS_WRITE = "entitlements:write"  # create and import benefit entitlements
     TRANSACTIONS_READ = "transactions:read"
     TRANSACTIONS_WRITE = "transactions:write"  # counter terminals submitting transactions
+    TRANSACTIONS_REVIEW = "transactions:review"  # conflicts and held forks of offline sync
 
 
 class Role(StrEnum):
@@ -50,6 +51,7 @@ ROLE_SCOPES = MappingProxyType(
                 Scope.AUDIT_READ,
                 Scope.ENTITLEMENTS_READ,
                 Scope.TRANSACTIONS_READ,
+                Scope.TRANSACTIONS_REVIEW,
             }
         ),
     }

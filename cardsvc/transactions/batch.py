@@ -65,6 +65,17 @@ class TerminalVoid(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class TerminalJournal(Base):
+    """Every seq 1..contiguous of the terminal is stored (record, void or held fork)."""
+
+    __tablename__ = "terminal_journals"
+
+    terminal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contiguous: Mapped[int] = mapped_column(BigInteger)
+    highest: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class TransactionHold(Base):
     """A record that cannot be a transaction row (a fork), kept for review."""
 
@@ -156,7 +167,7 @@ class BatchService:
                         # between our checks and our insert: look again, now it is there.
                         if attempt == 2:
                             results.append(_concurrent(item.seq))
-            gaps, count, highest = _gaps(session, terminal.client_id)
+            gaps, count, highest = _gaps(session, terminal.client_id, now=now)
         return BatchResult(results=results, gaps=gaps, gap_count=count, highest_seq=highest)
 
     # -- one record -------------------------------------------------------------------------
@@ -335,17 +346,56 @@ def _concurrent(seq: int) -> ItemResult:
                       detail="stored concurrently; upload again")  # fmt: skip
 
 
-def _gaps(session: Session, terminal_id: str) -> tuple[list[int], int, int]:
+def _seqs_above(session: Session, terminal_id: str, floor: int) -> set[int]:
+    """The terminal's stored seqs above ``floor`` (index range scans)."""
     seqs: set[int] = set()
-    for query in (
-        select(TransactionRow.terminal_seq).where(TransactionRow.terminal_id == terminal_id),
-        select(TerminalVoid.terminal_seq).where(TerminalVoid.terminal_id == terminal_id),
-        select(TransactionHold.terminal_seq).where(TransactionHold.terminal_id == terminal_id),
+    for column, terminal in (
+        (TransactionRow.terminal_seq, TransactionRow.terminal_id),
+        (TerminalVoid.terminal_seq, TerminalVoid.terminal_id),
+        (TransactionHold.terminal_seq, TransactionHold.terminal_id),
     ):
+        query = select(column).where(terminal == terminal_id, column > floor)
         seqs.update(int(s) for s in session.scalars(query))
-    highest = max(seqs, default=0)
-    missing = [s for s in range(1, highest + 1) if s not in seqs]
-    return missing[:MAX_GAPS_LISTED], len(missing), highest
+    return seqs
+
+
+def _gaps(session: Session, terminal_id: str, *, now: datetime) -> tuple[list[int], int, int]:
+    """Missing seqs below the highest, reading only what lies above the contiguous prefix.
+
+    ``terminal_journals`` keeps the highest seq below which nothing is missing; it only
+    grows (stored seqs are never deleted), so each batch reads the seqs above it: the
+    out-of-order window, not the terminal's history. The row is locked for the rest of the
+    batch's transaction, so concurrent batches of one terminal update it in turn.
+    """
+    state = session.scalar(
+        select(TerminalJournal).where(TerminalJournal.terminal_id == terminal_id).with_for_update()
+    )
+    floor = state.contiguous if state is not None else 0
+    seqs = _seqs_above(session, terminal_id, floor)
+    highest = max(seqs, default=floor)
+    if state is not None:
+        highest = max(highest, state.highest)
+    contiguous = floor
+    while contiguous + 1 in seqs:
+        contiguous += 1
+    above = sum(1 for s in seqs if s > contiguous)
+    count = highest - contiguous - above  # never a range over a huge jump in seq
+    listed: list[int] = []
+    candidate = contiguous + 1
+    while len(listed) < min(count, MAX_GAPS_LISTED):
+        if candidate not in seqs:
+            listed.append(candidate)
+        candidate += 1
+    if state is None:
+        try:
+            with session.begin_nested():
+                session.add(TerminalJournal(terminal_id=terminal_id, contiguous=contiguous,
+                                            highest=highest, updated_at=now))  # fmt: skip
+        except IntegrityError:  # a concurrent first batch created it: theirs is as good
+            pass
+    elif (state.contiguous, state.highest) != (contiguous, highest):
+        state.contiguous, state.highest, state.updated_at = contiguous, highest, now
+    return listed, count, highest
 
 
 def parse_items(raw: Iterable[Mapping[str, Any]]) -> list[BatchItem]:

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from cardsvc.services import Services, utcnow
 from tests.issuer.registry_helpers import (
+    AUDITOR,
     CLERK,
     bearer,
     client,
@@ -103,6 +104,7 @@ def test_no_generated_request_gets_a_500(client: TestClient, services: Services)
         "expired": bearer(services, now=utcnow() - timedelta(hours=2)),
         "no-scope": bearer(services, frozenset()),
         "clerk": bearer(services, CLERK),
+        "auditor": bearer(services, AUDITOR, subject="auditor-1"),
     }
     path_values = {
         "person_id": st.sampled_from([person["id"], "00000000-0000-0000-0000-000000000000"])
@@ -112,6 +114,8 @@ def test_no_generated_request_gets_a_500(client: TestClient, services: Services)
         "shard": st.sampled_from(["0", "1", "-1", "99999999999999999999"]) | st.text(max_size=10),
         "ecard_id": st.sampled_from(["00000000-0000-0000-0000-000000000000", "x"])
         | st.text(max_size=40),
+        "ref": st.sampled_from(["t:00000000-0000-0000-0000-000000000000", "h:" + "0" * 64, "t:x"])
+        | st.text(max_size=90),
     }
 
     ops = operations(client)
@@ -164,6 +168,9 @@ WALLET_PATHS = frozenset(
         "/v1/ecards/nonce",
         "/v1/ecards/{ecard_id}",
         "/v1/ecards/{ecard_id}/tokens",
+        "/v1/ecards/{ecard_id}/loss-report",
+        "/v1/ecards/{ecard_id}/transactions",
+        "/v1/ecards/{ecard_id}/entitlements",
     }
 )
 

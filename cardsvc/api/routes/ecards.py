@@ -6,6 +6,7 @@ import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
@@ -286,7 +287,9 @@ async def mint_tokens(
         headers = {
             "Cache-Control": "no-store",
             "X-Token-Valid-Until": minted[0].valid_until.isoformat(),
-            "X-Token-Text": minted[0].token,  # base45: header-safe; the wallet shows it too
+            # The token itself, percent-encoded (base45 may end in a space, which a header
+            # would lose): the wallet page keeps it beside the image.
+            "X-Token-Text": quote(minted[0].token, safe=""),
         }
         return Response(content=image, media_type=media, headers=headers)
     return TokensOut(
@@ -315,7 +318,7 @@ async def report_loss(
     it lapses after the configured days or is resumed at a counter. Only the e-card
     currently bound may report: a replaced phone cannot."""
     view = await _proven(services, ecard_id, dpop, request)
-    if services.ecards.live_status(view)[1] is not Status.VALID:
+    if services.ecards.live_status(view)[1] is Status.INVALID:  # replaced or ended
         raise ECardInactiveError("this e-card is no longer the card's current e-card")
     await run_in_threadpool(
         lambda: services.cards.change(
