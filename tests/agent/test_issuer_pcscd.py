@@ -8,9 +8,6 @@ file key store, pcscd with vpcd, and the card emulator.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
@@ -33,6 +29,7 @@ from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 from reader_agent.cli import app
 from tests.agent.world import emulator_process
+from tests.live import free_port, serving
 
 pytestmark = pytest.mark.pcscd
 
@@ -59,16 +56,9 @@ class LiveIssuer:
             return json.load(answer)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def issuer(tmp_path: Path) -> Iterator[LiveIssuer]:
-    port = _free_port()
+    port = free_port()
     settings = Settings(
         issuer=f"http://127.0.0.1:{port}",
         database_url=f"sqlite:///{tmp_path / 'issuer.db'}",
@@ -78,20 +68,6 @@ def issuer(tmp_path: Path) -> Iterator[LiveIssuer]:
     services = Services.from_settings(settings)
     services.keys.init(now=utcnow() - timedelta(hours=1))
     upgrade(services.engine)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, services=services),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "issuer did not start"
-        time.sleep(0.05)
     admin = issue_access_token(
         services.keys,
         issuer=settings.issuer,
@@ -100,11 +76,8 @@ def issuer(tmp_path: Path) -> Iterator[LiveIssuer]:
         scopes=frozenset({"persons:read", "persons:write", "cards:read", "cards:write"}),
         now=utcnow(),
     )
-    try:
+    with serving(create_app(settings, services=services), port):
         yield LiveIssuer(base=settings.issuer, services=services, admin_token=admin)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture

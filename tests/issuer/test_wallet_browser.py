@@ -14,9 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from cardsvc.api.app import create_app
@@ -35,6 +31,7 @@ from cardsvc.settings import Settings
 from tests.conftest import service_unavailable
 from tests.issuer.ecard_helpers import VERIFY_SCOPES, activation_code, active_holder
 from tests.issuer.registry_helpers import bearer, registry_services
+from tests.live import free_port, serving
 
 pytestmark = pytest.mark.browser
 
@@ -60,16 +57,9 @@ class LiveIssuer:
     client: TestClient  # the same services in process, for setting up people and cards
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def issuer(tmp_path: Path) -> Iterator[LiveIssuer]:
-    port = _free_port()
+    port = free_port()
     settings = Settings(
         issuer=f"http://127.0.0.1:{port}",
         database_url=f"sqlite:///{tmp_path / 'issuer.db'}",
@@ -77,29 +67,14 @@ def issuer(tmp_path: Path) -> Iterator[LiveIssuer]:
         key_passphrase="wallet browser test",  # type: ignore[arg-type]
     )
     services = registry_services(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(services.settings, services=services),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "issuer did not start"
-        time.sleep(0.05)
     try:
-        yield LiveIssuer(
-            base=services.settings.issuer,
-            services=services,
-            client=TestClient(create_app(services.settings, services=services)),
-        )
+        with serving(create_app(services.settings, services=services), port):
+            yield LiveIssuer(
+                base=services.settings.issuer,
+                services=services,
+                client=TestClient(create_app(services.settings, services=services)),
+            )
     finally:
-        server.should_exit = True
-        thread.join(10)
         services.engine.dispose()
 
 
@@ -107,8 +82,7 @@ def issuer(tmp_path: Path) -> Iterator[LiveIssuer]:
 def page(tmp_path: Path) -> Iterator[Any]:
     if not CHROMIUM.exists():
         service_unavailable(
-            f"Chromium not found at {CHROMIUM}: `apt-get install chromium` "
-            "(./dev test installs it)"
+            f"Chromium not found at {CHROMIUM}: `apt-get install chromium` (./dev test installs it)"
         )
     try:
         from playwright.sync_api import sync_playwright
