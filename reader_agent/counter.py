@@ -300,6 +300,10 @@ def sync(
                 settled[seq] = (RecordState.VOID, result)
                 continue
             state = _OUTCOMES.get(outcome, RecordState.REJECTED)
+            if outcome == "duplicate" and result.get("reason"):
+                # Stored before (its first answer was lost), held for review, not accepted:
+                # the issuer repeats the conflict's reason.
+                state = RecordState.CONFLICT
             counts[state.value] += 1
             settled[seq] = (state, result)
         journal.settle(settled)

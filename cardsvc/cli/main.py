@@ -140,6 +140,7 @@ def _serve(services: Services, host: str, port: int) -> None:
     typer.echo(f"  keys        http://{host}:{port}/.well-known/jwks.json")
     typer.echo(f"  trust list  http://{host}:{port}/v1/trust-list")
     typer.echo(f"  API docs    http://{host}:{port}/docs")
+    typer.echo(f"  wallet      http://{host}:{port}/wallet")
     sys.stdout.flush()
     uvicorn.run(api, host=host, port=port, log_level="info")
 
