@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from cardsvc.audit.service import AuditLog
 from cardsvc.auth.clients import ClientService
 from cardsvc.auth.tokens import VerifiedTokenCache
+from cardsvc.bundles import BundleService
 from cardsvc.db.engine import make_engine
 from cardsvc.ecards.service import ECardPolicy, ECardService
 from cardsvc.keystore.files import FileKeyBackend
@@ -21,6 +22,7 @@ from cardsvc.keystore.service import KeyService
 from cardsvc.ledger.service import LedgerService
 from cardsvc.publication import Publication as Publication
 from cardsvc.publication import etag_of as etag_of
+from cardsvc.ratelimit import RateLimiter, make_rate_limiter
 from cardsvc.registry.cards import CardPolicy, CardService
 from cardsvc.registry.persons import PersonService
 from cardsvc.registry.status import StatusLists
@@ -79,9 +81,11 @@ class Services:
     token_cache: VerifiedTokenCache = field(default_factory=VerifiedTokenCache)
     trust_list: TrustListPublisher = field(init=False)
     status: StatusLists = field(init=False)
+    bundles: BundleService = field(init=False)
     persons: PersonService = field(init=False)
     cards: CardService = field(init=False)
     replay: ReplayCache = field(init=False)
+    rate_limiter: RateLimiter = field(init=False)
     clients: ClientService = field(init=False)
     ecards: ECardService = field(init=False)
     ledger: LedgerService = field(init=False)
@@ -101,6 +105,14 @@ class Services:
             ttl_seconds=settings.cache_ttl_seconds,
             lifetime=timedelta(hours=settings.status_list_lifetime_hours),
         )
+        self.bundles = BundleService(
+            self.engine,
+            self.keys,
+            self.status,
+            self.trust_list,
+            issuer=settings.issuer,
+            lifetime=timedelta(hours=settings.status_list_lifetime_hours),
+        )
         self.persons = PersonService(self.engine, self.status)
         self.cards = CardService(
             self.engine,
@@ -114,6 +126,7 @@ class Services:
             issuer=settings.issuer,
         )
         self.replay = make_replay_cache(settings.redis_url)
+        self.rate_limiter = make_rate_limiter(settings.redis_url)
         self.clients = ClientService(
             self.engine, self.keys, self.replay, issuer=settings.issuer, leeway=self.leeway
         )

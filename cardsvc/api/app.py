@@ -10,6 +10,7 @@ from cardsvc.api.fastpath import VerifyFastPath
 from cardsvc.api.limits import BodySizeLimit
 from cardsvc.api.routes import (
     audit,
+    bundles,
     cards,
     ecards,
     entitlements,
@@ -53,6 +54,7 @@ def create_app(
     app.include_router(persons.router)
     app.include_router(cards.router)
     app.include_router(status_lists.router)
+    app.include_router(bundles.router)
     app.include_router(token.router)
     app.include_router(ecards.router)
     app.include_router(holder.router)

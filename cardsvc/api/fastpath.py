@@ -4,7 +4,8 @@ Verification is the hot path of the whole system (every gate, every counter), an
 FastAPI's routing, dependency resolution and response validation cost several times the
 signature check itself. This middleware does only what the route does — read a bounded
 JSON body, authenticate the bearer token (verified-token cache), check the ``verify``
-scope, run :func:`cardsvc.api.routes.ecards.verify_online` — and answers errors with the
+scope, run :func:`cardsvc.api.routes.ecards.verify_online` (which holds a partner to its
+purposes and rate limit) — and answers errors with the
 same problem documents. Every other request passes through untouched. The FastAPI route
 stays for OpenAPI and as the behaviour this one must match (tests compare the two).
 """
@@ -105,7 +106,7 @@ class VerifyFastPath:
             return parsed
         token, purpose = parsed
         try:
-            claims = await verify_online(services, token, purpose)
+            claims = await verify_online(services, token, purpose, principal)
         except Exception as exc:  # every error becomes its problem document
             return await problem_for(exc)
         # The route's VerifyOut, serialised without building the pydantic model.

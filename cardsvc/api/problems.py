@@ -45,6 +45,9 @@ async def _cardsvc_error(_request: Request, exc: Exception) -> JSONResponse:
     response = problem(exc.http_status, exc.code, type(exc).__name__, exc.detail, **fields)
     if exc.http_status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 

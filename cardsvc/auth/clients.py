@@ -19,7 +19,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from cardsvc.auth.assertions import unverified_client_id, verify_client_assertion
-from cardsvc.auth.models import ClientRow
+from cardsvc.auth.models import ClientRow, PartnerRow
+from cardsvc.auth.partners import DEFAULT_RATE_LIMIT, PartnerPolicy
 from cardsvc.auth.scopes import ROLE_SCOPES, Role, Scope
 from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.errors import CoreError
@@ -80,9 +81,11 @@ class Client:
     scopes: frozenset[str]
     key: VerifyingKey
     active: bool
+    #: A partner's allowed purposes and rate limit; ``None`` for other kinds.
+    partner: PartnerPolicy | None = None
 
     @classmethod
-    def from_row(cls, row: ClientRow) -> Client:
+    def from_row(cls, row: ClientRow, partner: PartnerRow | None = None) -> Client:
         return cls(
             client_id=row.client_id,
             kind=ClientKind(row.kind),
@@ -91,6 +94,14 @@ class Client:
             scopes=frozenset(row.scopes.split()),
             key=VerifyingKey.from_jwk(json.loads(row.jwk)),
             active=row.status == "active",
+            partner=(
+                PartnerPolicy(
+                    purposes=frozenset(partner.purposes.split()),
+                    rate_limit=partner.rate_limit_per_minute,
+                )
+                if partner is not None
+                else None
+            ),
         )
 
 
@@ -134,9 +145,23 @@ class ClientService:
         now: datetime,
         role: Role | None = None,
         scopes: frozenset[str] | None = None,
+        purposes: frozenset[str] | None = None,
+        rate_limit: int | None = None,
     ) -> Client:
-        """Register a client with its public key (the private key never reaches us)."""
+        """Register a client with its public key (the private key never reaches us).
+
+        A partner needs ``purposes`` (what it may verify) and may get a ``rate_limit``
+        (verify requests per minute, default 600); other kinds take neither.
+        """
         key = VerifyingKey.from_jwk(jwk)
+        policy: PartnerPolicy | None = None
+        if kind is ClientKind.PARTNER:
+            policy = PartnerPolicy(
+                purposes=frozenset(purposes or ()),
+                rate_limit=DEFAULT_RATE_LIMIT if rate_limit is None else rate_limit,
+            )
+        elif purposes is not None or rate_limit is not None:
+            raise CardsvcError("only partners have purposes and a rate limit")
         granted: frozenset[str]
         if kind is ClientKind.OPERATOR:
             if role is None:
@@ -161,21 +186,35 @@ class ClientService:
             created_at=now,
             created_by=created_by,
         )
+        partner = (
+            PartnerRow(
+                client_id=row.client_id,
+                purposes=" ".join(sorted(policy.purposes)),
+                rate_limit_per_minute=policy.rate_limit,
+                updated_at=now,
+            )
+            if policy is not None
+            else None
+        )
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
             session.add(row)
-        return Client.from_row(row)
+            if partner is not None:
+                session.flush()  # the client row first: the partner row refers to it
+                session.add(partner)
+        return Client.from_row(row, partner)
 
     def get(self, client_id: str) -> Client:
         with Session(self._engine) as session:
             row = session.get(ClientRow, client_id)
             if row is None:
                 raise ClientNotFoundError(client_id)
-            return Client.from_row(row)
+            return Client.from_row(row, session.get(PartnerRow, client_id))
 
     def list(self) -> list[Client]:
         with Session(self._engine) as session:
             rows = session.scalars(select(ClientRow).order_by(ClientRow.created_at)).all()
-            return [Client.from_row(row) for row in rows]
+            partners = {p.client_id: p for p in session.scalars(select(PartnerRow))}
+            return [Client.from_row(row, partners.get(row.client_id)) for row in rows]
 
     def set_active(self, client_id: str, *, active: bool) -> Client:
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
@@ -183,7 +222,7 @@ class ClientService:
             if row is None:
                 raise ClientNotFoundError(client_id)
             row.status = "active" if active else "suspended"
-            return Client.from_row(row)
+            return Client.from_row(row, session.get(PartnerRow, client_id))
 
     def exchange(
         self,
@@ -239,6 +278,8 @@ class ClientService:
             scopes=requested,
             now=now,
             lifetime=ACCESS_TOKEN_LIFETIME,
+            purposes=client.partner.purposes if client.partner else None,
+            rate_limit=client.partner.rate_limit if client.partner else None,
         )
         return TokenResponse(
             access_token=token,

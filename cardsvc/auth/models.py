@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Text
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cardsvc.db.models import Base
@@ -24,3 +24,16 @@ class ClientRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(64))
+
+
+class PartnerRow(Base):
+    """A partner client's policy: the purposes it may verify and its rate limit (0009)."""
+
+    __tablename__ = "partners"
+
+    client_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.client_id"), primary_key=True
+    )
+    purposes: Mapped[str] = mapped_column(Text)  # space-separated
+    rate_limit_per_minute: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -50,6 +50,10 @@ class Principal:
     kind: str  # "operator", "terminal" or "partner"
     scopes: frozenset[str]
     token_id: str = ""
+    #: A partner's allowed verify purposes (``None``: not restricted, e.g. a terminal).
+    purposes: frozenset[str] | None = None
+    #: A partner's verify requests per minute (``None``: not limited).
+    rate_limit: int | None = None
 
     def require(self, scope: Scope) -> None:
         if scope.value not in self.scopes:
@@ -65,9 +69,12 @@ def issue_access_token(
     scopes: frozenset[str],
     now: datetime,
     lifetime: timedelta = timedelta(minutes=10),
+    purposes: frozenset[str] | None = None,
+    rate_limit: int | None = None,
 ) -> str:
-    """Sign an access token for ``subject`` with exactly ``scopes``."""
-    claims = {
+    """Sign an access token for ``subject`` with exactly ``scopes`` (and, for a partner,
+    its allowed ``purposes`` and ``rate_limit``)."""
+    claims: dict[str, object] = {
         "iss": issuer,
         "aud": issuer,
         "sub": subject,
@@ -78,6 +85,10 @@ def issue_access_token(
         "exp": int((now + lifetime).timestamp()),
         "jti": secrets.token_urlsafe(12),
     }
+    if purposes is not None:
+        claims["purposes"] = " ".join(sorted(purposes))
+    if rate_limit is not None:
+        claims["rate_limit"] = rate_limit
     signer = keys.signer(KeyPurpose.ACCESS_TOKEN, now=now)
     return sign_jws({"typ": ACCESS_TOKEN_TYP}, claims, signer)
 
@@ -148,6 +159,13 @@ def verify_access_token(
         subject, kind, scope = claims.get("sub"), claims.get("kind"), claims.get("scope")
         if not (isinstance(subject, str) and isinstance(kind, str) and isinstance(scope, str)):
             raise VerificationError("claims", "sub, kind and scope must be strings")
+        purposes_claim, rate_limit = claims.get("purposes"), claims.get("rate_limit")
+        if purposes_claim is not None and not isinstance(purposes_claim, str):
+            raise VerificationError("claims", "purposes must be a string")
+        if rate_limit is not None and (
+            isinstance(rate_limit, bool) or not isinstance(rate_limit, int) or rate_limit < 1
+        ):
+            raise VerificationError("claims", "rate_limit must be a positive integer")
     except CoreError as exc:
         raise AuthenticationError(f"invalid access token: {exc.detail}") from None
     principal = Principal(
@@ -155,6 +173,13 @@ def verify_access_token(
         kind=kind,
         scopes=frozenset(scope.split()),
         token_id=str(claims.get("jti", "")),
+        # A partner token without purposes may verify for none.
+        purposes=(
+            frozenset(purposes_claim.split())
+            if purposes_claim is not None
+            else (frozenset() if kind == "partner" else None)
+        ),
+        rate_limit=rate_limit,
     )
     if cache is not None:
         cache.put(token, principal, float(claims["exp"]))

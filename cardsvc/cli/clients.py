@@ -43,6 +43,9 @@ def _write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 def _show(client: Client) -> str:
     who = client.role.value if client.role else " ".join(sorted(client.scopes))
+    if client.partner is not None:
+        purposes = ",".join(sorted(client.partner.purposes))
+        who += f"; purposes {purposes}; {client.partner.rate_limit}/min"
     state = "active" if client.active else "SUSPENDED"
     return f"{client.client_id:20} {client.kind.value:9} {state:9} {client.display_name}  [{who}]"
 
@@ -53,6 +56,12 @@ def create(
     name: Annotated[str, typer.Argument(help="Display name (a person, a counter, a company)")],
     role: Annotated[Role | None, typer.Option(help="Operator role")] = None,
     scope: Annotated[list[str] | None, typer.Option(help="Scope of a machine client")] = None,
+    purpose: Annotated[
+        list[str] | None, typer.Option(help="A purpose a partner may verify (repeat)")
+    ] = None,
+    rate_limit: Annotated[
+        int | None, typer.Option(help="A partner's verify requests per minute (default 600)")
+    ] = None,
     key_out: Annotated[
         Path | None, typer.Option(help="Write a new private key here (0600)")
     ] = None,
@@ -75,6 +84,8 @@ def create(
         display_name=name,
         role=role,
         scopes=frozenset(scope) if scope else None,
+        purposes=frozenset(purpose) if purpose else None,
+        rate_limit=rate_limit,
         jwk=public,
         created_by="cli",
         now=utcnow(),

@@ -10,6 +10,9 @@ load its trust list, then verify::
     token = verify_qr_token(qr_text, trust_list=trust_list, now=now,
                             leeway=timedelta(seconds=5), purpose=Purpose.TRANSPORT)
 
+A partner's gate keeps an :class:`OfflineVerifier` (pinned root, the newest good verifier
+bundle) and gets a :class:`Verdict` per scan: valid, invalid, or status unknown.
+
 Every failure raises a :class:`CoreError`; a :class:`VerificationError` names the failed
 check in ``.check``.
 """
@@ -34,6 +37,7 @@ from cardsvc.core.statuslist import (
     verify_status_list_token,
 )
 from cardsvc.core.trustlist import TrustAnchor, TrustedKey, TrustList
+from cardsvc.core.verifier import OfflineVerifier, Verdict
 
 __all__ = [
     "Attribute",
@@ -46,6 +50,7 @@ __all__ = [
     "InputTooLargeError",
     "InvalidIdentityError",
     "KeyPurpose",
+    "OfflineVerifier",
     "Purpose",
     "QrToken",
     "RegionCode",
@@ -58,6 +63,7 @@ __all__ = [
     "TrustAnchor",
     "TrustList",
     "TrustedKey",
+    "Verdict",
     "VerificationError",
     "VerifyingKey",
     "verify_card_document",

@@ -197,7 +197,9 @@ def test_every_operation_documents_its_models_and_problems(client: TestClient) -
             )
             assert "requestBody" in op or path.endswith(bodiless), (method, path)
         # The wallet's e-card endpoints authenticate by activation code or device proof.
-        secured = not path.startswith("/v1/status-lists") and path not in WALLET_PATHS
+        # Status lists and the verifier bundle that aggregates them are public.
+        public = path.startswith(("/v1/status-lists", "/v1/bundles"))
+        secured = not public and path not in WALLET_PATHS
         assert ("security" in op) == secured, (method, path)
     assert "Problem" in spec["components"]["schemas"]
 

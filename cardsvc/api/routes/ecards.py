@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from cardsvc.api.deps import ServicesDep
 from cardsvc.api.schemas import AUTH, problems
 from cardsvc.api.security import require
+from cardsvc.auth.partners import PurposeForbiddenError, admit_verify
 from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import Principal
 from cardsvc.core.errors import CoreError
@@ -341,9 +342,13 @@ def _trust_list(services: Services, now: datetime) -> TrustList:
     return state.trust_list(now=now, published=(publication.etag, publication.body))
 
 
-async def verify_online(services: Services, token: str, purpose_name: str) -> dict[str, Any]:
+async def verify_online(
+    services: Services, token: str, purpose_name: str, principal: Principal
+) -> dict[str, Any]:
     """The online verify behind both the route and the ASGI fast path (one behaviour):
-    the disclosed claims of a valid token, or a :class:`TokenRejectedError`."""
+    the disclosed claims of a valid token, or a :class:`TokenRejectedError`. A partner
+    is held to its rate limit and its purposes (429, 403) before any work."""
+    admit_verify(principal, purpose_name, services.rate_limiter)
     now = services.clock()
     interval = services.settings.status_sync_interval_seconds
     tick = time.monotonic()
@@ -353,6 +358,8 @@ async def verify_online(services: Services, token: str, purpose_name: str) -> di
     trust = _trust_list(services, now)
     purpose = Purpose[purpose_name.upper()]
     token_ = services.ecards.verify(token, purpose=purpose, trust_list=trust, now=now)
+    if principal.purposes is not None and token_.purpose.name.lower() not in principal.purposes:
+        raise PurposeForbiddenError(token_.purpose.name.lower(), principal.purposes)
     base = services.settings.issuer.rstrip("/") + "/v1/status-lists"
     return token_.to_json(status_base_uri=base)
 
@@ -363,7 +370,7 @@ async def verify_online(services: Services, token: str, purpose_name: str) -> di
     responses=problems(*AUTH),
     summary="Verify an e-card QR token online: the disclosed claims or the failed check",
 )
-async def verify(body: VerifyRequest, _principal: Verifier, request: Request) -> VerifyOut:
+async def verify(body: VerifyRequest, principal: Verifier, request: Request) -> VerifyOut:
     """Checks the trust-list signature, the validity window (bounded leeway), the card's
     and the e-card's live status (in memory) and one-time use of ``jti``. A failure is
     problem+json with ``check`` naming the failed check.
@@ -372,5 +379,5 @@ async def verify(body: VerifyRequest, _principal: Verifier, request: Request) ->
     route documents it and answers when the fast path is not installed.
     """
     services: Services = request.app.state.services
-    claims = await verify_online(services, body.token, body.purpose)
+    claims = await verify_online(services, body.token, body.purpose, principal)
     return VerifyOut(purpose=body.purpose, claims=claims)

@@ -67,9 +67,7 @@ def upgrade() -> None:
         sa.Column("card_counter", sa.BigInteger(), nullable=False),
         sa.Column("amount_fen", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(3), nullable=False),
-        sa.Column(
-            "entitlement_id", sa.Uuid(), sa.ForeignKey("entitlements.id"), nullable=True
-        ),
+        sa.Column("entitlement_id", sa.Uuid(), sa.ForeignKey("entitlements.id"), nullable=True),
         sa.Column("reference", sa.String(64), nullable=True),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
@@ -79,9 +77,7 @@ def upgrade() -> None:
         sa.Column("card_signature", sa.String(100), nullable=False),
         sa.Column("terminal_signature", sa.String(100), nullable=False),
         sa.Column("receipt", sa.Text(), nullable=True),
-        sa.CheckConstraint(
-            "kind IN ('identity', 'benefit', 'fee')", name="ck_transactions_kind"
-        ),
+        sa.CheckConstraint("kind IN ('identity', 'benefit', 'fee')", name="ck_transactions_kind"),
         sa.CheckConstraint("mode IN ('online', 'offline')", name="ck_transactions_mode"),
         sa.CheckConstraint("state IN ('accepted', 'conflict')", name="ck_transactions_state"),
         sa.CheckConstraint("amount_fen >= 0", name="ck_transactions_amount"),

@@ -1,0 +1,66 @@
+"""The verifier bundle (public, like the status lists and trust list it aggregates).
+
+No credentials: a bundle holds only what is already published without them, and a
+partner that verifies offline must be able to fetch it through any cache or CDN.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from cardsvc.api.deps import ServicesDep
+from cardsvc.api.schemas import problems
+from cardsvc.core.bundle import BUNDLE_TYP
+
+router = APIRouter(prefix="/v1/bundles", tags=["status lists"])
+
+BUNDLE_MEDIA_TYPE = "application/" + BUNDLE_TYP
+
+
+@router.get(
+    "/latest",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The signed verifier bundle (verifier-bundle+jwt)",
+            "content": {BUNDLE_MEDIA_TYPE: {"schema": {"type": "string"}}},
+        },
+        304: {"description": "Not modified (If-None-Match)"},
+        **problems(422),
+    },
+)
+async def latest(
+    request: Request,
+    services: ServicesDep,
+    since: Annotated[
+        int | None, Query(ge=0, description="Delta: only shards changed since this version")
+    ] = None,
+    shard: Annotated[
+        list[int] | None, Query(description="Only these shards (repeat); default all")
+    ] = None,
+) -> Response:
+    """The trust list, status list shards and the issuer's signed time in one signed,
+    versioned bundle. ``?since=N`` answers a delta (``base`` N) when version N is known,
+    else a full bundle; ``?shard=`` restricts it to the shards a partner uses."""
+    now = services.clock()
+    interval = services.settings.status_sync_interval_seconds
+
+    def build() -> tuple[str, str, int]:
+        services.cards.sweep(now=now)
+        services.status.sync_due(interval)
+        published = services.bundles.latest(now=now, since=since, shards=shard)
+        return published.body, published.etag, published.version
+
+    body, etag, version = await run_in_threadpool(build)
+    ttl = services.settings.cache_ttl_seconds
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"public, max-age={ttl}",
+        "Bundle-Version": str(version),
+    }
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(content=body, media_type=BUNDLE_MEDIA_TYPE, headers=headers)

@@ -1,0 +1,81 @@
+"""Partners: the purposes each may verify and its request rate, and the refusals.
+
+A partner's policy is stored with its client (table ``partners``) and copied into every
+access token it receives (claims ``purposes`` and ``rate_limit``), so the verify hot
+path checks it without a database read. A change (or a suspension) reaches tokens
+already issued when they expire, within ``ACCESS_TOKEN_LIFETIME``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cardsvc.auth.tokens import Principal
+from cardsvc.errors import CardsvcError
+from cardsvc.ratelimit import RateLimiter
+
+#: Every purpose a QR token can be minted for; a partner is allowed a subset.
+PURPOSES = frozenset({"identity", "benefit", "medical", "fee", "transport", "tourism", "culture"})
+#: Requests per minute when none is given at registration.
+DEFAULT_RATE_LIMIT = 600
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartnerPolicy:
+    """What one partner may do; checks itself when built."""
+
+    purposes: frozenset[str]
+    rate_limit: int  # verify requests per minute
+
+    def __post_init__(self) -> None:
+        if not self.purposes:
+            raise CardsvcError("a partner needs at least one purpose")
+        unknown = self.purposes - PURPOSES
+        if unknown:
+            raise CardsvcError(
+                f"unknown purpose {', '.join(sorted(unknown))}; "
+                f"one of {', '.join(sorted(PURPOSES))}"
+            )
+        if isinstance(self.rate_limit, bool) or not 1 <= self.rate_limit <= 1_000_000:
+            raise CardsvcError("the rate limit is 1 to 1000000 requests per minute")
+
+
+class PurposeForbiddenError(CardsvcError):
+    """A partner asked to verify for a purpose it is not registered for: 403."""
+
+    code = "purpose-forbidden"
+    http_status = 403
+
+    def __init__(self, purpose: str, allowed: frozenset[str]) -> None:
+        shown = ", ".join(sorted(allowed)) or "none"
+        super().__init__(f"this partner may not verify for {purpose} (allowed: {shown})")
+        self.fields = {"purpose": purpose, "allowed_purposes": sorted(allowed)}
+
+
+class RateLimitedError(CardsvcError):
+    """Too many requests in the current window: 429 with ``Retry-After``."""
+
+    code = "rate-limited"
+    http_status = 429
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"more than {limit} requests per minute; retry after {retry_after} seconds"
+        )
+        self.retry_after = retry_after
+        self.fields = {"limit_per_minute": limit, "retry_after": retry_after}
+
+
+def admit_verify(principal: Principal, purpose: str, limiter: RateLimiter) -> None:
+    """Let ``principal`` verify one token for ``purpose``, or raise why not.
+
+    Counts the request against the caller's rate limit first (refused requests count
+    too), then checks the purpose is one it may verify. Callers without a policy in
+    their token (terminals, operators) pass.
+    """
+    if principal.rate_limit is not None:
+        retry_after = limiter.hit(f"verify:{principal.subject}", limit=principal.rate_limit)
+        if retry_after is not None:
+            raise RateLimitedError(principal.rate_limit, retry_after)
+    if principal.purposes is not None and purpose not in principal.purposes:
+        raise PurposeForbiddenError(purpose, principal.purposes)

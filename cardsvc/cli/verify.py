@@ -1,0 +1,267 @@
+"""``cardsvc verify``: a partner's offline check of one QR token.
+
+Only the command line lives here; the verification is :class:`cardsvc.core.verifier.
+OfflineVerifier`, which partners embed with the three core dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from cardsvc.core.errors import CoreError
+from cardsvc.core.keys import VerifyingKey
+from cardsvc.core.qrtoken import Purpose
+from cardsvc.core.verifier import (
+    DEFAULT_MAX_AGE,
+    OfflineVerifier,
+    Outcome,
+    Verdict,
+    disclosed_claims,
+)
+
+MAX_BUNDLE_DOWNLOAD = 256 * 1024 * 1024
+
+
+class ExitCode(IntEnum):
+    """``cardsvc verify`` exit status."""
+
+    VALID = 0
+    INVALID = 1
+    STATUS_UNKNOWN = 2  # stale or missing bundle, unknown shard, clock rollback
+    USAGE = 3  # bad options, unreadable input, no QR code in the image
+
+
+_EXIT = {
+    Outcome.VALID: ExitCode.VALID,
+    Outcome.INVALID: ExitCode.INVALID,
+    Outcome.STATUS_UNKNOWN: ExitCode.STATUS_UNKNOWN,
+}
+
+
+class InputError(Exception):
+    """The command's input could not be read (exit status 3)."""
+
+
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """Click's UsageError: typer >= 0.20 vendors click as ``typer._click``."""
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).UsageError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+_USAGE_ERRORS = _usage_error_types()
+
+
+class VerifyCommand(TyperCommand):
+    """Usage errors exit 3, not click's 2 (2 means "status unknown" here)."""
+
+    def make_context(self, *args: Any, **extra: Any) -> Any:
+        try:
+            return super().make_context(*args, **extra)
+        except _USAGE_ERRORS as exc:
+            error: Any = exc
+            error.exit_code = int(ExitCode.USAGE)
+            raise
+
+
+def _read_root(value: str) -> VerifyingKey:
+    text = value if value.lstrip().startswith("{") else Path(value).read_text(encoding="utf-8")
+    jwk = json.loads(text)
+    if not isinstance(jwk, dict):
+        raise InputError("--root must be a JWK (a JSON object)")
+    return VerifyingKey.from_jwk(jwk)
+
+
+def _read_bundle(source: str) -> str:
+    if source.startswith(("https://", "http://")):
+        request = urllib.request.Request(  # noqa: S310 - scheme checked above
+            source, headers={"Accept": "application/jwt"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            data: bytes = response.read(MAX_BUNDLE_DOWNLOAD + 1)
+        if len(data) > MAX_BUNDLE_DOWNLOAD:
+            raise InputError(f"bundle at {source} is larger than {MAX_BUNDLE_DOWNLOAD} bytes")
+        return data.decode("ascii").strip()
+    return Path(source).read_text(encoding="ascii").strip()
+
+
+def decode_image(path: Path) -> str:
+    """The text of the one QR code in a PNG or JPEG (zxing-cpp, ``cardsvc[partner]``)."""
+    try:
+        import zxingcpp
+        from PIL import Image
+    except ImportError:  # pragma: no cover - the partner extra is not installed
+        raise InputError(
+            "--image needs zxing-cpp and Pillow: pip install 'cardsvc[partner]'"
+        ) from None
+    try:
+        with Image.open(path) as image:
+            image.load()
+            gray = image.convert("L")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read image {path}: {exc}") from None
+    found = zxingcpp.read_barcodes(
+        gray, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    )
+    if not found:
+        raise InputError(f"no QR code found in {path}")
+    if len(found) > 1:
+        raise InputError(f"{len(found)} QR codes in {path}; show one")
+    return str(found[0].text)
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value), UTC)
+    parsed = datetime.fromisoformat(value)
+    if parsed.utcoffset() is None:
+        raise InputError("--now needs a time zone (e.g. 2026-01-01T08:00:00Z) or epoch seconds")
+    return parsed.astimezone(UTC)
+
+
+def _human_age(age: timedelta) -> str:
+    minutes = int(age.total_seconds()) // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // 1440} d"
+
+
+def _print_verdict(verdict: Verdict) -> None:
+    label = {"valid": "VALID", "invalid": "INVALID", "status-unknown": "STATUS UNKNOWN"}
+    head = label[verdict.outcome.value]
+    if verdict.purpose is not None:
+        head += f"  {verdict.purpose.name.lower()}"
+    typer.echo(head)
+    if verdict.reason:
+        typer.echo(f"  reason: {verdict.reason}: {verdict.detail}")
+    for name, value in disclosed_claims(verdict.claims).items():
+        typer.echo(f"  {name}: {value}")
+    if verdict.bundle_version is not None and verdict.bundle_age is not None:
+        typer.echo(f"bundle version {verdict.bundle_version}, {_human_age(verdict.bundle_age)} old")
+
+
+def verify(
+    text: Annotated[
+        str | None,
+        typer.Argument(help="The QR text (SSC1:...); '-' or omitted: read it from stdin"),
+    ] = None,
+    purpose: Annotated[
+        str,
+        typer.Option(
+            help="What you verify for: " + ", ".join(p.name.lower() for p in Purpose),
+            show_default=False,
+        ),
+    ] = "",
+    root: Annotated[
+        str,
+        typer.Option(help="The issuer's root public key: a JWK file, or the JWK itself"),
+    ] = "",
+    bundle: Annotated[
+        str | None,
+        typer.Option(help="Verifier bundle: a file or an http(s) URL (compact JWS)"),
+    ] = None,
+    image: Annotated[
+        Path | None, typer.Option(help="Read the QR code from a PNG or JPEG image")
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory that keeps the last good bundle and the newest signed time "
+            "(clock-rollback and bundle-rollback protection across runs)"
+        ),
+    ] = None,
+    max_age: Annotated[
+        int,
+        typer.Option(help="Seconds after which the bundle is stale (status unknown)"),
+    ] = int(DEFAULT_MAX_AGE.total_seconds()),
+    now: Annotated[
+        str | None,
+        typer.Option(help="Verify as of this time (ISO 8601 or epoch seconds; vectors, tests)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON")] = False,
+) -> None:
+    """Verify an e-card QR token offline for one purpose, against a verifier bundle.
+
+    Prints the verdict, the claims that purpose discloses, the bundle's age, and the
+    reason on failure.
+
+    \b
+    Exit status:
+      0  valid
+      1  invalid (forged, expired, replayed, wrong purpose, revoked, malformed ...)
+      2  status unknown (no or stale bundle, unknown shard, clock before a signed time)
+      3  usage or input error (bad options, unreadable file or image, no QR code)
+    """
+    try:
+        code = _run(text, purpose, root, bundle, image, state, max_age, now, as_json)
+    except (InputError, CoreError, OSError, ValueError, UnicodeError) as exc:
+        typer.echo(f"error: {getattr(exc, 'detail', exc)}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
+    raise typer.Exit(code)
+
+
+def _run(
+    text: str | None,
+    purpose_name: str,
+    root: str,
+    bundle: str | None,
+    image: Path | None,
+    state: Path | None,
+    max_age: int,
+    now_text: str | None,
+    as_json: bool,
+) -> ExitCode:
+    try:
+        purpose = Purpose[purpose_name.upper()]
+    except KeyError:
+        raise InputError(
+            f"--purpose must be one of {', '.join(p.name.lower() for p in Purpose)}"
+        ) from None
+    if not root:
+        raise InputError("--root is required (the issuer's root public key, pinned)")
+    if bundle is None and state is None:
+        raise InputError("give --bundle, or --state with a bundle kept from an earlier run")
+    if image is not None and text not in (None, "-"):
+        raise InputError("give the QR text or --image, not both")
+    now = _parse_now(now_text)
+    verifier = OfflineVerifier(
+        _read_root(root), state_dir=state, max_age=timedelta(seconds=max_age)
+    )
+    if bundle is not None:
+        token = _read_bundle(bundle)
+        try:
+            verifier.update(token, now=now)
+        except CoreError as exc:
+            kept = verifier.bundle
+            keeping = f"keeping version {kept.version}" if kept else "no previous bundle"
+            typer.echo(f"bundle rejected: {exc.detail} ({keeping})", err=True)
+    if image is not None:
+        qr_text = decode_image(image)
+    elif text is None or text == "-":
+        qr_text = sys.stdin.read().strip()
+    else:
+        qr_text = text.strip()
+    verdict = verifier.verify(qr_text, purpose=purpose, now=now)
+    if as_json:
+        typer.echo(json.dumps(verdict.to_json(), ensure_ascii=False, indent=2))
+    else:
+        _print_verdict(verdict)
+    return _EXIT[verdict.outcome]

@@ -1,0 +1,417 @@
+"""The offline verifier: a pinned root, the current verifier bundle, and QR verdicts.
+
+A partner's gate or counter holds an :class:`OfflineVerifier`. It keeps the newest good
+:class:`~cardsvc.core.bundle.Bundle` (trust list and status list shards), persisted in a
+directory so it survives restarts, and answers each scanned QR text with a
+:class:`Verdict`:
+
+- ``valid``: signature by an ``ecard`` key of the bundle's trust list, inside the token's
+  window, for the partner's purpose, not seen before, and the e-card's status entry in a
+  fresh bundle is ``VALID``;
+- ``invalid``: any of those failed (``reason`` names the check: ``signature``,
+  ``expired``, ``purpose``, ``replayed``, ``revoked``, ``suspended``, ...);
+- ``status-unknown``: the token itself verified but the verifier cannot vouch for its
+  status (no bundle, a stale bundle, a missing or expired shard), or the clock is earlier
+  than a time the issuer has already signed (``clock-rollback``).
+
+A verdict discloses only the attributes the purpose allows (the token cannot carry more),
+never the e-card reference or the ``jti``.
+
+Freshness: :meth:`OfflineVerifier.bundle_age` is now minus the bundle's signed time; past
+``max_age`` (or past the bundle's ``exp``) a good token gets ``status-unknown`` with
+reason ``stale-bundle``. The verifier remembers the newest signed time it has seen
+(bundles, trust lists, status lists) and refuses to work with a clock earlier than that,
+less ``leeway``.
+
+Updates: :meth:`OfflineVerifier.update` verifies a new bundle (full or delta) against the
+pinned root and the held bundle; a tampered, truncated, rolled-back or foreign-key bundle
+raises the typed error of :func:`~cardsvc.core.bundle.verify_bundle` and the held bundle
+is kept, on disk too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+from cardsvc.core.bundle import Bundle, verify_bundle
+from cardsvc.core.errors import CoreError, DecodeError, VerificationError
+from cardsvc.core.keys import VerifyingKey, b64url_encode
+from cardsvc.core.qrtoken import Attribute, Purpose, QrToken, verify_qr_token
+from cardsvc.core.statuslist import Status, StatusListToken
+
+#: Default maximum bundle age before a good token gets ``status-unknown``.
+DEFAULT_MAX_AGE: Final = timedelta(hours=24)
+#: Clock slack for bundles and for the clock-rollback check.
+DEFAULT_LEEWAY: Final = timedelta(seconds=30)
+#: Clock slack for QR token windows (a token lives about a minute).
+DEFAULT_TOKEN_LEEWAY: Final = timedelta(seconds=5)
+#: Entries in the replay seen-set; expired entries are dropped first.
+DEFAULT_SEEN_CAPACITY: Final = 100_000
+STATE_FILE: Final = "bundle-state.json"
+_STATE_FORMAT: Final = 1
+
+
+class Outcome(StrEnum):
+    """The three answers a verifier gives (CLI exit status 0, 1, 2)."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    STATUS_UNKNOWN = "status-unknown"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """The answer for one scanned token: outcome, why, and what the purpose discloses.
+
+    ``reason`` is a short stable check name (``None`` when valid); ``claims`` holds the
+    purpose's attributes (typed: ``date``, ``bytes``, ``int``, ``str``), empty unless the
+    token's signature verified and its status is not known to be bad;
+    ``bundle_age`` is ``None`` when the verifier holds no bundle.
+    """
+
+    outcome: Outcome
+    reason: str | None = None
+    detail: str | None = None
+    purpose: Purpose | None = None
+    claims: Mapping[Attribute, object] = field(default_factory=dict)
+    expires_at: datetime | None = None
+    bundle_version: int | None = None
+    bundle_age: timedelta | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.outcome is Outcome.VALID
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON view for logs and ``cardsvc verify --json``."""
+        return {
+            "verdict": self.outcome.value,
+            "reason": self.reason,
+            "detail": self.detail,
+            "purpose": self.purpose.name.lower() if self.purpose else None,
+            "claims": disclosed_claims(self.claims),
+            "exp": int(self.expires_at.timestamp()) if self.expires_at else None,
+            "bundle": {
+                "version": self.bundle_version,
+                "age_seconds": (
+                    int(self.bundle_age.total_seconds()) if self.bundle_age is not None else None
+                ),
+            },
+        }
+
+
+def disclosed_claims(attributes: Mapping[Attribute, object]) -> dict[str, object]:
+    """Attributes as JSON values, keyed by lower-case name (schemas/qr-token.schema.json)."""
+    claims: dict[str, object] = {}
+    for attr, value in attributes.items():
+        if isinstance(value, bytes):
+            value = b64url_encode(value)
+        elif isinstance(value, date):
+            value = value.isoformat()
+        claims[attr.name.lower()] = value
+    return claims
+
+
+_STATUS_REASONS: Final[dict[int, str]] = {Status.INVALID: "revoked", Status.SUSPENDED: "suspended"}
+
+
+def _shard_index(bundle: Bundle) -> dict[int, StatusListToken]:
+    """Shard number -> token, from URIs ending in ``/<shard>``; ambiguous shards dropped."""
+    index: dict[int, StatusListToken] = {}
+    ambiguous: set[int] = set()
+    for uri, token in bundle.status_lists.items():
+        last = uri.rstrip("/").rsplit("/", 1)[-1]
+        if not (last.isascii() and last.isdigit()):
+            continue
+        shard = int(last)
+        if shard in index:
+            ambiguous.add(shard)
+        index[shard] = token
+    for shard in ambiguous:
+        del index[shard]
+    return index
+
+
+class OfflineVerifier:
+    """Verifies QR tokens offline against a pinned root and the newest good bundle.
+
+    ``state_dir`` (optional) persists the accepted bundle chain and the newest signed
+    time seen; without it the verifier forgets both on exit. ``clock`` returns the
+    current timezone-aware UTC time; every method also takes an explicit ``now``.
+    ``status_base_uri``, when given, is where the issuer publishes shards
+    (``<base>/<shard>``); otherwise a token's shard is found by the last path segment of
+    the bundle's shard URIs.
+    """
+
+    def __init__(
+        self,
+        root: VerifyingKey,
+        *,
+        state_dir: Path | None = None,
+        max_age: timedelta = DEFAULT_MAX_AGE,
+        leeway: timedelta = DEFAULT_LEEWAY,
+        token_leeway: timedelta = DEFAULT_TOKEN_LEEWAY,
+        status_base_uri: str | None = None,
+        seen_capacity: int = DEFAULT_SEEN_CAPACITY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.root = root
+        self.max_age = max_age
+        self.leeway = leeway
+        self.token_leeway = token_leeway
+        self._state_dir = state_dir
+        self._status_base = status_base_uri.rstrip("/") if status_base_uri else None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._bundle: Bundle | None = None
+        self._chain: list[dict[str, Any]] = []
+        self._shards: dict[int, StatusListToken] = {}
+        self._newest_signed: datetime | None = None
+        self._seen: dict[bytes, float] = {}
+        self._seen_capacity = seen_capacity
+        if state_dir is not None:
+            self._load(state_dir)
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def bundle(self) -> Bundle | None:
+        """The bundle in use (after deltas, merged), ``None`` before the first update."""
+        return self._bundle
+
+    @property
+    def newest_signed_time(self) -> datetime | None:
+        """The newest issuer-signed time seen; the clock may not go back before it."""
+        return self._newest_signed
+
+    def bundle_age(self, now: datetime | None = None) -> timedelta | None:
+        """How old the held bundle is (now minus its signed time), ``None`` without one."""
+        if self._bundle is None:
+            return None
+        return (now or self._clock()) - self._bundle.issued_at
+
+    def check_clock(self, now: datetime | None = None) -> datetime:
+        """``now`` (or the clock), refused if earlier than the newest signed time seen.
+
+        Raises ``VerificationError('clock-rollback')``.
+        """
+        now = now or self._clock()
+        newest = self._newest_signed
+        if newest is not None and now < newest - self.leeway:
+            raise VerificationError(
+                "clock-rollback",
+                f"clock {now:%Y-%m-%dT%H:%M:%SZ} is before the issuer-signed time "
+                f"{newest:%Y-%m-%dT%H:%M:%SZ} already seen; fix the clock",
+            )
+        return now
+
+    def update(self, token: str, *, now: datetime | None = None) -> Bundle:
+        """Verify a bundle (full, or a delta on the held one) and make it current.
+
+        Raises the :func:`~cardsvc.core.bundle.verify_bundle` errors (``bundle-rollback``,
+        ``bundle-base``, ``signature``, ``key-unknown`` ...) or ``clock-rollback``; on any
+        failure the held bundle stays in use, in memory and on disk.
+        """
+        with self._lock:
+            now = self.check_clock(now)
+            bundle = verify_bundle(
+                token, root=self.root, now=now, leeway=self.leeway, previous=self._bundle
+            )
+            entry = {"token": token, "accepted_at": int(now.timestamp())}
+            chain = [entry] if bundle.base is None else [*self._chain, entry]
+            self._install(bundle, chain)
+            self._save()
+            return bundle
+
+    def _install(self, bundle: Bundle, chain: list[dict[str, Any]]) -> None:
+        self._bundle = bundle
+        self._chain = chain
+        self._shards = _shard_index(bundle)
+        signed = [bundle.issued_at, bundle.trust_list.issued_at]
+        signed += [t.iat for t in bundle.status_lists.values()]
+        if self._newest_signed is not None:
+            signed.append(self._newest_signed)
+        self._newest_signed = max(signed)
+
+    def _load(self, state_dir: Path) -> None:
+        """Replay the persisted chain; a damaged file leaves the verifier without a bundle."""
+        path = state_dir / STATE_FILE
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise DecodeError("verifier state", f"{path}: {exc}") from None
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise DecodeError("verifier state", f"{path}: unknown format")
+        newest = state.get("newest_signed_time")
+        if isinstance(newest, int) and not isinstance(newest, bool):
+            self._newest_signed = datetime.fromtimestamp(newest, UTC)
+        bundle: Bundle | None = None
+        chain = state.get("chain")
+        if not isinstance(chain, list):
+            raise DecodeError("verifier state", f"{path}: chain must be a list")
+        for entry in chain:
+            if not isinstance(entry, dict) or not isinstance(entry.get("accepted_at"), int):
+                raise DecodeError("verifier state", f"{path}: malformed chain entry")
+            # Re-verified against the pinned root at the time it was accepted: the file
+            # is not trusted, the signatures are.
+            at = datetime.fromtimestamp(entry["accepted_at"], UTC)
+            bundle = verify_bundle(
+                entry["token"], root=self.root, now=at, leeway=self.leeway, previous=bundle
+            )
+        if bundle is not None:
+            self._install(bundle, chain)
+
+    def _save(self) -> None:
+        if self._state_dir is None:
+            return
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        newest = self._newest_signed
+        state = {
+            "format": _STATE_FORMAT,
+            "newest_signed_time": int(newest.timestamp()) if newest else None,
+            "chain": self._chain,
+        }
+        fd, tmp = tempfile.mkstemp(dir=self._state_dir, prefix=".state-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(state, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self._state_dir / STATE_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # -- verification ---------------------------------------------------------------------
+
+    def verify(self, text: str, *, purpose: Purpose, now: datetime | None = None) -> Verdict:
+        """Verify QR text for ``purpose``; never raises for bad input, answers a verdict."""
+        bundle = self._bundle
+        version = bundle.version if bundle else None
+        try:
+            now = self.check_clock(now)
+        except VerificationError as exc:
+            return Verdict(
+                outcome=Outcome.STATUS_UNKNOWN,
+                reason=exc.check,
+                detail=exc.detail.removeprefix(f"{exc.check}: "),
+                bundle_version=version,
+            )
+        if bundle is None:
+            return Verdict(
+                outcome=Outcome.STATUS_UNKNOWN,
+                reason="no-bundle",
+                detail="no verifier bundle loaded: cannot check signature or status",
+            )
+        age = now - bundle.issued_at
+        try:
+            token = verify_qr_token(
+                text,
+                trust_list=bundle.trust_list,
+                now=now,
+                leeway=self.token_leeway,
+                purpose=purpose,
+            )
+        except VerificationError as exc:
+            return Verdict(
+                outcome=Outcome.INVALID,
+                reason=exc.check,
+                detail=exc.detail.removeprefix(f"{exc.check}: "),
+                purpose=purpose,
+                bundle_version=version,
+                bundle_age=age,
+            )
+        except CoreError as exc:
+            return Verdict(
+                outcome=Outcome.INVALID,
+                reason=exc.code,
+                detail=exc.detail,
+                purpose=purpose,
+                bundle_version=version,
+                bundle_age=age,
+            )
+
+        def answer(outcome: Outcome, reason: str | None, detail: str | None) -> Verdict:
+            return Verdict(
+                outcome=outcome,
+                reason=reason,
+                detail=detail,
+                purpose=purpose,
+                claims={} if outcome is Outcome.INVALID else token.attributes,
+                expires_at=token.expires_at,
+                bundle_version=version,
+                bundle_age=age,
+            )
+
+        t = now.timestamp()
+        if self._seen.get(token.jti, 0.0) > t:
+            return answer(Outcome.INVALID, "replayed", "this token was already presented")
+        if age > self.max_age or now > bundle.expires_at + self.leeway:
+            return answer(
+                Outcome.STATUS_UNKNOWN,
+                "stale-bundle",
+                f"bundle version {bundle.version} is {_human(age)} old "
+                f"(maximum {_human(self.max_age)}); update it",
+            )
+        outcome, reason, detail = self._status(token, now)
+        if outcome is Outcome.VALID:
+            self._remember(token.jti, token.expires_at.timestamp(), t)
+        return answer(outcome, reason, detail)
+
+    def _status(self, token: QrToken, now: datetime) -> tuple[Outcome, str | None, str | None]:
+        if self._status_base is not None:
+            uri = f"{self._status_base}/{token.status_shard}"
+            shard = self._bundle.status_lists.get(uri) if self._bundle else None
+        else:
+            shard = self._shards.get(token.status_shard)
+        if shard is None:
+            return (
+                Outcome.STATUS_UNKNOWN,
+                "status-missing",
+                f"the bundle holds no status list for shard {token.status_shard}",
+            )
+        if now > shard.exp + self.leeway:
+            return Outcome.STATUS_UNKNOWN, "status-stale", f"status list {shard.sub} expired"
+        lst = shard.status_list
+        if token.status_idx >= len(lst):
+            return (
+                Outcome.STATUS_UNKNOWN,
+                "status-missing",
+                f"index {token.status_idx} is beyond status list {shard.sub}",
+            )
+        status = lst.get(token.status_idx)
+        if status == Status.VALID:
+            return Outcome.VALID, None, None
+        reason = _STATUS_REASONS.get(status, "status")
+        return Outcome.INVALID, reason, f"e-card status is {reason} ({status})"
+
+    def _remember(self, jti: bytes, exp: float, t: float) -> None:
+        seen = self._seen
+        if len(seen) >= self._seen_capacity:
+            for key in [k for k, e in seen.items() if e <= t]:
+                del seen[key]
+            while len(seen) >= self._seen_capacity:  # all live: drop the oldest
+                del seen[next(iter(seen))]
+        seen[jti] = exp + self.token_leeway.total_seconds()
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if abs(seconds) < 120:
+        return f"{seconds} s"
+    if abs(seconds) < 7200:
+        return f"{seconds // 60} min"
+    if abs(seconds) < 172_800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86_400} d"

@@ -1,0 +1,203 @@
+"""Partners: registered purposes and rate limit, enforced on both verify paths."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi.testclient import TestClient
+
+from cardsvc.api.app import create_app
+from cardsvc.auth.assertions import ASSERTION_TYPE, make_client_assertion
+from cardsvc.auth.clients import ClientKind
+from cardsvc.auth.tokens import verify_access_token
+from cardsvc.core.keys import public_jwk
+from cardsvc.core.signing import LocalSigner
+from cardsvc.errors import CardsvcError
+from cardsvc.ratelimit import MemoryRateLimiter, RedisRateLimiter
+from cardsvc.services import Services
+from tests.issuer.ecard_helpers import Phone, activate, active_holder, mint
+from tests.issuer.registry_helpers import registry_services
+
+
+@pytest.fixture
+def services(settings: Any) -> Iterator[Services]:
+    services = registry_services(settings)
+    yield services
+    services.engine.dispose()
+
+
+def partner_token(
+    services: Services, purposes: frozenset[str], rate_limit: int | None = None
+) -> tuple[str, dict[str, str]]:
+    signer = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+    client = services.clients.register(
+        kind=ClientKind.PARTNER,
+        display_name="Metro",
+        jwk=public_jwk(signer.private_key.public_key()),
+        created_by="test",
+        now=services.clock(),
+        purposes=purposes,
+        rate_limit=rate_limit,
+    )
+    now = services.clock()
+    answer = services.clients.exchange(
+        grant_type="client_credentials",
+        assertion_type=ASSERTION_TYPE,
+        assertion=make_client_assertion(
+            signer, client_id=client.client_id, audience=services.clients.token_endpoint, now=now
+        ),
+        scope="verify",
+        now=now,
+    )
+    return client.client_id, {"Authorization": f"Bearer {answer.access_token}"}
+
+
+def test_partner_policy_is_stored_and_in_its_token(services: Services) -> None:
+    client_id, headers = partner_token(services, frozenset({"transport", "culture"}), 42)
+    stored = services.clients.get(client_id)
+    assert stored.partner is not None
+    assert stored.partner.purposes == {"transport", "culture"}
+    assert stored.partner.rate_limit == 42
+    principal = verify_access_token(
+        headers["Authorization"].split()[1],
+        keys=services.keys,
+        issuer=services.settings.issuer,
+        now=services.clock(),
+        leeway=services.leeway,
+    )
+    assert principal.purposes == {"transport", "culture"}
+    assert principal.rate_limit == 42
+
+
+@pytest.mark.parametrize(
+    ("purposes", "rate_limit", "message"),
+    [
+        (frozenset(), None, "at least one purpose"),
+        (frozenset({"gambling"}), None, "unknown purpose gambling"),
+        (frozenset({"transport"}), 0, "rate limit"),
+    ],
+)
+def test_bad_partner_policy_refused(
+    services: Services, purposes: frozenset[str], rate_limit: int | None, message: str
+) -> None:
+    with pytest.raises(CardsvcError, match=message):
+        partner_token(services, purposes, rate_limit)
+
+
+def test_only_partners_take_purposes(services: Services) -> None:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    with pytest.raises(CardsvcError, match="only partners"):
+        services.clients.register(
+            kind=ClientKind.TERMINAL,
+            display_name="Counter",
+            jwk=public_jwk(key),
+            created_by="test",
+            now=services.clock(),
+            purposes=frozenset({"transport"}),
+        )
+
+
+@pytest.mark.parametrize("fast_verify", [True, False], ids=["fast-path", "route"])
+def test_purpose_outside_the_partners_is_forbidden(
+    services: Services, fast_verify: bool
+) -> None:
+    client = TestClient(create_app(services.settings, services=services, fast_verify=fast_verify))
+    holder = active_holder(client, services, birth_date=None)
+    phone = Phone()
+    ecard = activate(client, services, holder, phone)
+    _, headers = partner_token(services, frozenset({"transport"}))
+
+    def fresh(purpose: str) -> str:
+        answer = mint(client, services, ecard["ecard_id"], phone, purpose)
+        assert answer.status_code == 200, answer.json()
+        return str(answer.json()["tokens"][0]["token"])
+
+    identity = fresh("identity")
+    refused = client.post(
+        "/v1/verify", json={"token": identity, "purpose": "identity"}, headers=headers
+    )
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    body = refused.json()
+    assert body["type"].endswith("/purpose-forbidden")
+    assert body["purpose"] == "identity"
+    assert body["allowed_purposes"] == ["transport"]
+    assert "identity" in body["detail"]
+    assert "claims" not in body
+
+    ok = client.post(
+        "/v1/verify", json={"token": fresh("transport"), "purpose": "transport"}, headers=headers
+    )
+    assert ok.status_code == 200, ok.json()
+    assert ok.json()["purpose"] == "transport"
+
+
+def test_partner_without_a_stored_policy_may_verify_nothing(services: Services) -> None:
+    from cardsvc.auth.tokens import issue_access_token
+
+    token = issue_access_token(
+        services.keys,
+        issuer=services.settings.issuer,
+        subject="part-legacy",
+        kind="partner",
+        scopes=frozenset({"verify"}),
+        now=services.clock(),
+    )
+    client = TestClient(create_app(services.settings, services=services))
+    answer = client.post(
+        "/v1/verify",
+        json={"token": "SSC1:AAAA", "purpose": "transport"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 403
+    assert answer.json()["allowed_purposes"] == []
+
+
+@pytest.fixture(params=["memory", "redis"])
+def limiter_services(
+    request: pytest.FixtureRequest, services: Services
+) -> Services:
+    if request.param == "redis":
+        redis, prefix = request.getfixturevalue("redis_client")
+        services.rate_limiter = RedisRateLimiter(redis, prefix=prefix)  # type: ignore[arg-type]
+    else:
+        services.rate_limiter = MemoryRateLimiter()
+    return services
+
+
+@pytest.mark.parametrize("fast_verify", [True, False], ids=["fast-path", "route"])
+def test_rate_limit_per_partner(limiter_services: Services, fast_verify: bool) -> None:
+    services = limiter_services
+    client = TestClient(create_app(services.settings, services=services, fast_verify=fast_verify))
+    _, metro = partner_token(services, frozenset({"transport"}), rate_limit=3)
+    _, museum = partner_token(services, frozenset({"culture"}), rate_limit=3)
+    body = {"token": "SSC1:AAAA", "purpose": "transport"}
+    statuses = [client.post("/v1/verify", json=body, headers=metro).status_code for _ in range(3)]
+    assert 429 not in statuses  # refused tokens, but counted
+    limited = client.post("/v1/verify", json=body, headers=metro)
+    assert limited.status_code == 429
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert limited.json()["type"].endswith("/rate-limited")
+    other = client.post("/v1/verify", json={**body, "purpose": "culture"}, headers=museum)
+    assert other.status_code != 429  # the limit is per partner
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_window_resets(request: pytest.FixtureRequest, backend: str) -> None:
+    now = [1000.0]
+    limiter: MemoryRateLimiter | RedisRateLimiter
+    if backend == "redis":
+        redis, prefix = request.getfixturevalue("redis_client")
+        limiter = RedisRateLimiter(redis, prefix=prefix, clock=lambda: now[0])
+    else:
+        limiter = MemoryRateLimiter(clock=lambda: now[0])
+    assert limiter.hit("a", limit=2) is None
+    assert limiter.hit("a", limit=2) is None
+    assert limiter.hit("a", limit=2) == 20  # window 960..1020
+    assert limiter.hit("b", limit=2) is None
+    now[0] = 1020.0
+    assert limiter.hit("a", limit=2) is None
