@@ -222,6 +222,8 @@ def build_world(workdir: Path, redis_url: str | None, count: int) -> tuple[list[
         kind="partner",
         scopes=frozenset({"verify"}),
         now=now,
+        purposes=frozenset({"transport"}),
+        rate_limit=1_000_000,  # the bench measures verify, not the limiter's refusals
     )
     return tokens, bearer, (services, view)
 

@@ -1,9 +1,10 @@
 """Counter transactions through the API (in-process ASGI client, SQLite file database).
 
 - online: challenge -> card signs -> terminal signs -> POST /v1/transactions (Idempotency-Key),
-  per second, next to a bare authenticated endpoint in the same run
-  (POST /v1/transactions/challenges: token check + one insert). /v1/verify exists but needs an
-  e-card token minted through device binding; it is not used here.
+  per second, next to two baselines in the same run, through the same in-process client:
+  POST /v1/verify of fresh e-card tokens (an activated e-card, as in bench_ecard_verify.py)
+  and a bare authenticated endpoint (POST /v1/transactions/challenges: token check + one
+  insert).
 - offline sync: 10,000 offline records uploaded in batches of 100 to
   POST /v1/transactions/batches; then the same 10,000 again (time, and new ledger rows: 0).
 
@@ -22,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fastapi.testclient import TestClient
 
@@ -61,6 +63,22 @@ def main() -> None:
             client.post("/v1/transactions/challenges", headers=t.headers)
         bare = ONLINE / (time.perf_counter() - start)
 
+        # POST /v1/verify on its own issuer (its world needs an activated e-card).
+        from bench_ecard_verify import build_world
+
+        workdir = Path(tmp) / "verify"
+        workdir.mkdir()
+        tokens, partner, (verify_services, _) = build_world(workdir, None, ONLINE)
+        verify_client = TestClient(create_app(verify_services.settings, services=verify_services))
+        headers = {"Authorization": f"Bearer {partner}"}
+        start = time.perf_counter()
+        for token in tokens[:ONLINE]:
+            answer = verify_client.post(
+                "/v1/verify", json={"token": token, "purpose": "transport"}, headers=headers
+            )
+            assert answer.status_code == 200, answer.json()
+        verify_rate = ONLINE / (time.perf_counter() - start)
+
         start = time.perf_counter()
         for i in range(ONLINE):
             body = signed(client, t, card, kind=Kind.FEE, amount=100, reference=f"bill-{i}")
@@ -68,9 +86,11 @@ def main() -> None:
                                  headers=t.headers | {"Idempotency-Key": f"k{i}"})  # fmt: skip
             assert answer.status_code == 201, answer.json()
         online = ONLINE / (time.perf_counter() - start)
-        print(f"bare POST /v1/transactions/challenges: {bare:8.0f}/s (baseline)")
+        print(f"POST /v1/verify (same client):         {verify_rate:8.0f}/s (baseline)")
+        print(f"bare POST /v1/transactions/challenges: {bare:8.0f}/s")
         print(f"online transaction end to end:         {online:8.0f}/s "
-              f"({online / bare:.2f}x baseline; includes its own challenge)")  # fmt: skip
+              f"({online / verify_rate:.2f}x verify, {online / bare:.2f}x challenge; "
+              "includes its own challenge)")  # fmt: skip
 
         items = []
         for i in range(OFFLINE):
