@@ -31,7 +31,7 @@ from cardsvc.ledger.errors import (
     InvalidEntitlementError,
 )
 from cardsvc.ledger.models import Entitlement
-from cardsvc.registry.db import read_session, write_session
+from cardsvc.registry.db import read_session, rows_of_person, write_session
 from cardsvc.registry.errors import HolderDeceasedError, PersonNotFoundError
 
 CURRENCY = "CNY"
@@ -244,18 +244,10 @@ class LedgerService:
     def list(
         self, person_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
     ) -> Sequence[Entitlement]:
-        query = (
-            select(Entitlement)
-            .where(Entitlement.person_id == person_id)
-            .order_by(Entitlement.id)
-            .limit(limit)
+        columns = (Entitlement.person_id, Entitlement.id)
+        return rows_of_person(
+            self._engine, Entitlement, columns, person_id, after=after, limit=limit
         )
-        if after is not None:
-            query = query.where(Entitlement.id > after)
-        with read_session(self._engine) as session:
-            if session.get(Person, person_id) is None:
-                raise PersonNotFoundError("no such person", person_id=str(person_id))
-            return session.scalars(query).all()
 
     def import_rows(
         self, rows: Iterable[tuple[int, dict[str, str]]], *, actor: str, now: datetime

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from cardsvc.db.models import Person
 
 # SQLite names the columns of a failed unique constraint, PostgreSQL names the constraint.
 _SQLITE_UNIQUE = {
@@ -55,3 +59,30 @@ def violated_constraint(exc: IntegrityError) -> str:
     if message.startswith(prefix):
         return _SQLITE_UNIQUE.get(message[len(prefix) :].strip(), message)
     return ""
+
+
+R = TypeVar("R")
+
+
+def rows_of_person(
+    engine: Engine,
+    model: type[R],
+    columns: tuple[InstrumentedAttribute[uuid.UUID], InstrumentedAttribute[uuid.UUID]],
+    person_id: uuid.UUID,
+    *,
+    after: uuid.UUID | None,
+    limit: int,
+) -> Sequence[R]:
+    """One page of a person's rows of ``model``, oldest id first (keyset paging after
+    ``after``); ``columns`` are the model's (person id, id). An unknown person raises
+    :class:`PersonNotFoundError` rather than answering an empty page."""
+    from cardsvc.registry.errors import PersonNotFoundError
+
+    person_column, id_column = columns
+    query = select(model).where(person_column == person_id).order_by(id_column).limit(limit)
+    if after is not None:
+        query = query.where(id_column > after)
+    with read_session(engine) as session:
+        if session.get(Person, person_id) is None:
+            raise PersonNotFoundError("no such person", person_id=str(person_id))
+        return session.scalars(query).all()

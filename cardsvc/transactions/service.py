@@ -28,12 +28,11 @@ from sqlalchemy.orm import Session
 from cardsvc.auth.clients import Client, ClientKind
 from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
-from cardsvc.db.models import Card, Person
+from cardsvc.db.models import Card
 from cardsvc.keystore.service import KeyService
 from cardsvc.ledger import audit
 from cardsvc.ledger.service import consume
-from cardsvc.registry.db import read_session, write_session
-from cardsvc.registry.errors import PersonNotFoundError
+from cardsvc.registry.db import rows_of_person, write_session
 from cardsvc.transactions.errors import TransactionConflictError, TransactionError
 from cardsvc.transactions.models import Challenge, TransactionRow
 from cardsvc.transactions.record import (
@@ -311,18 +310,10 @@ class TransactionService:
     def for_person(
         self, person_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
     ) -> Sequence[TransactionRow]:
-        query = (
-            select(TransactionRow)
-            .where(TransactionRow.person_id == person_id)
-            .order_by(TransactionRow.id)
-            .limit(limit)
+        columns = (TransactionRow.person_id, TransactionRow.id)
+        return rows_of_person(
+            self._engine, TransactionRow, columns, person_id, after=after, limit=limit
         )
-        if after is not None:
-            query = query.where(TransactionRow.id > after)
-        with read_session(self._engine) as session:
-            if session.get(Person, person_id) is None:
-                raise PersonNotFoundError("no such person", person_id=str(person_id))
-            return session.scalars(query).all()
 
 
 def _day(now: datetime) -> date:
