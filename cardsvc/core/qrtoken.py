@@ -17,7 +17,7 @@ carrying any other attribute is refused by the encoder and by the verifier.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import IntEnum
@@ -29,7 +29,7 @@ import cbor2
 from cardsvc.core import cose
 from cardsvc.core.base45 import b45decode, b45encode
 from cardsvc.core.errors import CoreError, DecodeError, InputTooLargeError, VerificationError
-from cardsvc.core.identity import CitizenId
+from cardsvc.core.identity import CitizenId, gb11643_check_character
 from cardsvc.core.keys import KeyPurpose, b64url_encode, short_kid
 from cardsvc.core.references import StatusReference
 from cardsvc.core.signing import Signer
@@ -87,38 +87,54 @@ PURPOSE_ATTRIBUTES: Mapping[Purpose, frozenset[Attribute]] = MappingProxyType(
 )
 
 _EPOCH = date(1970, 1, 1)
+_NO_ATTRIBUTES: Mapping[object, object] = MappingProxyType({})
 # Dict lookups: Enum.__call__ costs a microsecond each on the verify hot path.
 _ATTRIBUTES: Mapping[object, Attribute] = MappingProxyType({int(a): a for a in Attribute})
 _PURPOSES: Mapping[object, Purpose] = MappingProxyType({int(p): p for p in Purpose})
 # C0 and C1 controls, DEL, surrogates, bidi overrides and other format characters that
 # could disguise a name on a verifier's screen.
+_ID_NO_FORM = re.compile("[0-9]{17}[0-9X]")
 _CONTROL = re.compile(
     "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufeff]"
 )
 
 
-def _check_attribute(attr: Attribute, value: object) -> object:
+def _check_attribute(attr: Attribute, value: object, *, full_id_rules: bool) -> object:
     """Validate one attribute value; returns it (dates as ``date``)."""
-    if attr in (Attribute.NAME, Attribute.INSURED_REGION, Attribute.ID_NO):
-        if not isinstance(value, str) or not value or len(value) > MAX_NAME:
+    if attr is Attribute.NAME or attr is Attribute.INSURED_REGION or attr is Attribute.ID_NO:
+        if type(value) is not str or not value or len(value) > MAX_NAME:
             raise DecodeError("qr token", f"{attr.name} must be non-empty text")
         if _CONTROL.search(value):
             raise DecodeError("qr token", f"{attr.name} contains control characters")
         if attr is Attribute.ID_NO:
-            # Every GB 11643 rule, on the verifier too: fail closed even on an issuer bug.
-            CitizenId.parse(value)
+            _check_id_no(value, full_id_rules=full_id_rules)
         return value
     if attr is Attribute.PHOTO_REF:
-        if not isinstance(value, bytes) or not 1 <= len(value) <= 32:
+        if type(value) is not bytes or not 1 <= len(value) <= 32:
             raise DecodeError("qr token", "PHOTO_REF must be 1-32 bytes")
         return value
     if attr is Attribute.CONCESSION_UNTIL:
         if not isinstance(value, date):
             raise DecodeError("qr token", "CONCESSION_UNTIL must be a date")
         return value
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+    if type(value) is not int or not 0 <= value <= 255:
         raise DecodeError("qr token", f"{attr.name} must be an integer 0-255")
     return value
+
+
+def _check_id_no(value: str, *, full_id_rules: bool) -> None:
+    """The ID number: every GB 11643 rule when a token is built, its form on verify.
+
+    The issuer builds every token through the full rules, and its signature covers the
+    result. Re-running the date and region rules on each verify would cost a verifier
+    ~3 us of a ~60 us budget and answer nothing new (the birth-date bound also depends on
+    the verifier's calendar); the form and the check character still catch an issuer that
+    signed garbage. A verifier that needs the sex or birth date parses the number itself.
+    """
+    if full_id_rules:
+        CitizenId.parse(value)
+    elif _ID_NO_FORM.fullmatch(value) is None or gb11643_check_character(value[:17]) != value[17]:
+        raise DecodeError("qr token", "ID_NO is not a GB 11643 number (form or check character)")
 
 
 def _attr_to_cbor(attr: Attribute, value: object) -> object:
@@ -151,29 +167,12 @@ class QrToken:
     attributes: Mapping[Attribute, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Runs on every verified token too, so each check is a plain comparison.
-        issuer, shard, idx = self.issuer, self.status_shard, self.status_idx
-        if type(issuer) is not str or not 0 < len(issuer) <= 64:
-            raise DecodeError("qr token", "issuer must be 1-64 characters")
-        if type(self.ecard_ref) is not bytes or len(self.ecard_ref) != ECARD_REF_BYTES:
-            raise DecodeError("qr token", f"e-card reference must be {ECARD_REF_BYTES} bytes")
-        if type(self.jti) is not bytes or len(self.jti) != JTI_BYTES:
-            raise DecodeError("qr token", f"jti must be {JTI_BYTES} bytes")
+        # Tokens built in Python (the issuer's side) get every rule; verified tokens are
+        # checked once on the way in by from_cbor_claims, which does not come through here.
+        _check_scalars(self.issuer, self.ecard_ref, self.jti, self.status_shard, self.status_idx)
         if self.expires_at <= self.issued_at:
             raise DecodeError("qr token", "expires before it is issued")
-        if type(shard) is not int or type(idx) is not int or not (0 <= shard < 2**32 > idx >= 0):
-            raise DecodeError("qr token", "status shard and index must be integers 0..2^32-1")
-        allowed = PURPOSE_ATTRIBUTES[self.purpose]
-        checked = {}
-        for key, value in self.attributes.items():
-            attr = _ATTRIBUTES.get(key) if type(key) in (int, Attribute) else None
-            if attr is None:
-                raise DecodeError("qr token", f"unknown attribute {key!r}")
-            if attr not in allowed:
-                raise DecodeError(
-                    "qr token", f"{self.purpose.name} tokens must not disclose {attr.name}"
-                )
-            checked[attr] = _check_attribute(attr, value)
+        checked = _check_attributes(self.purpose, self.attributes.items(), full_id_rules=True)
         object.__setattr__(self, "attributes", MappingProxyType(checked))
 
     @property
@@ -225,53 +224,89 @@ class QrToken:
 
     @classmethod
     def from_cbor_claims(cls, claims: object) -> QrToken:
-        if not isinstance(claims, Mapping):
+        """The token from verified CWT claims, each checked once (see :func:`_check_id_no`)."""
+        # type() first: cbor2 gives dicts, and the ABC isinstance costs more than it checks.
+        if type(claims) is not dict and not isinstance(claims, Mapping):
             raise DecodeError("qr token", "claims must be a CBOR map")
         if claims.keys() != _CLAIM_KEYS:
             missing = sorted(_CLAIM_KEYS - set(claims), key=repr)
             unknown = sorted(set(claims) - _CLAIM_KEYS, key=repr)
             raise VerificationError("claims", f"missing {missing}, unknown {unknown}")
         ssc = claims[CLAIM_SSC]
-        if not isinstance(ssc, Mapping) or not (
+        if (type(ssc) is not dict and not isinstance(ssc, Mapping)) or not (
             ssc.keys() == _SSC_KEYS or ssc.keys() == _SSC_KEYS_NO_ATTRS
         ):
             raise VerificationError("claims", "private claim map is malformed")
         status = ssc[_SSC_STATUS]
-        if not isinstance(status, list | tuple) or len(status) != 2:
+        if (type(status) is not list and type(status) is not tuple) or len(status) != 2:
             raise VerificationError("claims", "status must be [shard, index]")
-        raw_attrs = ssc.get(_SSC_ATTRS, {})
-        if not isinstance(raw_attrs, Mapping):
+        raw_attrs = ssc.get(_SSC_ATTRS, _NO_ATTRIBUTES)
+        if type(raw_attrs) is not dict and not isinstance(raw_attrs, Mapping):
             raise VerificationError("claims", "attributes must be a map")
+        iat, exp = claims[CLAIM_IAT], claims[CLAIM_EXP]
         try:
-            raw_purpose = ssc[_SSC_PURPOSE]
-            if type(raw_purpose) is not int:  # bool is an int subclass: True must not be 1
-                raise DecodeError("qr token", "purpose must be an integer")
-            purpose = _PURPOSES[raw_purpose]
-            attrs = {}
-            for key, value in raw_attrs.items():
-                if type(key) is not int:  # bool is an int subclass: True must not be 1
-                    raise DecodeError("qr token", "attribute keys must be integers")
-                attr = _ATTRIBUTES[key]
-                attrs[attr] = _attr_from_cbor(attr, value)
-            if type(claims[CLAIM_IAT]) is not int or type(claims[CLAIM_EXP]) is not int:
+            # Exact types throughout: bool is an int subclass, and True must not be 1.
+            purpose = _PURPOSES.get(ssc[_SSC_PURPOSE]) if type(ssc[_SSC_PURPOSE]) is int else None
+            if purpose is None:
+                raise DecodeError("qr token", "purpose must be an integer 1-7")
+            if type(iat) is not int or type(exp) is not int:
                 raise DecodeError("qr token", "iat and exp must be integers")
-            return cls(
-                issuer=claims[CLAIM_ISS],
-                purpose=purpose,
-                ecard_ref=ssc[_SSC_ECARD],
-                jti=claims[CLAIM_CTI],
-                issued_at=datetime.fromtimestamp(claims[CLAIM_IAT], UTC),
-                expires_at=datetime.fromtimestamp(claims[CLAIM_EXP], UTC),
-                status_shard=status[0],
-                status_idx=status[1],
-                attributes=attrs,
-            )
-        except VerificationError:
-            raise
+            if exp <= iat:
+                raise DecodeError("qr token", "expires before it is issued")
+            fields = {
+                "issuer": claims[CLAIM_ISS],
+                "purpose": purpose,
+                "ecard_ref": ssc[_SSC_ECARD],
+                "jti": claims[CLAIM_CTI],
+                "issued_at": datetime.fromtimestamp(iat, UTC),
+                "expires_at": datetime.fromtimestamp(exp, UTC),
+                "status_shard": status[0],
+                "status_idx": status[1],
+            }
+            _check_scalars(fields["issuer"], fields["ecard_ref"], fields["jti"], *status)
+            attrs = _check_attributes(purpose, raw_attrs.items(), full_id_rules=False)
         except CoreError as exc:
             raise VerificationError("claims", exc.detail) from None
-        except (KeyError, ValueError, OverflowError, OSError, TypeError) as exc:
+        except (ValueError, OverflowError, OSError) as exc:
             raise VerificationError("claims", f"malformed claim: {exc}") from None
+        # Assembled field by field, as the dataclass __init__ would, minus __post_init__:
+        # everything was checked above.
+        token = object.__new__(cls)
+        for name, value in fields.items():
+            object.__setattr__(token, name, value)
+        object.__setattr__(token, "attributes", MappingProxyType(attrs))
+        return token
+
+
+def _check_scalars(issuer: object, ecard_ref: object, jti: object, shard: object,
+                   idx: object) -> None:  # fmt: skip
+    if type(issuer) is not str or not 0 < len(issuer) <= 64:
+        raise DecodeError("qr token", "issuer must be 1-64 characters")
+    if type(ecard_ref) is not bytes or len(ecard_ref) != ECARD_REF_BYTES:
+        raise DecodeError("qr token", f"e-card reference must be {ECARD_REF_BYTES} bytes")
+    if type(jti) is not bytes or len(jti) != JTI_BYTES:
+        raise DecodeError("qr token", f"jti must be {JTI_BYTES} bytes")
+    if type(shard) is not int or type(idx) is not int or not (0 <= shard < 2**32 > idx >= 0):
+        raise DecodeError("qr token", "status shard and index must be integers 0..2^32-1")
+
+
+def _check_attributes(
+    purpose: Purpose, items: Iterable[tuple[object, object]], *, full_id_rules: bool
+) -> dict[Attribute, object]:
+    """Only the purpose's own attributes, each valid; CBOR day numbers become dates."""
+    allowed = PURPOSE_ATTRIBUTES[purpose]
+    checked: dict[Attribute, object] = {}
+    for key, value in items:
+        # Exact types: an Attribute, or a plain int from CBOR (never a bool).
+        attr = _ATTRIBUTES.get(key) if type(key) is int or type(key) is Attribute else None
+        if attr is None:
+            raise DecodeError("qr token", f"unknown attribute {key!r}")
+        if attr not in allowed:
+            raise DecodeError("qr token", f"{purpose.name} tokens must not disclose {attr.name}")
+        if not full_id_rules:
+            value = _attr_from_cbor(attr, value)
+        checked[attr] = _check_attribute(attr, value, full_id_rules=full_id_rules)
+    return checked
 
 
 def encode_qr_token(token: QrToken, signer: Signer) -> str:

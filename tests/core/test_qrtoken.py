@@ -177,7 +177,9 @@ def test_tampering_is_detected(issuer: Issuer) -> None:
         lambda c: c[CLAIM_SSC].__setitem__(3, [1, -1]),
         lambda c: c[CLAIM_SSC].__setitem__(2, "not bytes"),
         lambda c: c[CLAIM_SSC][4].__setitem__(99, 1),
-        lambda c: c[CLAIM_SSC][4].__setitem__(2, "110101199003074478"),
+        lambda c: c[CLAIM_SSC][4].__setitem__(2, "110101199003074478"),  # check character
+        lambda c: c[CLAIM_SSC][4].__setitem__(2, "11010519491231002x"),  # not the form
+        lambda c: c[CLAIM_SSC][4].__setitem__(2, "1101051949123100"),
         lambda c: c[CLAIM_SSC].__setitem__(9, 1),
         lambda c: c.__setitem__(4, c[6] - 1),
     ],
@@ -186,6 +188,19 @@ def test_malformed_claims_are_named(issuer: Issuer, mutate: Any) -> None:
     claims = token().to_cbor_claims()
     mutate(claims)
     assert check_of(issuer, sign_claims(issuer, claims)) == "claims"
+
+
+def test_id_number_rules_on_build_and_on_verify(issuer: Issuer) -> None:
+    # A real calendar date is one of the rules that building a token enforces ...
+    bad_date = "110105194913310021"  # 13th month, right check character
+    with pytest.raises(CoreError, match="not a calendar date"):
+        token(Purpose.IDENTITY, attributes={Attribute.ID_NO: bad_date})
+    # ... and the verifier leaves to the issuer's signature: it checks form and check
+    # character only (see qrtoken._check_id_no).
+    claims = token().to_cbor_claims()
+    claims[CLAIM_SSC][4][2] = bad_date
+    verified = verify(issuer, sign_claims(issuer, claims))
+    assert verified.attributes[Attribute.ID_NO] == bad_date
 
 
 def test_wrong_prefix_size_and_alphabet(issuer: Issuer) -> None:
