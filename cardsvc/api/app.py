@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
 from cardsvc import __version__
 from cardsvc.api import problems
-from cardsvc.api.fastpath import VerifyFastPath
+from cardsvc.api.fastpath import IssuerApp, VerifyFastPath
 from cardsvc.api.limits import BodySizeLimit
 from cardsvc.api.routes import (
     audit,
     bundles,
+    card_entitlements,
     cards,
     ecards,
     entitlements,
@@ -32,7 +31,7 @@ from cardsvc.settings import Settings
 
 def create_app(
     settings: Settings, *, services: Services | None = None, fast_verify: bool = True
-) -> FastAPI:
+) -> IssuerApp:
     """Build the issuer app.
 
     Refuses to build on an unmigrated database or a missing key store, so a misconfigured
@@ -41,7 +40,7 @@ def create_app(
     services = services or Services.from_settings(settings)
     require_current(services.engine)
     services.keys.root_key()
-    app = FastAPI(
+    app = IssuerApp(
         title="cardsvc issuer",
         version=__version__,
         description="Issues social security cards and e-cards and publishes what verifiers need.",
@@ -59,12 +58,14 @@ def create_app(
     app.include_router(ecards.router)
     app.include_router(holder.router)
     app.include_router(entitlements.router)
+    app.include_router(card_entitlements.router)
     app.include_router(transaction_reviews.router)
     app.include_router(transactions.router)
     app.include_router(transaction_batches.router)
     app.include_router(wallet.router)
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)
     if fast_verify:
-        # Outermost: the hot verify path skips routing and dependency resolution entirely.
-        app.add_middleware(VerifyFastPath, services=services)
+        # Ahead of everything: the hot verify path skips FastAPI's middleware, routing and
+        # dependency resolution entirely (cardsvc.api.fastpath).
+        app.fast_path = VerifyFastPath(services)
     return app

@@ -1,13 +1,14 @@
-"""``POST /v1/verify`` answered in pure ASGI, in front of FastAPI's router.
+"""``POST /v1/verify`` answered in pure ASGI, before any of FastAPI's machinery.
 
 Verification is the hot path of the whole system (every gate, every counter), and
-FastAPI's routing, dependency resolution and response validation cost several times the
-signature check itself. This middleware does only what the route does — read a bounded
-JSON body, authenticate the bearer token (verified-token cache), check the ``verify``
-scope, run :func:`cardsvc.api.routes.ecards.verify_online` (which holds a partner to its
-purposes and rate limit) — and answers errors with the
-same problem documents. Every other request passes through untouched. The FastAPI route
-stays for OpenAPI and as the behaviour this one must match (tests compare the two).
+FastAPI's middleware stack, routing, dependency resolution and response validation cost
+more than the signature check itself. :class:`IssuerApp` hands this one request to
+:class:`VerifyFastPath` first, which does only what the route does — read a bounded JSON
+body, authenticate the bearer token (verified-token cache), check the ``verify`` scope,
+run :func:`cardsvc.api.routes.ecards.verify_online` (which holds a partner to its purposes
+and rate limit) — and answers errors with the same problem documents. It catches every
+exception itself, so nothing it does needs the error middleware it skips. The FastAPI
+route stays for OpenAPI and as the behaviour this one must match (tests compare the two).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from cardsvc.api.problems import problem, problem_for
 from cardsvc.api.routes.ecards import verify_online
@@ -59,18 +60,30 @@ def _parse(body: bytes) -> tuple[str, str] | Any:
 
 
 class VerifyFastPath:
-    """Serve ``POST /v1/verify`` directly; pass everything else to ``app``."""
+    """Answer one ``POST /v1/verify`` request (the caller has matched the path)."""
 
-    def __init__(self, app: ASGIApp, *, services: Services) -> None:
-        self.app = app
+    def __init__(self, services: Services) -> None:
         self.services = services
 
+    @staticmethod
+    def handles(scope: Scope) -> bool:
+        matched: bool = (
+            scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST"
+        )
+        return matched
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
+        answer = await self._answer(scope, receive)
+        if isinstance(answer, bytes):
+            # The success answer goes out as two raw ASGI messages: a Response object
+            # would only add its header bookkeeping to the hot path.
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-length", str(len(answer)).encode()),
+                (b"content-type", b"application/json"),
+            ]})  # fmt: skip
+            await send({"type": "http.response.body", "body": answer})
             return
-        response = await self._answer(scope, receive)
-        await response(scope, receive, send)
+        await answer(scope, receive, send)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Any:
         services = self.services
@@ -93,7 +106,7 @@ class VerifyFastPath:
             principal.require(AuthScope.VERIFY)
         except Exception as exc:
             return await problem_for(exc)
-        body = bytearray()
+        body = b""
         more = True
         while more:
             message = await receive()
@@ -101,7 +114,7 @@ class VerifyFastPath:
             more = message.get("more_body", False)
             if len(body) > MAX_BODY:
                 return problem(413, "http-413", "Request too large", f"body over {MAX_BODY} bytes")
-        parsed = _parse(bytes(body))
+        parsed = _parse(body)
         if not isinstance(parsed, tuple):
             return parsed
         token, purpose = parsed
@@ -111,7 +124,17 @@ class VerifyFastPath:
             return await problem_for(exc)
         # The route's VerifyOut, serialised without building the pydantic model.
         answer = {"valid": True, "purpose": purpose, "claims": claims}
-        return Response(
-            json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode(),
-            media_type="application/json",
-        )
+        return json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class IssuerApp(FastAPI):
+    """The issuer's FastAPI app, with ``POST /v1/verify`` served by a fast path when set."""
+
+    fast_path: VerifyFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is not None and fast.handles(scope):
+            await fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
