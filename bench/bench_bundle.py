@@ -76,9 +76,7 @@ def main() -> None:
     full = bundle(1, None, {uri(i): token(i) for i in range(SHARDS)})
     built = time.perf_counter() - tick
     tick = time.perf_counter()
-    held = verify_bundle(
-        full, root=root.verifying_key(), now=NOW, leeway=timedelta(seconds=30)
-    )
+    held = verify_bundle(full, root=root.verifying_key(), now=NOW, leeway=timedelta(seconds=30))
     checked = time.perf_counter() - tick
     cards = SHARDS * SHARD
     per_card = len(full) / cards
@@ -99,13 +97,19 @@ def main() -> None:
     print(f"measured: {cards:,} entries in {SHARDS} shards of {SHARD:,}, {REVOKED:.0%} revoked")
     print(f"  full bundle      {len(full):>14,} bytes  ({per_card:.4f} B/card)")
     print(f"  encode {built:.2f} s, verify {checked:.2f} s (all shards decompressed)")
-    print(f"  delta after {CHANGES:,} random changes: {len(touched)}/{SHARDS} shards, "
-          f"{len(delta):,} bytes ({len(delta) / len(full):.0%} of full)")
+    print(
+        f"  delta after {CHANGES:,} random changes: {len(touched)}/{SHARDS} shards, "
+        f"{len(delta):,} bytes ({len(delta) / len(full):.0%} of full)"
+    )
     print(f"extrapolated to {TARGET:,} cards ({target_shards:,} shards):")
-    print(f"  full bundle      {per_card * TARGET:>14,.0f} bytes  "
-          f"({per_card * TARGET / 2**20:,.0f} MiB)")
-    print(f"  delta after {CHANGES:,} random changes: ~{expected_touched:,.0f} shards, "
-          f"~{expected_touched * len(full) / SHARDS / 2**20:,.0f} MiB")
+    print(
+        f"  full bundle      {per_card * TARGET:>14,.0f} bytes  "
+        f"({per_card * TARGET / 2**20:,.0f} MiB)"
+    )
+    print(
+        f"  delta after {CHANGES:,} random changes: ~{expected_touched:,.0f} shards, "
+        f"~{expected_touched * len(full) / SHARDS / 2**20:,.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -28,11 +28,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from cardsvc.core import cose
-from cardsvc.core.base45 import b45encode
+from cardsvc.core.base45 import b45decode, b45encode
+from cardsvc.core.bundle import encode_bundle, verify_bundle
 from cardsvc.core.carddoc import CARD_DOCUMENT_TYP, CardDocument, verify_card_document
+from cardsvc.core.credential import CompactCredential, compressed_point, encode_compact_credential
+from cardsvc.core.devicebound import device_hint, present, verify_device_bound
 from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.identity import CardNumber, CitizenId, RegionCode, Sex
-from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode, short_kid
+from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_decode, b64url_encode, short_kid
 from cardsvc.core.qrtoken import (
     SCHEME_PREFIX,
     Attribute,
@@ -94,6 +97,8 @@ SIGNERS = {
 }
 CHIP = FixedSigner("chip")
 OUTSIDER = FixedSigner("not in the trust list")
+DEVICE = FixedSigner("device")
+OTHER_DEVICE = FixedSigner("another device")
 
 TRUST_LIST = TrustList(
     issuer=ISSUER,
@@ -325,6 +330,138 @@ def trust_list_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
     }
 
 
+def compact_credential(purpose: Purpose, attributes: dict[Attribute, Any], **kw: Any) -> bytes:
+    signer = kw.pop("signer", SIGNERS[KeyPurpose.ECARD])
+    fields: dict[str, Any] = {
+        "issuer": ISSUER,
+        "purpose": purpose,
+        "ecard_ref": bytes.fromhex("0102030405060708"),
+        "status_shard": 0,
+        "status_idx": 1234,
+        "device_point": compressed_point(DEVICE.verifying_key()),
+        "expires_at": NOW + timedelta(days=7),
+        "attributes": attributes,
+    }
+    fields.update(kw)
+    return encode_compact_credential(CompactCredential(**fields), signer)
+
+
+#: An offline identity credential leaves the photo reference out (no use offline).
+OFFLINE_IDENTITY = {k: v for k, v in IDENTITY.items() if k is not Attribute.PHOTO_REF}
+
+
+def _wrap(credential: bytes, device: FixedSigner, purpose: Purpose, slot: int) -> str:
+    """A wrapper built by hand (another phone, a forger): present() would refuse it."""
+    hint = device_hint(compressed_point(device.verifying_key()))
+    body = cbor2.dumps([credential, slot, 0, int(purpose)])
+    return "SSC2:" + b45encode(cose.sign1(body, device, kid=hint, tagged=False))
+
+
+def device_bound_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    identity_cred = compact_credential(Purpose.IDENTITY, OFFLINE_IDENTITY)
+    transport_cred = compact_credential(Purpose.TRANSPORT, TRANSPORT)
+    identity = present(identity_cred, DEVICE, purpose=Purpose.IDENTITY, now=NOW, counter=0)
+    transport = present(transport_cred, DEVICE, purpose=Purpose.TRANSPORT, now=NOW, counter=3)
+    raw = bytearray(b45decode(transport[5:]))
+    raw[-1] ^= 0x01
+    slot = int(NOW.timestamp()) // 30
+
+    def wrapped(**kw: Any) -> str:
+        cred = compact_credential(Purpose.TRANSPORT, TRANSPORT, **kw)
+        return present(cred, DEVICE, purpose=Purpose.TRANSPORT, now=NOW, counter=0)
+
+    return {
+        "identity-valid": (
+            "An identity code made offline by the bound phone",
+            identity,
+            {"purpose": "identity"},
+        ),
+        "transport-valid": (
+            "A transport code: no name, no ID number",
+            transport,
+            {"purpose": "transport"},
+        ),
+        "wrong-slot": (
+            "Verified two slots (60 s) after the slot it was made for",
+            transport,
+            {"now": int((NOW + timedelta(seconds=60)).timestamp())},
+        ),
+        "another-device": (
+            "The credential copied to another phone, which wraps it with its own key",
+            _wrap(transport_cred, OTHER_DEVICE, Purpose.TRANSPORT, slot),
+            {},
+        ),
+        "bad-device-signature": (
+            "The last byte of the device signature flipped",
+            "SSC2:" + b45encode(bytes(raw)),
+            {},
+        ),
+        "expired-credential": (
+            "A credential that expired the day before",
+            wrapped(expires_at=NOW - timedelta(days=1)),
+            {},
+        ),
+        "wrong-purpose": (
+            "A transport code shown at an identity counter",
+            transport,
+            {"purpose": "identity"},
+        ),
+        "credential-wrong-key": (
+            "Credential signed by the card-document key",
+            wrapped(signer=SIGNERS[KeyPurpose.CARD_DOCUMENT]),
+            {},
+        ),
+        "credential-unknown-key": (
+            "Credential signed by a key outside the trust list",
+            wrapped(signer=OUTSIDER),
+            {},
+        ),
+        "bad-prefix": ("The SSC1 prefix on a device-bound code", "SSC1:" + transport[5:], {}),
+    }
+
+
+def bundle_token(version: int, *, base: int | None = None, signer: Any = None) -> str:
+    return encode_bundle(
+        issuer=ISSUER,
+        version=version,
+        issued_at=NOW - timedelta(minutes=10) + timedelta(minutes=version),
+        expires_at=NOW + timedelta(hours=1),
+        base=base,
+        trust_list=TRUST_LIST_TOKEN,
+        status_lists={f"{STATUS_BASE}/0": status_token()},
+        signer=signer or SIGNERS[KeyPurpose.STATUS_LIST],
+    )
+
+
+def bundle_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    full, newer = bundle_token(1), bundle_token(2)
+    header, payload, signature = full.split(".")
+    claims = json.loads(b64url_decode(payload))
+    claims["ver"] = 9
+    tampered_payload = b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
+    tampered = f"{header}.{tampered_payload}.{signature}"
+    return {
+        "valid-full": ("A full bundle: trust list and shard 0", full, {}),
+        "valid-delta": (
+            "A delta from version 1, applied on the bundle of version 1",
+            bundle_token(2, base=1),
+            {"previous": [full]},
+        ),
+        "tampered": ("The version changed after signing", tampered, {}),
+        "truncated": ("Cut in the middle of the download", full[: len(full) // 2], {}),
+        "rolled-back": (
+            "Version 1 offered to a verifier holding version 2",
+            full,
+            {"previous": [newer]},
+        ),
+        "foreign-key": (
+            "Signed by a key outside the trust list",
+            bundle_token(1, signer=OUTSIDER),
+            {},
+        ),
+    }
+
+
 def verify_vector(kind: str, vector: dict[str, Any]) -> dict[str, Any]:
     """Run the code on one vector; returns its observed outcome in the vector's format."""
     now = datetime.fromtimestamp(vector["now"], UTC)
@@ -370,6 +507,27 @@ def verify_vector(kind: str, vector: dict[str, Any]) -> dict[str, Any]:
                 "size": len(lst),
                 "nonzero": {str(i): lst.get(i) for i in (7, 1234, 4321)},
             }
+    elif kind == "device-bound":
+        gate = vector.get("purpose")
+
+        def verify() -> dict[str, Any]:
+            return verify_device_bound(
+                vector["input"],
+                trust_list=trust_list,
+                now=now,
+                leeway=leeway,
+                purpose=Purpose[gate.upper()] if gate else None,
+            ).to_json(status_base_uri=STATUS_BASE)
+    elif kind == "bundle":
+
+        def verify() -> dict[str, Any]:
+            held = None
+            for token in vector.get("previous", []):
+                held = verify_bundle(token, root=root, now=now, leeway=leeway, previous=held)
+            bundle = verify_bundle(
+                vector["input"], root=root, now=now, leeway=leeway, previous=held
+            )
+            return bundle.to_json()
     else:
         raise ValueError(kind)
     try:
@@ -407,6 +565,22 @@ INTENT: dict[str, str] = {
     "status-list/wrong-sub": "sub",
     "status-list/wrong-key": "key-purpose",
     "status-list/wrong-typ": "typ",
+    "device-bound/identity-valid": "valid",
+    "device-bound/transport-valid": "valid",
+    "device-bound/wrong-slot": "slot",
+    "device-bound/another-device": "device-mismatch",
+    "device-bound/bad-device-signature": "device-signature",
+    "device-bound/expired-credential": "expired",
+    "device-bound/wrong-purpose": "purpose",
+    "device-bound/credential-wrong-key": "key-purpose",
+    "device-bound/credential-unknown-key": "key-unknown",
+    "device-bound/bad-prefix": "DecodeError",
+    "bundle/valid-full": "valid",
+    "bundle/valid-delta": "valid",
+    "bundle/tampered": "signature",
+    "bundle/truncated": "DecodeError",
+    "bundle/rolled-back": "bundle-rollback",
+    "bundle/foreign-key": "key-unknown",
 }
 
 
@@ -422,6 +596,8 @@ def build() -> dict[str, dict[str, Any]]:
         "card-document": card_vectors(),
         "qr-token": qr_vectors(),
         "status-list": status_vectors(),
+        "device-bound": device_bound_vectors(),
+        "bundle": bundle_vectors(),
     }
     out: dict[str, dict[str, Any]] = {}
     for kind, vectors in groups.items():

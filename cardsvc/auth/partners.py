@@ -4,15 +4,25 @@ A partner's policy is stored with its client (table ``partners``) and copied int
 access token it receives (claims ``purposes`` and ``rate_limit``), so the verify hot
 path checks it without a database read. A change (or a suspension) reaches tokens
 already issued when they expire, within ``ACCESS_TOKEN_LIFETIME``.
+
+An operator changes a partner's policy with :func:`change_partner_policy` (``cardsvc
+clients policy``); each change is a leaf of the audit log, in the same transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
+from sqlalchemy import Engine
+
+from cardsvc.audit import log as audit
+from cardsvc.auth.models import ClientRow, PartnerRow
 from cardsvc.auth.tokens import Principal
 from cardsvc.errors import CardsvcError
 from cardsvc.ratelimit import RateLimiter
+from cardsvc.registry.db import write_session
 
 #: Every purpose a QR token can be minted for; a partner is allowed a subset.
 PURPOSES = frozenset({"identity", "benefit", "medical", "fee", "transport", "tourism", "culture"})
@@ -38,6 +48,66 @@ class PartnerPolicy:
             )
         if isinstance(self.rate_limit, bool) or not 1 <= self.rate_limit <= 1_000_000:
             raise CardsvcError("the rate limit is 1 to 1000000 requests per minute")
+
+
+class PartnerNotFoundError(CardsvcError):
+    """No partner client with this id (an unknown id, or an operator or terminal): 404."""
+
+    code = "partner-not-found"
+    http_status = 404
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"no partner client {client_id!r}")
+        self.client_id = client_id
+        self.fields = {"client_id": client_id}
+
+
+def change_partner_policy(
+    engine: Engine,
+    client_id: str,
+    *,
+    purposes: Iterable[str] | None = None,
+    rate_limit: int | None = None,
+    actor: str,
+    now: datetime,
+) -> PartnerPolicy:
+    """Replace a partner's purposes and/or rate limit; returns the new policy.
+
+    What is not given stays. The change and its audit leaf (``client.policy_changed``,
+    with the policy before and after) commit together; access tokens already issued keep
+    the old policy until they expire.
+    """
+    if purposes is None and rate_limit is None:
+        raise CardsvcError("give the new purposes, the new rate limit, or both")
+    with write_session(engine) as session:
+        client = session.get(ClientRow, client_id)
+        row = session.get(PartnerRow, client_id, with_for_update=True) if client else None
+        if row is None:
+            raise PartnerNotFoundError(client_id)
+        before = PartnerPolicy(
+            purposes=frozenset(row.purposes.split()), rate_limit=row.rate_limit_per_minute
+        )
+        after = PartnerPolicy(
+            purposes=before.purposes if purposes is None else frozenset(purposes),
+            rate_limit=before.rate_limit if rate_limit is None else rate_limit,
+        )
+        if after == before:
+            return before
+        row.purposes = " ".join(sorted(after.purposes))
+        row.rate_limit_per_minute = after.rate_limit
+        row.updated_at = now
+        audit.append(
+            session,
+            kind="client.policy_changed",
+            actor=actor,
+            subject=f"client:{client_id}",
+            data={
+                "before": {"purposes": sorted(before.purposes), "rate_limit": before.rate_limit},
+                "after": {"purposes": sorted(after.purposes), "rate_limit": after.rate_limit},
+            },
+            now=now,
+        )
+    return after
 
 
 class PurposeForbiddenError(CardsvcError):

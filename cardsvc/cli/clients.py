@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardsvc.auth.assertions import ASSERTION_TYPE, make_client_assertion
 from cardsvc.auth.clients import Client, ClientKind
+from cardsvc.auth.partners import change_partner_policy
 from cardsvc.auth.scopes import Role
 from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner
@@ -113,6 +114,33 @@ def suspend(client_id: str) -> None:
 def resume(client_id: str) -> None:
     """Allow CLIENT_ID to get tokens again."""
     typer.echo(_show(_services().clients.set_active(client_id, active=True)))
+
+
+@app.command("policy")
+def policy(
+    client_id: Annotated[str, typer.Argument(help="The partner's client id")],
+    purpose: Annotated[
+        list[str] | None,
+        typer.Option(help="A purpose the partner may verify (repeat); replaces the list"),
+    ] = None,
+    rate_limit: Annotated[
+        int | None, typer.Option(help="The partner's verify requests per minute")
+    ] = None,
+) -> None:
+    """Change a partner's purposes and/or rate limit (audited).
+
+    Tokens already issued keep the old policy until they expire (within 10 minutes).
+    """
+    services = _services()
+    change_partner_policy(
+        services.engine,
+        client_id,
+        purposes=frozenset(purpose) if purpose else None,
+        rate_limit=rate_limit,
+        actor="cli",
+        now=utcnow(),
+    )
+    typer.echo(_show(services.clients.get(client_id)))
 
 
 @app.command("token")

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
+from cardsvc.core.credential import disclosed_claims
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import VerifyingKey
 from cardsvc.core.qrtoken import Purpose
@@ -26,7 +27,6 @@ from cardsvc.core.verifier import (
     OfflineVerifier,
     Outcome,
     Verdict,
-    disclosed_claims,
 )
 
 MAX_BUNDLE_DOWNLOAD = 256 * 1024 * 1024
@@ -161,7 +161,7 @@ def _print_verdict(verdict: Verdict) -> None:
 def verify(
     text: Annotated[
         str | None,
-        typer.Argument(help="The QR text (SSC1:...); '-' or omitted: read it from stdin"),
+        typer.Argument(help="The QR text (SSC1:... or SSC2:...); '-' or omitted: stdin"),
     ] = None,
     purpose: Annotated[
         str,
@@ -199,6 +199,8 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON")] = False,
 ) -> None:
     """Verify an e-card QR token offline for one purpose, against a verifier bundle.
+
+    Takes issuer-minted tokens (SSC1:) and device-bound ones a phone made offline (SSC2:).
 
     Prints the verdict, the claims that purpose discloses, the bundle's age, and the
     reason on failure.

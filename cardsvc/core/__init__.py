@@ -10,6 +10,9 @@ load its trust list, then verify::
     token = verify_qr_token(qr_text, trust_list=trust_list, now=now,
                             leeway=timedelta(seconds=5), purpose=Purpose.TRANSPORT)
 
+Device-bound QR tokens (``SSC2:``), made by a phone that is offline too, verify with
+:func:`verify_device_bound` (or through the same :class:`OfflineVerifier`).
+
 A partner's gate keeps an :class:`OfflineVerifier` (pinned root, the newest good verifier
 bundle) and gets a :class:`Verdict` per scan: valid, invalid, or status unknown.
 
@@ -18,6 +21,7 @@ check in ``.check``.
 """
 
 from cardsvc.core.carddoc import CardDocument, verify_card_document
+from cardsvc.core.devicebound import verify_device_bound
 from cardsvc.core.errors import (
     CoreError,
     DecodeError,
@@ -67,6 +71,7 @@ __all__ = [
     "VerificationError",
     "VerifyingKey",
     "verify_card_document",
+    "verify_device_bound",
     "verify_qr_token",
     "verify_status_list_token",
 ]

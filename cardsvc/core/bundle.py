@@ -83,6 +83,25 @@ class Bundle:
     trust_list: TrustList
     status_lists: dict[str, StatusListToken]
 
+    def to_json(self) -> dict[str, object]:
+        """A summary of what was verified (the ``expected.result`` of bundle vectors)."""
+        return {
+            "iss": self.issuer,
+            "ver": self.version,
+            "iat": int(self.issued_at.timestamp()),
+            "exp": int(self.expires_at.timestamp()),
+            "base": self.base,
+            "trust_list_seq": self.trust_list.sequence,
+            "status_lists": {
+                uri: {
+                    "bits": token.status_list.bits,
+                    "size": len(token.status_list),
+                    "exp": int(token.exp.timestamp()),
+                }
+                for uri, token in sorted(self.status_lists.items())
+            },
+        }
+
 
 def encode_bundle(
     *,

@@ -14,6 +14,10 @@ directory so it survives restarts, and answers each scanned QR text with a
   status (no bundle, a stale bundle, a missing or expired shard), or the clock is earlier
   than a time the issuer has already signed (``clock-rollback``).
 
+Device-bound tokens (``SSC2:``, :mod:`cardsvc.core.devicebound`) get the same verdicts:
+both signatures (the issuer's credential, the phone's wrapper), the slot, then replay of
+(e-card, slot, counter) and the e-card's status from the bundle.
+
 A verdict discloses only the attributes the purpose allows (the token cannot carry more),
 never the e-card reference or the ``jti``.
 
@@ -37,15 +41,17 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from cardsvc.core import devicebound
 from cardsvc.core.bundle import Bundle, verify_bundle
+from cardsvc.core.credential import disclosed_claims
 from cardsvc.core.errors import CoreError, DecodeError, VerificationError
-from cardsvc.core.keys import VerifyingKey, b64url_encode
-from cardsvc.core.qrtoken import Attribute, Purpose, QrToken, verify_qr_token
+from cardsvc.core.keys import VerifyingKey
+from cardsvc.core.qrtoken import Attribute, Purpose, verify_qr_token
 from cardsvc.core.statuslist import Status, StatusListToken
 
 #: Default maximum bundle age before a good token gets ``status-unknown``.
@@ -109,18 +115,6 @@ class Verdict:
         }
 
 
-def disclosed_claims(attributes: Mapping[Attribute, object]) -> dict[str, object]:
-    """Attributes as JSON values, keyed by lower-case name (schemas/qr-token.schema.json)."""
-    claims: dict[str, object] = {}
-    for attr, value in attributes.items():
-        if isinstance(value, bytes):
-            value = b64url_encode(value)
-        elif isinstance(value, date):
-            value = value.isoformat()
-        claims[attr.name.lower()] = value
-    return claims
-
-
 _STATUS_REASONS: Final[dict[int, str]] = {Status.INVALID: "revoked", Status.SUSPENDED: "suspended"}
 
 
@@ -141,6 +135,17 @@ def _shard_index(bundle: Bundle) -> dict[int, StatusListToken]:
     return index
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Checked:
+    """What the stateful checks need of a token whose signatures verified, either form."""
+
+    replay_key: bytes  # an SSC1 jti (8 bytes) or an SSC2 (e-card, slot, counter) (16)
+    expires_at: datetime
+    status_shard: int
+    status_idx: int
+    attributes: Mapping[Attribute, object]
+
+
 class OfflineVerifier:
     """Verifies QR tokens offline against a pinned root and the newest good bundle.
 
@@ -149,7 +154,8 @@ class OfflineVerifier:
     current timezone-aware UTC time; every method also takes an explicit ``now``.
     ``status_base_uri``, when given, is where the issuer publishes shards
     (``<base>/<shard>``); otherwise a token's shard is found by the last path segment of
-    the bundle's shard URIs.
+    the bundle's shard URIs. ``skew_slots`` (0 or 1) is how far a device-bound token's
+    30-second slot may be from this verifier's clock.
     """
 
     def __init__(
@@ -162,6 +168,7 @@ class OfflineVerifier:
         token_leeway: timedelta = DEFAULT_TOKEN_LEEWAY,
         status_base_uri: str | None = None,
         seen_capacity: int = DEFAULT_SEEN_CAPACITY,
+        skew_slots: int = devicebound.MAX_SKEW_SLOTS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.root = root
@@ -178,6 +185,10 @@ class OfflineVerifier:
         self._newest_signed: datetime | None = None
         self._seen: dict[bytes, float] = {}
         self._seen_capacity = seen_capacity
+        if isinstance(skew_slots, bool) or not 0 <= skew_slots <= devicebound.MAX_SKEW_SLOTS:
+            raise ValueError(f"skew_slots must be 0..{devicebound.MAX_SKEW_SLOTS}")
+        #: 30-second slots a device-bound token's slot may differ from the clock's (0 or 1).
+        self.skew_slots = skew_slots
         if state_dir is not None:
             self._load(state_dir)
 
@@ -296,7 +307,13 @@ class OfflineVerifier:
     # -- verification ---------------------------------------------------------------------
 
     def verify(self, text: str, *, purpose: Purpose, now: datetime | None = None) -> Verdict:
-        """Verify QR text for ``purpose``; never raises for bad input, answers a verdict."""
+        """Verify QR text for ``purpose``; never raises for bad input, answers a verdict.
+
+        Takes both forms: an issuer-minted ``SSC1:`` token and a device-bound ``SSC2:``
+        one (:mod:`cardsvc.core.devicebound`), whose reasons add ``device-mismatch``,
+        ``device-signature`` and ``slot``; a second showing of the same (e-card, slot,
+        counter) is ``replayed``.
+        """
         bundle = self._bundle
         version = bundle.version if bundle else None
         try:
@@ -316,13 +333,7 @@ class OfflineVerifier:
             )
         age = now - bundle.issued_at
         try:
-            token = verify_qr_token(
-                text,
-                trust_list=bundle.trust_list,
-                now=now,
-                leeway=self.token_leeway,
-                purpose=purpose,
-            )
+            checked = self._check_token(text, bundle, purpose, now)
         except VerificationError as exc:
             return Verdict(
                 outcome=Outcome.INVALID,
@@ -348,14 +359,14 @@ class OfflineVerifier:
                 reason=reason,
                 detail=detail,
                 purpose=purpose,
-                claims={} if outcome is Outcome.INVALID else token.attributes,
-                expires_at=token.expires_at,
+                claims={} if outcome is Outcome.INVALID else checked.attributes,
+                expires_at=checked.expires_at,
                 bundle_version=version,
                 bundle_age=age,
             )
 
         t = now.timestamp()
-        if self._seen.get(token.jti, 0.0) > t:
+        if self._seen.get(checked.replay_key, 0.0) > t:
             return answer(Outcome.INVALID, "replayed", "this token was already presented")
         if age > self.max_age or now > bundle.expires_at + self.leeway:
             return answer(
@@ -364,46 +375,79 @@ class OfflineVerifier:
                 f"bundle version {bundle.version} is {_human(age)} old "
                 f"(maximum {_human(self.max_age)}); update it",
             )
-        outcome, reason, detail = self._status(token, now)
+        outcome, reason, detail = self._status(checked.status_shard, checked.status_idx, now)
         if outcome is Outcome.VALID:
-            self._remember(token.jti, token.expires_at.timestamp(), t)
+            self._remember(checked.replay_key, checked.expires_at.timestamp(), t)
         return answer(outcome, reason, detail)
 
-    def _status(self, token: QrToken, now: datetime) -> tuple[Outcome, str | None, str | None]:
+    def _check_token(self, text: str, bundle: Bundle, purpose: Purpose, now: datetime) -> _Checked:
+        """Signatures, window and purpose of either token form; raises the failed check."""
+        if isinstance(text, str) and text.startswith(devicebound.SCHEME_PREFIX):
+            presented = devicebound.verify_device_bound(
+                text,
+                trust_list=bundle.trust_list,
+                now=now,
+                leeway=self.token_leeway,
+                purpose=purpose,
+                skew_slots=self.skew_slots,
+            )
+            credential = presented.credential
+            return _Checked(
+                replay_key=presented.replay_key,
+                # Remembered until no verifier with this skew would take it any more.
+                expires_at=presented.valid_until,
+                status_shard=credential.status_shard,
+                status_idx=credential.status_idx,
+                attributes=credential.attributes,
+            )
+        token = verify_qr_token(
+            text, trust_list=bundle.trust_list, now=now, leeway=self.token_leeway, purpose=purpose
+        )
+        return _Checked(
+            replay_key=token.jti,
+            expires_at=token.expires_at,
+            status_shard=token.status_shard,
+            status_idx=token.status_idx,
+            attributes=token.attributes,
+        )
+
+    def _status(
+        self, status_shard: int, status_idx: int, now: datetime
+    ) -> tuple[Outcome, str | None, str | None]:
         if self._status_base is not None:
-            uri = f"{self._status_base}/{token.status_shard}"
+            uri = f"{self._status_base}/{status_shard}"
             shard = self._bundle.status_lists.get(uri) if self._bundle else None
         else:
-            shard = self._shards.get(token.status_shard)
+            shard = self._shards.get(status_shard)
         if shard is None:
             return (
                 Outcome.STATUS_UNKNOWN,
                 "status-missing",
-                f"the bundle holds no status list for shard {token.status_shard}",
+                f"the bundle holds no status list for shard {status_shard}",
             )
         if now > shard.exp + self.leeway:
             return Outcome.STATUS_UNKNOWN, "status-stale", f"status list {shard.sub} expired"
         lst = shard.status_list
-        if token.status_idx >= len(lst):
+        if status_idx >= len(lst):
             return (
                 Outcome.STATUS_UNKNOWN,
                 "status-missing",
-                f"index {token.status_idx} is beyond status list {shard.sub}",
+                f"index {status_idx} is beyond status list {shard.sub}",
             )
-        status = lst.get(token.status_idx)
+        status = lst.get(status_idx)
         if status == Status.VALID:
             return Outcome.VALID, None, None
         reason = _STATUS_REASONS.get(status, "status")
         return Outcome.INVALID, reason, f"e-card status is {reason} ({status})"
 
-    def _remember(self, jti: bytes, exp: float, t: float) -> None:
+    def _remember(self, key: bytes, exp: float, t: float) -> None:
         seen = self._seen
         if len(seen) >= self._seen_capacity:
             for key in [k for k, e in seen.items() if e <= t]:
                 del seen[key]
             while len(seen) >= self._seen_capacity:  # all live: drop the oldest
                 del seen[next(iter(seen))]
-        seen[jti] = exp + self.token_leeway.total_seconds()
+        seen[key] = exp + self.token_leeway.total_seconds()
 
 
 def _human(delta: timedelta) -> str:

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -21,6 +21,11 @@ from sqlalchemy.orm import Session
 
 from cardsvc.audit import log as audit
 from cardsvc.core.carddoc import CHINA_TZ
+from cardsvc.core.credential import (
+    CompactCredential,
+    compressed_point,
+    encode_compact_credential,
+)
 from cardsvc.core.errors import CoreError, DecodeError, VerificationError
 from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
 from cardsvc.core.qrtoken import (
@@ -79,6 +84,9 @@ class ECardPolicy:
     code_attempts: int
     proof_max_age: timedelta
     challenge_max_age: timedelta = timedelta(minutes=2)
+    #: Life of a compact credential for device-bound offline QR codes; the wallet renews
+    #: it when online. Bounds how long an ``ecard`` key stays listed after its last use.
+    offline_credential_lifetime: timedelta = timedelta(days=7)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +102,15 @@ class ECardView:
     card_status: tuple[int, int]
     device_key: VerifyingKey
     attributes: Mapping[Attribute, object]
+    card_expiry: date | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OfflineCredentials:
+    """Compact credentials, one per purpose, for device-bound offline QR codes."""
+
+    credentials: Mapping[Purpose, bytes]
+    expires_at: datetime
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -601,6 +618,48 @@ class ECardService:
             )
         return out
 
+    def offline_credentials(
+        self, view: ECardView, *, now: datetime, purposes: Iterable[Purpose] | None = None
+    ) -> OfflineCredentials:
+        """Compact credentials for ``purposes`` (default all), bound to the device key.
+
+        The phone wraps one with its device key into an ``SSC2:`` QR code when neither it
+        nor the verifier is online (:mod:`cardsvc.core.devicebound`). Each credential
+        carries only its purpose's attributes, without the photo reference (no use to a
+        verifier without a network), and lives ``offline_credential_lifetime``, at most
+        until the card's expiry. Refused unless the card and the e-card are valid.
+        """
+        card_status, ecard_status = self.live_status(view)
+        if card_status is not Status.VALID or ecard_status is not Status.VALID:
+            raise ECardInactiveError(
+                "the e-card or its card is not valid",
+                card_status=card_status.name.lower(),
+                ecard_status=ecard_status.name.lower(),
+            )
+        until = datetime.fromtimestamp(
+            int((now + self.policy.offline_credential_lifetime).timestamp()), UTC
+        )
+        if view.card_expiry is not None:
+            card_end = datetime.combine(view.card_expiry + timedelta(days=1), dtime(0), CHINA_TZ)
+            until = min(until, card_end.astimezone(UTC))
+        signer = self._keys.signer(KeyPurpose.ECARD, now=now)
+        shard, idx = view.status
+        credentials = {}
+        for purpose in Purpose if purposes is None else dict.fromkeys(purposes):
+            allowed = PURPOSE_ATTRIBUTES[purpose] - {Attribute.PHOTO_REF}
+            credential = CompactCredential(
+                issuer=self._issuer,
+                purpose=purpose,
+                ecard_ref=view.ref,
+                status_shard=shard,
+                status_idx=idx,
+                device_point=compressed_point(view.device_key),
+                expires_at=until,
+                attributes={a: v for a, v in view.attributes.items() if a in allowed},
+            )
+            credentials[purpose] = encode_compact_credential(credential, signer)
+        return OfflineCredentials(credentials=credentials, expires_at=until)
+
     # -- online verification ------------------------------------------------------------
 
     def trust_list(self, *, now: datetime, published: tuple[str, str]) -> TrustList:
@@ -694,6 +753,7 @@ def _view(ecard: ECard, person: Person, card: Card, *, now: datetime) -> ECardVi
         card_status=(card.status_shard, card.status_idx),
         device_key=VerifyingKey.from_jwk(json.loads(ecard.device_jwk)),
         attributes=holder_attributes(person, card, now=now),
+        card_expiry=card.expiry_date,
     )
 
 

@@ -59,7 +59,14 @@ def jws_claims(token: str) -> Any:
 
 def test_there_are_vectors_of_every_kind() -> None:
     kinds = {p.parent.name for p in VECTOR_FILES}
-    assert kinds == {"trust-list", "card-document", "qr-token", "status-list"}
+    assert kinds == {
+        "trust-list",
+        "card-document",
+        "qr-token",
+        "status-list",
+        "device-bound",
+        "bundle",
+    }
     assert len(VECTOR_FILES) == len(GENERATOR.INTENT)
 
 
@@ -124,3 +131,59 @@ def test_status_list_tokens_match_their_schema() -> None:
     for vector in valid_outputs("status-list"):
         check.validate(jws_claims(vector["input"]))
     validator("status-reference").validate(GENERATOR.card_document().to_claims()["status"])
+
+
+def test_device_bound_vector_results_match_their_schema() -> None:
+    check = validator("device-bound-token")
+    valid = list(valid_outputs("device-bound"))
+    assert {v["expected"]["result"]["purpose"] for v in valid} == {"identity", "transport"}
+    for vector in valid:
+        check.validate(vector["expected"]["result"])
+    leaked = {**valid[0]["expected"]["result"], "purpose": "transport"}
+    assert not check.is_valid(leaked), "schema must refuse identity in a transport token"
+
+
+def test_bundle_claims_match_their_schema() -> None:
+    check = validator("verifier-bundle")
+    valid = list(valid_outputs("bundle"))
+    assert len(valid) == 2
+    for vector in valid:
+        check.validate(jws_claims(vector["input"]))
+        for held in vector.get("previous", []):
+            check.validate(jws_claims(held))
+    assert not check.is_valid({**jws_claims(valid[0]["input"]), "base": "full"})
+
+
+def test_every_bundle_failure_names_its_reason() -> None:
+    """Each must-fail bundle vector, and the held bundle it is offered to."""
+    failing = {
+        path.stem: json.loads(path.read_text())
+        for path in VECTOR_FILES
+        if path.parent.name == "bundle" and not json.loads(path.read_text())["expected"]["valid"]
+    }
+    assert {name: GENERATOR._outcome(v["expected"]) for name, v in failing.items()} == {
+        "tampered": "signature",
+        "truncated": "DecodeError",
+        "rolled-back": "bundle-rollback",
+        "foreign-key": "key-unknown",
+    }
+
+
+@pytest.mark.parametrize("name", ["tampered", "truncated", "rolled-back", "foreign-key"])
+def test_an_offline_verifier_keeps_its_bundle_when_offered_a_bad_one(name: str) -> None:
+    from datetime import UTC, datetime
+
+    from cardsvc.core.errors import CoreError
+    from cardsvc.core.keys import VerifyingKey
+    from cardsvc.core.verifier import OfflineVerifier
+
+    vector = json.loads((SCHEMAS / "vectors" / "bundle" / f"{name}.json").read_text())
+    now = datetime.fromtimestamp(vector["now"], UTC)
+    gate = OfflineVerifier(VerifyingKey.from_jwk(vector["root_jwk"]))
+    held = [GENERATOR.bundle_token(1), *vector.get("previous", [])]
+    for earlier in dict.fromkeys(held):
+        gate.update(earlier, now=now)
+    version = gate.bundle.version if gate.bundle else None
+    with pytest.raises(CoreError):
+        gate.update(vector["input"], now=now)
+    assert gate.bundle is not None and gate.bundle.version == version

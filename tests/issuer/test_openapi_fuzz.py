@@ -171,6 +171,7 @@ WALLET_PATHS = frozenset(
         "/v1/ecards/{ecard_id}/loss-report",
         "/v1/ecards/{ecard_id}/transactions",
         "/v1/ecards/{ecard_id}/entitlements",
+        "/v1/ecards/{ecard_id}/offline-credentials",
     }
 )
 

@@ -101,9 +101,7 @@ def test_only_partners_take_purposes(services: Services) -> None:
 
 
 @pytest.mark.parametrize("fast_verify", [True, False], ids=["fast-path", "route"])
-def test_purpose_outside_the_partners_is_forbidden(
-    services: Services, fast_verify: bool
-) -> None:
+def test_purpose_outside_the_partners_is_forbidden(services: Services, fast_verify: bool) -> None:
     client = TestClient(create_app(services.settings, services=services, fast_verify=fast_verify))
     holder = active_holder(client, services, birth_date=None)
     phone = Phone()
@@ -157,9 +155,7 @@ def test_partner_without_a_stored_policy_may_verify_nothing(services: Services) 
 
 
 @pytest.fixture(params=["memory", "redis"])
-def limiter_services(
-    request: pytest.FixtureRequest, services: Services
-) -> Services:
+def limiter_services(request: pytest.FixtureRequest, services: Services) -> Services:
     if request.param == "redis":
         redis, prefix = request.getfixturevalue("redis_client")
         services.rate_limiter = RedisRateLimiter(redis, prefix=prefix)  # type: ignore[arg-type]
@@ -201,3 +197,87 @@ def test_window_resets(request: pytest.FixtureRequest, backend: str) -> None:
     assert limiter.hit("b", limit=2) is None
     now[0] = 1020.0
     assert limiter.hit("a", limit=2) is None
+
+
+def test_an_operator_changes_a_partners_policy_and_the_change_is_audited(
+    services: Services,
+) -> None:
+    from cardsvc.auth.partners import change_partner_policy
+
+    client_id, _ = partner_token(services, frozenset({"transport"}), 42)
+    policy = change_partner_policy(
+        services.engine,
+        client_id,
+        purposes={"transport", "culture"},
+        actor="operator-7",
+        now=services.clock(),
+    )
+    assert policy.purposes == {"transport", "culture"} and policy.rate_limit == 42
+    policy = change_partner_policy(
+        services.engine, client_id, rate_limit=90, actor="operator-7", now=services.clock()
+    )
+    stored = services.clients.get(client_id).partner
+    assert stored is not None and stored == policy
+    assert (stored.purposes, stored.rate_limit) == ({"transport", "culture"}, 90)
+
+    leaf = services.audit.leaf_of(f"client:{client_id}", "client.policy_changed")
+    assert leaf is not None
+    data = services.audit.leaf_data(leaf).decode()
+    assert '"before":{"purposes":["culture","transport"],"rate_limit":42}' in data
+    assert '"after":{"purposes":["culture","transport"],"rate_limit":90}' in data
+    assert "operator-7" in data
+
+
+def test_policy_changes_are_checked_and_only_for_partners(services: Services) -> None:
+    from cardsvc.auth.partners import PartnerNotFoundError, change_partner_policy
+
+    client_id, _ = partner_token(services, frozenset({"transport"}), 42)
+    now = services.clock()
+    for kwargs, message in (
+        ({"purposes": {"gambling"}}, "unknown purpose"),
+        ({"purposes": set()}, "at least one purpose"),
+        ({"rate_limit": 0}, "rate limit"),
+        ({}, "give the new purposes"),
+    ):
+        with pytest.raises(CardsvcError, match=message):
+            change_partner_policy(services.engine, client_id, actor="op", now=now, **kwargs)
+    stored = services.clients.get(client_id).partner
+    assert stored is not None and (stored.purposes, stored.rate_limit) == ({"transport"}, 42)
+    assert services.audit.leaf_of(f"client:{client_id}", "client.policy_changed") is None
+
+    terminal = services.clients.register(
+        kind=ClientKind.TERMINAL,
+        display_name="Counter 1",
+        jwk=public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()),
+        created_by="test",
+        now=now,
+    )
+    for other in (terminal.client_id, "part-unknown"):
+        with pytest.raises(PartnerNotFoundError):
+            change_partner_policy(services.engine, other, rate_limit=5, actor="op", now=now)
+
+
+def test_policy_through_the_cli(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cardsvc.cli.main import app
+
+    settings = services.settings
+    monkeypatch.setenv("CARDSVC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CARDSVC_KEY_DIR", str(settings.key_dir))
+    monkeypatch.setenv("CARDSVC_KEY_PASSPHRASE", "test passphrase")
+    monkeypatch.setenv("CARDSVC_ISSUER", settings.issuer)
+    client_id, _ = partner_token(services, frozenset({"transport"}), 42)
+    result = CliRunner().invoke(
+        app,
+        ["clients", "policy", client_id, "--purpose", "museum", "--rate-limit", "7"],
+    )
+    assert result.exit_code != 0  # an unknown purpose changes nothing
+    result = CliRunner().invoke(
+        app,
+        ["clients", "policy", client_id, "--purpose", "culture", "--purpose", "tourism",
+         "--rate-limit", "7"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "purposes culture,tourism; 7/min" in result.output
+    assert services.audit.leaf_of(f"client:{client_id}", "client.policy_changed") is not None

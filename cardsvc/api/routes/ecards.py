@@ -302,6 +302,46 @@ async def mint_tokens(
     )
 
 
+class OfflineCredentialsRequest(_Request):
+    purposes: list[PurposeName] | None = Field(
+        default=None, min_length=1, description="The purposes wanted; default every purpose"
+    )
+
+
+class OfflineCredentialsOut(BaseModel):
+    expires_at: datetime
+    credentials: dict[str, str] = Field(
+        description="Purpose -> compact credential (COSE_Sign1, base64url) for SSC2: codes"
+    )
+
+
+@router.post(
+    "/v1/ecards/{ecard_id}/offline-credentials",
+    response_model=OfflineCredentialsOut,
+    responses=problems(401, 404, 409, 422),
+    summary="Compact credentials for device-bound offline QR codes (device proof)",
+)
+async def offline_credentials(
+    ecard_id: Annotated[uuid.UUID, Path()],
+    body: OfflineCredentialsRequest,
+    request: Request,
+    services: ServicesDep,
+    dpop: DPoP = None,
+) -> OfflineCredentialsOut:
+    """One issuer-signed compact credential per purpose, bound to the e-card's device key.
+    The phone wraps one with that key into an ``SSC2:`` QR code for a 30-second slot when
+    neither it nor the verifier is online; it renews them before ``expires_at``."""
+    view = await _proven(services, ecard_id, dpop, request)
+    wanted = [Purpose[name.upper()] for name in body.purposes] if body.purposes else None
+    issued = await run_in_threadpool(
+        lambda: services.ecards.offline_credentials(view, now=services.clock(), purposes=wanted)
+    )
+    return OfflineCredentialsOut(
+        expires_at=issued.expires_at,
+        credentials={p.name.lower(): b64url_encode(c) for p, c in issued.credentials.items()},
+    )
+
+
 @router.post(
     "/v1/ecards/{ecard_id}/loss-report",
     response_model=ECardOut,
