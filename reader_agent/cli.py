@@ -471,6 +471,45 @@ def journal(
                        f"counter {record.counter} {what}{detail}{flag}")  # fmt: skip
 
 
+@app.command()
+def serve(
+    client_id: ClientIdOpt,
+    client_key: ClientKeyOpt,
+    issuer: IssuerOpt = "http://127.0.0.1:8000",
+    state_dir: StateDir = _DEFAULT_STATE,
+    cache_dir: CacheDir = _DEFAULT_CACHE,
+    host: Annotated[
+        str, typer.Option(envvar="READER_AGENT_HOST", help="Loopback address to listen on")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(envvar="READER_AGENT_PORT", min=1, max=65535, help="Port")
+    ] = 8100,
+    reader: Annotated[
+        str | None,
+        typer.Option(envvar="READER_AGENT_READER", help="Reader name (default: any with a card)"),
+    ] = None,
+    sync_every: Annotated[
+        float, typer.Option(min=0.5, help="Seconds between issuer probes and syncs")
+    ] = 5.0,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """The counter page for the clerk at http://HOST:PORT (loopback only): live card state,
+    the genuine-card check, PIN, benefit collection, fee payment, receipts, QR codes."""
+    from reader_agent.page.app import PageConfig, create_app
+    from reader_agent.page.desk import DeskSettings
+    from reader_agent.page.security import require_loopback
+    from reader_agent.page.server import PageServer
+
+    require_loopback(host)
+    client = _issuer_client(issuer, client_id, client_key)
+    config = PageConfig(
+        state_dir=state_dir, cache_dir=cache_dir, port=port, probe_every=sync_every,
+        desk=DeskSettings(reader=reader, card_timeout=timeout),
+    )  # fmt: skip
+    typer.echo(f"counter page on http://{host}:{port}/ (terminal {client_id}); Ctrl-C stops it")
+    PageServer(create_app(config, issuer=client), host=host, port=port).run()
+
+
 def _issuer_client(issuer: str, client_id: str, client_key: Path) -> IssuerClient:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec

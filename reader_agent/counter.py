@@ -49,7 +49,15 @@ from reader_agent.fsutil import write_atomically
 from reader_agent.issuer import IssuerClient
 from reader_agent.journal import DAMAGED_FLAG, Journal, JournalRecord, RecordState
 
-__all__ = ["CounterRefusedError", "OfflinePolicy", "Outcome", "sync", "transact"]
+__all__ = [
+    "CounterRefusedError",
+    "CounterResult",
+    "OfflinePolicy",
+    "Outcome",
+    "sync",
+    "transact",
+    "transact_checked",
+]
 
 CERTIFICATE_FILE = "terminal-certificate.jwt"
 BATCH_PATH = "/v1/transactions/batches"
@@ -177,6 +185,38 @@ def transact(
     if not journal.report.intact:
         raise CounterRefusedError(f"journal damaged: {journal.report.reason}", reason="journal")
     check = check_card(session, cache=cache, now=now(), pin=pin)
+    return transact_checked(
+        session, check, kind=kind, amount_fen=amount_fen, entitlement=entitlement,
+        reference=reference, journal=journal, cache=cache, issuer=issuer, signer=signer,
+        state_dir=state_dir, now=now, policy=policy,
+    )  # fmt: skip
+
+
+def transact_checked(
+    session: SscSession,
+    check: CheckResult,
+    *,
+    kind: Kind,
+    amount_fen: int,
+    entitlement: uuid.UUID | None,
+    reference: str | None,
+    journal: Journal,
+    cache: AgentCache,
+    issuer: IssuerClient,
+    signer: Signer,
+    state_dir: Path,
+    now: Callable[[], datetime],
+    policy: OfflinePolicy = OfflinePolicy(),
+) -> CounterResult:
+    """Collect or pay on a card whose genuine-card check, PIN included, passed on this same
+    ``session`` (the card keeps the PIN verified until the connection resets it).
+
+    The counter page runs the check and the PIN as steps of their own, then this. If the
+    card stops answering after the record is prepared and before it signed (pulled, reader
+    gone), the record is voided at once: nothing was signed, nothing can be paid.
+    """
+    if not journal.report.intact:
+        raise CounterRefusedError(f"journal damaged: {journal.report.reason}", reason="journal")
     pin_passed = any(s.step is Step.PIN and s.outcome is Outcome.PASSED for s in check.steps)
     if not check.genuine or not pin_passed or check.document is None:
         raise CounterRefusedError(
@@ -206,7 +246,13 @@ def transact(
         _offline_allowed(policy, journal, cache, check, data, now())
     record = journal.prepare(mode=mode, nonce=nonce, data=data)
     _crash_point("after-prepare")
-    signature = session.sign_transaction(nonce, data.encode())
+    try:
+        signature = session.sign_transaction(nonce, data.encode())
+    except AgentError as exc:
+        # No signature reached us: the record can never be paid, so it is voided now
+        # (and reported at the next sync) rather than left prepared until a restart.
+        journal.void(data.seq, f"the card did not sign ({exc.code})")
+        raise
     _crash_point("after-card-signature")
     signed = SignedRecord.sign(nonce=nonce, data=data.encode(), counter=signature.counter,
                                card_signature=signature.signature, terminal=signer)  # fmt: skip

@@ -162,3 +162,15 @@ def status_list_uris(base_url: str, *, timeout: float = 10.0) -> list[str]:
         cursor = page.get("next_cursor")
         if not cursor:
             return uris
+
+
+def reachable(base_url: str, *, timeout: float = 2.0) -> bool:
+    """Whether the issuer answers its public ``GET /health`` (no credentials needed)."""
+    request = urllib.request.Request(  # noqa: S310 - the configured issuer URL
+        f"{base_url.rstrip('/')}/health", headers={"Accept": "application/json"}
+    )
+    try:
+        status, _body = _send(request, base_url, timeout)
+    except IssuerUnreachableError:
+        return False
+    return status < 500

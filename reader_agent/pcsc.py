@@ -31,10 +31,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
@@ -55,12 +56,14 @@ from reader_agent.errors import (
 
 __all__ = [
     "PcscConnection",
+    "ReaderState",
     "card_atr",
     "connect",
     "list_readers",
     "transmit",
     "wait_for_card",
     "wait_for_removal",
+    "watch_readers",
 ]
 
 _log = logging.getLogger(__name__)
@@ -316,6 +319,73 @@ def _wait_for_state(reader: str, *, present: bool, timeout: float) -> bytes:
     # The worker enforces the deadline itself between polls; the outer deadline only
     # catches a pcscd that stops answering altogether.
     return _run_with_deadline(work, timeout=timeout + 2.0, operation=what, reader=reader)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReaderState:
+    """One reader as pcscd last reported it."""
+
+    name: str
+    present: bool
+    atr: bytes
+    #: pcscd's event state word (CHANGED cleared): handed back to :func:`watch_readers` as
+    #: what the caller knows, so the next call blocks until something differs.
+    event: int
+
+
+def watch_readers(
+    previous: Sequence[ReaderState], *, wait: float, timeout: float = 5.0
+) -> tuple[ReaderState, ...]:
+    """The readers and their cards, as soon as any differs from ``previous``.
+
+    Blocks up to ``wait`` seconds in ``SCardGetStatusChange`` and returns at once on a
+    change, so a watcher calling it in a loop sees an insertion or a removal within pcscd's
+    own polling delay; after ``wait`` seconds without change it returns ``previous`` for the
+    readers still there. A reader that appeared is reported at once (nothing known of it),
+    one that went away is simply missing. ``timeout`` bounds the call beyond ``wait`` (a
+    hung pcscd). Raises ServiceUnavailableError, ReaderTimeoutError or ReaderError.
+    """
+    if not wait > 0:
+        raise ValueError(f"wait must be positive, got {wait!r}")
+    known = {state.name: state for state in previous}
+
+    def work() -> tuple[ReaderState, ...]:
+        with _context() as hcontext:
+            hresult, listed = scard.SCardListReaders(hcontext, [])
+            if as_pcsc_code(hresult) == PcscCode.E_NO_READERS_AVAILABLE:
+                return ()
+            _check(hresult, "SCardListReaders")
+            names = [str(name) for name in listed]
+            if not names:
+                return ()
+            current = [
+                (name, known[name].event if name in known else scard.SCARD_STATE_UNAWARE)
+                for name in names
+            ]
+            # A reader we know nothing of, or one that went away: answer now, not after
+            # ``wait`` (pcscd returns at once for an UNAWARE reader anyway).
+            changed_list = any(n not in known for n in names) or len(known) != len(names)
+            wait_ms = 0 if changed_list else int(wait * 1000)
+            hresult, states = scard.SCardGetStatusChange(hcontext, wait_ms, current)
+            if as_pcsc_code(hresult) == PcscCode.E_TIMEOUT:
+                return tuple(known[name] for name in names)
+            _check(hresult, "SCardGetStatusChange")
+            out: list[ReaderState] = []
+            for name, event_state, atr in states:
+                present = bool(event_state & scard.SCARD_STATE_PRESENT) and not bool(
+                    event_state & scard.SCARD_STATE_UNKNOWN
+                )
+                out.append(
+                    ReaderState(
+                        name=str(name),
+                        present=present,
+                        atr=bytes(atr) if present else b"",
+                        event=event_state & ~scard.SCARD_STATE_CHANGED,
+                    )
+                )
+            return tuple(out)
+
+    return _run_with_deadline(work, timeout=wait + timeout, operation="watch readers")
 
 
 class _Worker:

@@ -156,6 +156,9 @@ def test_activate_show_refreshing_qr_and_report_lost(
     expect(qr).to_have_attribute("data-refreshes", "1", timeout=WAIT_MS)
     first = qr.get_attribute("data-token")
     assert first and first.startswith("SSC1:"), first
+    # The same text is there to copy, for a counter without a scanner.
+    page.locator("#qr-text-box summary").click()
+    expect(page.locator("#qr-text")).to_have_value(first)
     width = page.evaluate("document.getElementById('qr').naturalWidth")
     assert width > 100, "the QR image did not load"
     verified = _verify(issuer, first, "transport")

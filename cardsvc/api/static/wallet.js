@@ -20,7 +20,7 @@
     citizenId: $("citizen-id"), code: $("code"), activateButton: $("activate-button"),
     ecard: $("ecard"), name: $("holder-name"), cardNumber: $("card-number"),
     status: $("card-status"), qrArea: $("qr-area"), purpose: $("purpose"), qr: $("qr"),
-    countdown: $("countdown"), reportLost: $("report-lost"), forget: $("forget"),
+    countdown: $("countdown"), qrText: $("qr-text"), reportLost: $("report-lost"), forget: $("forget"),
   };
 
   // -- words ---------------------------------------------------------------------------
@@ -243,6 +243,7 @@
     if (ticker !== null) clearInterval(ticker);
     ticker = null;
     ui.qr.hidden = true;
+    ui.qrText.value = "";
     ui.countdown.textContent = "";
     ui.countdown.dataset.seconds = "";
   }
@@ -272,6 +273,8 @@
       ui.qr.src = URL.createObjectURL(image);
       if (old.startsWith("blob:")) URL.revokeObjectURL(old);
       ui.qr.dataset.token = decodeURIComponent(response.headers.get("X-Token-Text") || "");
+      // For a counter without a scanner: the same text, to copy into its QR field.
+      ui.qrText.value = ui.qr.dataset.token;
       ui.qr.dataset.purpose = purpose;
       dueAt = Date.now() + REFRESH * 1000;
       showCountdown(REFRESH);

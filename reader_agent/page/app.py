@@ -1,0 +1,315 @@
+"""The counter page's app factory: one app per configuration, no global state.
+
+Routes are thin: the desk (:mod:`reader_agent.page.desk`) does the card work, the link
+(:mod:`reader_agent.page.link`) keeps up with the issuer, and every error is answered as
+RFC 9457 problem+json in the clerk's words (:mod:`reader_agent.page.words`), never a 500
+for bad input. The PIN is a ``SecretStr`` from the moment it is parsed, passed to the card
+and dropped; validation errors never echo input back.
+"""
+
+from __future__ import annotations
+
+import secrets
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cardsvc.transactions.record import Kind
+from reader_agent.cache import AgentCache
+from reader_agent.errors import AgentError, IssuerError
+from reader_agent.issuer import IssuerClient
+from reader_agent.page.books import Books
+from reader_agent.page.desk import Desk, DeskError, DeskSettings
+from reader_agent.page.hub import Hub
+from reader_agent.page.link import Link
+from reader_agent.page.qr import verify_qr
+from reader_agent.page.security import BodyTooLargeError, LocalOnly
+from reader_agent.page.views import yuan
+from reader_agent.page.words import Words, explain, verdict_words
+
+__all__ = ["PageConfig", "create_app"]
+
+PROBLEM_JSON = "application/problem+json"
+#: Only the page's own files: no inline script, no other origin.
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_HEADERS = {
+    "Content-Security-Policy": _CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageConfig:
+    """Everything the page needs to know; the issuer client comes separately (it holds
+    the terminal's key)."""
+
+    state_dir: Path
+    cache_dir: Path
+    port: int = 8100
+    desk: DeskSettings = field(default_factory=DeskSettings)
+    probe_every: float = 5.0  # seconds between issuer probes (and syncs)
+    cache_every: float = 600.0  # seconds between offline cache refreshes while online
+    watch_wait: float = 0.25  # longest block in SCardGetStatusChange per watcher round
+    #: None: a fresh random token per process (pages from before a restart must reload).
+    csrf_token: str | None = None
+
+
+# -- request bodies -----------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PinIn(_Body):
+    pin: SecretStr = Field(min_length=1, max_length=32)
+    allow_last_try: bool = False
+
+
+class CollectIn(_Body):
+    entitlement_id: uuid.UUID
+    amount_fen: int = Field(ge=1, le=1_000_000_000)
+
+
+class PayIn(_Body):
+    amount_fen: int = Field(ge=1, le=1_000_000_000)
+    reference: str = Field(pattern=r"^[A-Za-z0-9._:/-]{1,64}$")
+
+
+class QrIn(_Body):
+    text: str = Field(min_length=1, max_length=8192)
+    # The purposes of reader_agent.page.qr.PURPOSES.
+    purpose: Literal["identity", "benefit", "fee", "medical", "transport", "tourism", "culture"]
+
+
+class EmptyIn(_Body):
+    pass
+
+
+# -- problems -----------------------------------------------------------------------------
+
+
+def _problem(words: Words) -> JSONResponse:
+    return JSONResponse(words.problem(), status_code=words.status, media_type=PROBLEM_JSON)
+
+
+async def _agent_error(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DeskError):
+        return _problem(exc.words)
+    if isinstance(exc, BodyTooLargeError):
+        return _problem(Words(status=413, code="too-large", title="Request too large",
+                              detail=exc.detail, next="Send less."))  # fmt: skip
+    return _problem(explain(exc))
+
+
+async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    # Only where and what: never the input (it may be a PIN).
+    safe = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+             "type": str(e.get("type", ""))} for e in errors]  # fmt: skip
+    return _problem(Words(
+        status=422, code="invalid-input", title="Please check what was entered",
+        detail="Some of what was entered is not valid: "
+        + "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in safe[:5]),
+        next="Correct the marked field and try again.", extra={"errors": safe[:20]},
+    ))  # fmt: skip
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    status = exc.status_code if isinstance(exc, StarletteHTTPException) else 400
+    titles = {404: "No such page", 405: "Not allowed here", 413: "Request too large"}
+    return _problem(Words(status=status, code=f"http-{status}",
+                          title=titles.get(status, "Bad request"),
+                          detail=str(getattr(exc, "detail", "")) or titles.get(status, ""),
+                          next="Use the counter page's own buttons."))  # fmt: skip
+
+
+@cache
+def _asset(name: str) -> str:
+    return resources.files("reader_agent.page").joinpath("static", name).read_text("utf-8")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    config: PageConfig,
+    *,
+    issuer: IssuerClient,
+    clock: Callable[[], datetime] = _utcnow,
+    background: bool = True,
+) -> FastAPI:
+    """Build the counter page app. With ``background`` (the default) its lifespan starts
+    the reader watcher and the issuer link; without, it serves the page and API only
+    (tests of the API that need no card reader)."""
+    cache_ = AgentCache(config.cache_dir)
+    books = Books(config.state_dir, terminal_id=issuer.client_id)
+    csrf = config.csrf_token or secrets.token_urlsafe(32)
+    hub_ref: list[Hub] = []
+
+    def changed() -> None:
+        if hub_ref:
+            hub_ref[0].publish()
+
+    link = Link(issuer=issuer, books=books, cache=cache_, clock=clock, changed=changed,
+                probe_every=config.probe_every, cache_every=config.cache_every)  # fmt: skip
+    desk = Desk(settings=config.desk, cache=cache_, issuer=issuer, books=books, clock=clock,
+                changed=changed, after_transaction=link.wake)  # fmt: skip
+
+    def build() -> dict[str, Any]:
+        return {"terminal": issuer.client_id, "issuer": issuer.base_url, **desk.view(),
+                "link": link.state.to_json()}  # fmt: skip
+
+    hub = Hub(build)
+    hub_ref.append(hub)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        from reader_agent.page.watcher import Watcher  # imports pyscard
+
+        watcher = Watcher(desk.on_readers, wait=config.watch_wait) if background else None
+        if watcher is not None:
+            watcher.start()
+            link.start()
+        try:
+            yield
+        finally:
+            hub.close()
+            if watcher is not None:
+                watcher.stop()
+                link.stop()
+            await run_in_threadpool(_quietly, desk.end_customer)
+
+    app = FastAPI(title="cardsvc counter", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)  # fmt: skip
+    app.state.desk = desk
+    app.state.link = link
+    app.state.hub = hub
+    app.add_exception_handler(AgentError, _agent_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        body = _asset("counter.html").replace("{{CSRF}}", csrf)
+        return HTMLResponse(body, headers=_HEADERS)
+
+    @app.get("/static/counter.js")
+    async def script() -> Response:
+        return Response(_asset("counter.js"), media_type="text/javascript", headers=_HEADERS)
+
+    @app.get("/static/counter.css")
+    async def style() -> Response:
+        return Response(_asset("counter.css"), media_type="text/css", headers=_HEADERS)
+
+    @app.get("/api/state")
+    async def state() -> JSONResponse:
+        return JSONResponse(hub.snapshot(), headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/events")
+    async def events() -> StreamingResponse:
+        return StreamingResponse(
+            hub.stream(), media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )  # fmt: skip
+
+    @app.post("/api/check")
+    async def check(_body: Annotated[EmptyIn, Body()]) -> JSONResponse:
+        await run_in_threadpool(lambda: desk.check(pin=None, allow_last_try=False))
+        return JSONResponse(hub.snapshot())
+
+    @app.post("/api/pin")
+    async def pin(body: PinIn) -> JSONResponse:
+        secret = body.pin.get_secret_value()
+        result = await run_in_threadpool(
+            lambda: desk.check(pin=secret, allow_last_try=body.allow_last_try)
+        )
+        snapshot = hub.snapshot()
+        if result.genuine and snapshot["check"] and snapshot["check"]["pin_verified"]:
+            return JSONResponse(snapshot)
+        meaning, advice = verdict_words(result.verdict)
+        tries = result.pin_tries_left
+        detail = meaning + (f" {tries} tries left." if tries is not None and tries > 0 else "")
+        pin_problem = result.verdict.value.startswith("pin") or result.genuine
+        raise DeskError(Words(
+            status=422, code=f"check-{result.verdict.value}",
+            title="PIN not accepted" if pin_problem else "Card not accepted",
+            detail=detail, next=advice or "Ask for the PIN again.",
+            extra={"verdict": result.verdict.value, "tries_left": tries},
+        ))  # fmt: skip
+
+    @app.get("/api/entitlements")
+    async def entitlements() -> JSONResponse:
+        identity = desk.identity()
+        path = f"/v1/cards/{urllib.parse.quote(identity.card_number)}/open-entitlements"
+        answer = await run_in_threadpool(lambda: issuer.call("GET", path))
+        items = answer.get("items") if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            raise IssuerError("open entitlements: malformed answer")
+        out = [
+            {"id": str(i.get("id")), "benefit": str(i.get("benefit")),
+             "period": str(i.get("period")), "amount_fen": int(i.get("amount_fen", 0)),
+             "amount_yuan": yuan(int(i.get("amount_fen", 0)))}
+            for i in items if isinstance(i, dict) and isinstance(i.get("amount_fen"), int)
+        ]  # fmt: skip
+        return JSONResponse({"card_number": identity.card_number, "items": out})
+
+    @app.post("/api/collect")
+    async def collect(body: CollectIn) -> JSONResponse:
+        receipt = await run_in_threadpool(
+            lambda: desk.transact(kind=Kind.BENEFIT, amount_fen=body.amount_fen,
+                                  entitlement=body.entitlement_id, reference=None)
+        )
+        return JSONResponse({"receipt": receipt.to_json()})
+
+    @app.post("/api/pay")
+    async def pay(body: PayIn) -> JSONResponse:
+        receipt = await run_in_threadpool(
+            lambda: desk.transact(kind=Kind.FEE, amount_fen=body.amount_fen, entitlement=None,
+                                  reference=body.reference)
+        )
+        return JSONResponse({"receipt": receipt.to_json()})
+
+    @app.post("/api/qr")
+    async def qr(body: QrIn) -> JSONResponse:
+        text = body.text.strip()
+        outcome = await run_in_threadpool(lambda: verify_qr(issuer, text, body.purpose))
+        return JSONResponse(outcome.to_json())
+
+    @app.post("/api/done")
+    async def done(_body: Annotated[EmptyIn, Body()]) -> JSONResponse:
+        await run_in_threadpool(desk.end_customer)
+        return JSONResponse(hub.snapshot())
+
+    @app.post("/api/sync")
+    async def sync_now(_body: Annotated[EmptyIn, Body()]) -> JSONResponse:
+        link.wake()
+        return JSONResponse({"requested": True}, status_code=202)
+
+    app.add_middleware(LocalOnly, port=config.port, csrf_token=csrf)
+    return app
+
+
+def _quietly(work: Callable[[], None]) -> None:
+    with suppress(AgentError):
+        work()

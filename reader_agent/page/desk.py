@@ -1,0 +1,369 @@
+"""The counter desk: one card at a time, from insertion to receipt.
+
+Steps, each its own request from the page, on one card connection:
+
+1. the card goes in: the watcher reports it, and the desk runs the genuine-card check
+   without the PIN (document, signature, chip challenge, status, tries left);
+2. the PIN: a *fresh* connection (the card resets, so no PIN state from before survives),
+   the whole check again and then the PIN, in the fixed order of :func:`check_card`;
+3. the clerk confirms a collection or a payment: :func:`transact_checked` on that same
+   connection (the card still holds the PIN verified), journal first, then the card signs.
+
+After a transaction, on removal, or when the clerk ends the customer, the connection is
+closed, which resets the card: the next transaction needs the PIN again. The PIN itself is
+only passed through to the card (never stored, logged or sent back).
+
+A removal is reported at once, even in the middle of a step: the step in flight fails on
+the card (nothing is signed without the card, and a prepared record the card never signed
+is voided on the spot), and its result is thrown away if the card changed meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cardsvc.transactions.record import Kind
+from reader_agent import pcsc
+from reader_agent.cache import AgentCache
+from reader_agent.card.session import SscSession
+from reader_agent.check import CheckResult, check_card
+from reader_agent.counter import OfflinePolicy, transact_checked
+from reader_agent.errors import AgentError, NoCardError, ReaderError
+from reader_agent.issuer import IssuerClient
+from reader_agent.page.books import Books
+from reader_agent.page.views import Identity, Receipt, check_view, pin_passed
+from reader_agent.page.words import CARD_PULLED, Words, explain
+
+__all__ = ["Desk", "DeskError", "DeskSettings"]
+
+
+class DeskError(AgentError):
+    """A desk step that cannot run now; ``words`` say why in plain words."""
+
+    code = "desk"
+
+    def __init__(self, words: Words) -> None:
+        super().__init__(words.detail)
+        self.words = words
+
+
+def _refuse(code: str, title: str, detail: str, next_step: str, status: int = 409) -> DeskError:
+    return DeskError(Words(status=status, code=code, title=title, detail=detail,
+                           next=next_step))  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeskSettings:
+    reader: str | None = None  # None: the first reader with a card
+    card_timeout: float = 10.0
+    #: A PIN check older than this is not used for a transaction (the cardholder may have
+    #: walked away): ask for the PIN again.
+    pin_valid_for: timedelta = timedelta(minutes=5)
+    policy: OfflinePolicy = field(default_factory=OfflinePolicy)
+
+
+class Desk:
+    """The card in front of the clerk; thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        settings: DeskSettings,
+        cache: AgentCache,
+        issuer: IssuerClient,
+        books: Books,
+        clock: Callable[[], datetime],
+        changed: Callable[[], None],
+        after_transaction: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._settings = settings
+        self._cache = cache
+        self._issuer = issuer
+        self._books = books
+        self._clock = clock
+        self._changed = changed
+        self._after_transaction = after_transaction
+        self._state = threading.Lock()  # the fields below; held only briefly
+        self._op = threading.Lock()  # one card operation at a time
+        self._readers: tuple[pcsc.ReaderState, ...] = ()
+        self._reader_error: str | None = "looking for card readers…"
+        self._reader: str | None = settings.reader
+        self._present = False
+        self._generation = 0
+        self._connection: pcsc.PcscConnection | None = None
+        self._session: SscSession | None = None
+        self._session_generation = -1
+        self._check: CheckResult | None = None
+        self._checked_at: datetime | None = None
+        self._phase = "absent"
+        self._receipt: Receipt | None = None
+        self._notice: Words | None = None
+
+    # -- the page's view ------------------------------------------------------------------
+
+    def view(self) -> dict[str, Any]:
+        with self._state:
+            check = self._check
+            return {
+                "reader": {
+                    "name": self._reader,
+                    "readers": [s.name for s in self._readers],
+                    "error": self._reader_error,
+                },
+                "card": {"present": self._present, "phase": self._phase},
+                "check": check_view(check) if check is not None else None,
+                "identity": (
+                    Identity.of(check.document).to_json()
+                    if check is not None and check.document is not None
+                    else None
+                ),
+                "receipt": self._receipt.to_json() if self._receipt else None,
+                "notice": self._notice.problem() if self._notice else None,
+            }
+
+    def identity(self) -> Identity:
+        """The checked card's holder, or DeskError when no card was checked."""
+        with self._state:
+            check = self._check
+        if check is None or check.document is None or not check.genuine:
+            raise _refuse("not-checked", "No checked card",
+                          "No genuine card has been checked at this counter yet.",
+                          "Insert the card and wait for the check.")  # fmt: skip
+        return Identity.of(check.document)
+
+    # -- the readers (watcher thread) -----------------------------------------------------
+
+    def on_readers(self, states: tuple[pcsc.ReaderState, ...], error: str | None) -> None:
+        by_name = {s.name: s for s in states}
+        with self._state:
+            self._readers = states
+            self._reader_error = error or (None if states else "no card reader is connected")
+            target = self._settings.reader
+            if target is None:
+                current = by_name.get(self._reader or "")
+                if current is not None and current.present:
+                    target = current.name
+                else:
+                    target = next((s.name for s in states if s.present), self._reader)
+            now_present = target is not None and target in by_name and by_name[target].present
+            inserted = now_present and (not self._present or target != self._reader)
+            removed = self._present and not now_present
+            self._reader = target
+            self._present = now_present
+            if inserted or removed:
+                self._generation += 1
+            if removed:
+                # While the card signs, the transaction itself says what became of it.
+                if self._phase in ("checking", "pin-ok", "error"):
+                    self._notice = CARD_PULLED
+                self._check = None
+                self._checked_at = None
+                self._phase = "absent"
+            if inserted:
+                self._check = None
+                self._receipt = None
+                self._notice = None
+                self._phase = "checking"
+            generation = self._generation
+        self._changed()
+        if removed and self._op.acquire(blocking=False):
+            try:
+                self._drop_connection()
+            finally:
+                self._op.release()
+        if inserted:
+            threading.Thread(
+                target=self._auto_check, args=(generation,), name="card check", daemon=True
+            ).start()
+
+    def _auto_check(self, generation: int) -> None:
+        with suppress(AgentError):  # shown through the notice
+            self.check(pin=None, allow_last_try=False, generation=generation)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _operation(self) -> Iterator[None]:
+        if not self._op.acquire(timeout=self._settings.card_timeout * 3):
+            raise _refuse("busy", "Busy", "The counter is still busy with the card.",
+                          "Wait a moment and try again.")  # fmt: skip
+        try:
+            yield
+        finally:
+            self._op.release()
+
+    def _current(self) -> tuple[int, str]:
+        with self._state:
+            if not self._present or self._reader is None:
+                raise _refuse("no-card", "No card", "There is no card in the reader.",
+                              "Insert the card; the check starts by itself.")  # fmt: skip
+            return self._generation, self._reader
+
+    def _drop_connection(self) -> None:
+        connection, self._connection, self._session = self._connection, None, None
+        self._session_generation = -1
+        if connection is not None:
+            connection.close()
+
+    def _fail(self, exc: AgentError, generation: int) -> DeskError:
+        """A step failed: the connection is over; say it in plain words."""
+        self._drop_connection()
+        with self._state:
+            pulled = (
+                generation != self._generation
+                or not self._present
+                or isinstance(exc, NoCardError)
+            )
+            words = CARD_PULLED if pulled else explain(exc)
+            if generation == self._generation or not self._present:
+                self._notice = words
+                if self._check is not None:
+                    self._check = _without_pin(self._check)
+                if self._phase in ("checking", "signing", "pin-ok"):
+                    self._phase = "error" if self._present else "absent"
+        self._changed()
+        return DeskError(words)
+
+    def check(
+        self, *, pin: str | None, allow_last_try: bool, generation: int | None = None
+    ) -> CheckResult:
+        """The genuine-card check on a fresh connection; with ``pin``, the PIN as well."""
+        with self._operation():
+            current, reader = self._current()
+            if generation is not None and generation != current:
+                raise DeskError(CARD_PULLED)  # an auto check for a card already gone
+            with self._state:
+                self._phase = "checking"
+                self._notice = None
+            self._changed()
+            try:
+                self._drop_connection()
+                self._connection = pcsc.connect(reader, timeout=self._settings.card_timeout)
+                self._session = SscSession(self._connection)
+                self._session_generation = current
+                result = check_card(
+                    self._session, cache=self._cache, now=self._clock(),
+                    pin=(lambda _tries: pin) if pin is not None else None,
+                    allow_last_try=allow_last_try,
+                )  # fmt: skip
+            except AgentError as exc:
+                raise self._fail(exc, current) from None
+            with self._state:
+                if current != self._generation:
+                    stale = True
+                else:
+                    stale = False
+                    self._check = result
+                    self._checked_at = self._clock()
+                    self._phase = "pin-ok" if pin_passed(result) else "checked"
+            if stale:
+                self._drop_connection()
+                raise DeskError(CARD_PULLED)
+            if not pin_passed(result):
+                # Without a verified PIN the connection is of no further use.
+                self._drop_connection()
+            self._changed()
+            return result
+
+    def transact(
+        self,
+        *,
+        kind: Kind,
+        amount_fen: int,
+        entitlement: uuid.UUID | None,
+        reference: str | None,
+    ) -> Receipt:
+        """Collect or pay on the card whose PIN was just verified; the receipt."""
+        with self._operation():
+            generation, _reader = self._current()
+            with self._state:
+                check, checked_at = self._check, self._checked_at
+                session = self._session if self._session_generation == generation else None
+                if check is None or not pin_passed(check) or session is None:
+                    raise _refuse(
+                        "pin-needed", "PIN needed",
+                        "The cardholder's PIN has not been verified for this transaction.",
+                        "Ask the cardholder to type the PIN.",
+                    )  # fmt: skip
+                if checked_at is None or self._clock() - checked_at > self._settings.pin_valid_for:
+                    self._phase = "checked"
+                    raise _refuse("pin-too-old", "PIN needed again",
+                                  "The PIN was verified too long ago.",
+                                  "Ask the cardholder to type the PIN again.")  # fmt: skip
+                if check.document is None:  # a genuine check always carries it
+                    raise _refuse("not-checked", "No checked card", "The card has no data.",
+                                  "Check the card again.")  # fmt: skip
+                identity = Identity.of(check.document)
+                self._phase = "signing"
+                self._notice = None
+                self._receipt = None
+            self._changed()
+            try:
+                with self._books.open() as journal:
+                    result = transact_checked(
+                        session, check, kind=kind, amount_fen=amount_fen,
+                        entitlement=entitlement, reference=reference, journal=journal,
+                        cache=self._cache, issuer=self._issuer, signer=self._issuer.signer,
+                        state_dir=self._books.state_dir, now=self._clock,
+                        policy=self._settings.policy,
+                    )  # fmt: skip
+            except ReaderError as exc:
+                raise self._fail(exc, generation) from None
+            except AgentError as exc:
+                self._drop_connection()
+                words = explain(exc)
+                with self._state:
+                    self._notice = words
+                    self._phase = "checked" if self._present else "absent"
+                    if self._check is not None:
+                        self._check = _without_pin(self._check)
+                self._changed()
+                self._after_transaction()
+                raise DeskError(words) from None
+            finally:
+                # Reset the card: the PIN is needed again for anything further.
+                self._drop_connection()
+            at = self._clock().replace(microsecond=0)
+            receipt = Receipt.of(result, identity=identity, at=at)
+            with self._state:
+                self._receipt = receipt
+                self._notice = None
+                self._phase = "done" if self._present else "absent"
+                if self._check is not None:
+                    self._check = _without_pin(self._check)
+            self._changed()
+            self._after_transaction()
+            return receipt
+
+    def end_customer(self) -> None:
+        """Forget the card's check and receipt and reset the card (the clerk's 'Done')."""
+        with self._operation():
+            self._drop_connection()
+            with self._state:
+                self._check = None
+                self._checked_at = None
+                self._receipt = None
+                self._notice = None
+                self._phase = "ended" if self._present else "absent"
+        self._changed()
+
+
+def _without_pin(check: CheckResult) -> CheckResult:
+    """The check as it stands after the card was reset: the PIN is no longer verified."""
+    from dataclasses import replace
+
+    from reader_agent.check import Outcome, Step, StepResult
+
+    steps = tuple(
+        StepResult(step=s.step, outcome=Outcome.SKIPPED, reason="used for the last "
+                   "transaction: needed again for the next one")
+        if s.step is Step.PIN else s
+        for s in check.steps
+    )  # fmt: skip
+    return replace(check, steps=steps)

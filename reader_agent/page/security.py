@@ -1,0 +1,146 @@
+"""A page on localhost is still reachable by every web page the clerk opens.
+
+Three defences, each against one attack:
+
+- **loopback only**: ``reader-agent serve`` refuses any other address
+  (:func:`require_loopback`), so nobody on the network reaches the page;
+- **Host header** (DNS rebinding: a hostile name re-pointed at 127.0.0.1 would make the
+  browser treat this page as that site's): only ``127.0.0.1:PORT``, ``localhost:PORT``
+  and ``[::1]:PORT`` are served; anything else gets 421;
+- **cross-site requests** (a hostile page posting to the counter): every POST needs the
+  page's CSRF token in ``X-CSRF-Token`` (a random value handed out inside the page, which
+  other origins cannot read), and an ``Origin`` header, when the browser sends one, must
+  be this page's own.
+
+Plus a small request size limit, so no request body is ever large.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reader_agent.errors import AgentError
+
+__all__ = ["LocalOnly", "NotLoopbackError", "allowed_hosts", "require_loopback"]
+
+MAX_BODY = 16 * 1024
+CSRF_HEADER = "x-csrf-token"
+
+
+class NotLoopbackError(AgentError):
+    """The page may only listen on a loopback address."""
+
+    code = "not-loopback"
+
+
+def require_loopback(host: str) -> None:
+    """Raise NotLoopbackError unless ``host`` is ``localhost`` or a loopback IP address."""
+    if host == "localhost":
+        return
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise NotLoopbackError(
+            f"--host {host!r} is not a loopback address: the counter page listens on "
+            "127.0.0.1 (or ::1) only"
+        ) from None
+    if not address.is_loopback:
+        raise NotLoopbackError(
+            f"--host {host} is not a loopback address: the counter page listens on "
+            "127.0.0.1 (or ::1) only"
+        )
+
+
+def allowed_hosts(port: int) -> frozenset[str]:
+    names = ("127.0.0.1", "localhost", "[::1]")
+    return frozenset(f"{name}:{port}" for name in names) | (
+        frozenset(names) if port == 80 else frozenset()
+    )
+
+
+def _problem(status: int, code: str, title: str, detail: str) -> tuple[int, bytes]:
+    body = {"type": f"urn:cardsvc:counter:{code}", "title": title, "status": status,
+            "detail": detail, "next": "Open the counter page at http://127.0.0.1 on this "
+            "machine."}  # fmt: skip
+    return status, json.dumps(body).encode()
+
+
+class LocalOnly:
+    """ASGI middleware: Host check on every request; Origin and CSRF token on POSTs; size."""
+
+    def __init__(self, app: ASGIApp, *, port: int, csrf_token: str) -> None:
+        self.app = app
+        self.hosts = allowed_hosts(port)
+        self.csrf_token = csrf_token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
+        host = headers.get("host", b"").decode("latin-1")
+        refusal: tuple[int, bytes] | None = None
+        if host not in self.hosts:
+            refusal = _problem(
+                421, "wrong-host", "Wrong host name",
+                "This page answers only to 127.0.0.1, localhost or [::1].",
+            )  # fmt: skip
+        elif scope["method"] not in ("GET", "HEAD"):
+            origin = headers.get("origin")
+            token = headers.get(CSRF_HEADER, b"")
+            if origin is not None and origin.decode("latin-1") != f"http://{host}":
+                refusal = _problem(
+                    403, "cross-origin", "Request from another site",
+                    "Only the counter page itself may send this request.",
+                )  # fmt: skip
+            elif not hmac.compare_digest(token, self.csrf_token):
+                refusal = _problem(403, "csrf", "Page expired",
+                                   "The request did not carry this page's token (the page "
+                                   "may be from before the agent restarted).")  # fmt: skip
+            elif _declared_length(headers.get("content-length", b"")) > MAX_BODY:
+                refusal = _problem(
+                    413, "too-large", "Request too large",
+                    f"A request to the counter is at most {MAX_BODY} bytes.",
+                )  # fmt: skip
+        if refusal is not None:
+            await _send_problem(send, *refusal)
+            return
+        await self.app(scope, _bounded(receive), send)
+
+
+def _declared_length(value: bytes) -> int:
+    return int(value) if value.isdigit() and len(value) < 16 else 0
+
+
+def _bounded(receive: Receive) -> Receive:
+    """Stop reading a body (chunked, or lying about its length) past MAX_BODY."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY:
+                raise BodyTooLargeError(f"request body over {MAX_BODY} bytes")
+        return message
+
+    return wrapped
+
+
+class BodyTooLargeError(AgentError):
+    code = "too-large"
+
+
+async def _send_problem(send: Send, status: int, body: bytes) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode())],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": body})

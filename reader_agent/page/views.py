@@ -1,0 +1,138 @@
+"""What the page shows, as frozen data with a JSON view: identity, check, receipt.
+
+Identity shown to the clerk (a decision, also in the README): name, card number, sex,
+birth date, region code, the card's issue and expiry dates, and the citizen ID number
+masked to its first 6 and last 4 characters (``110105********002X``). The clerk needs to
+match the person in front of them and the card; the full ID number is not needed for
+that and would end up on screens and photos, so it never leaves the agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cardsvc.core.carddoc import CardDocument
+from reader_agent.check import CheckResult, Outcome, Step, Verdict
+from reader_agent.counter import CounterResult
+from reader_agent.page.words import verdict_words
+
+__all__ = ["Identity", "Receipt", "check_view", "mask_citizen_id", "yuan"]
+
+
+def mask_citizen_id(text: str) -> str:
+    """First 6 (region) and last 4 characters; the rest as ``*``."""
+    if len(text) <= 10:
+        return "*" * len(text)
+    return text[:6] + "*" * (len(text) - 10) + text[-4:]
+
+
+def yuan(fen: int) -> str:
+    """``350000`` -> ``"3,500.00"`` (integer arithmetic: fen never go through a float)."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole:,}.{cents:02d}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Identity:
+    name: str
+    card_number: str
+    sex: str
+    birth_date: str
+    region: str
+    citizen_id_masked: str
+    issue_date: str
+    expiry_date: str
+
+    @classmethod
+    def of(cls, document: CardDocument) -> Identity:
+        return cls(
+            name=document.name,
+            card_number=str(document.card_number),
+            sex="female" if document.sex.value == "F" else "male",
+            birth_date=document.birth_date.isoformat(),
+            region=str(document.region),
+            citizen_id_masked=mask_citizen_id(str(document.citizen_id)),
+            issue_date=document.issue_date.isoformat(),
+            expiry_date=document.expiry_date.isoformat(),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "card_number": self.card_number, "sex": self.sex,
+            "birth_date": self.birth_date, "region": self.region,
+            "citizen_id_masked": self.citizen_id_masked, "issue_date": self.issue_date,
+            "expiry_date": self.expiry_date,
+        }  # fmt: skip
+
+
+def pin_passed(check: CheckResult) -> bool:
+    return any(s.step is Step.PIN and s.outcome is Outcome.PASSED for s in check.steps)
+
+
+_CARD_OK = frozenset({Verdict.GENUINE, Verdict.PIN_FAILED, Verdict.PIN_REFUSED})
+
+
+def check_view(check: CheckResult) -> dict[str, Any]:
+    meaning, advice = verdict_words(check.verdict)
+    return {
+        "verdict": check.verdict.value,
+        "genuine": check.genuine,
+        # The card itself passed (document, chip, status); only the PIN may be wanting.
+        "card_ok": check.verdict in _CARD_OK,
+        "meaning": meaning,
+        "advice": advice,
+        "steps": [
+            {"step": s.step.value, "outcome": s.outcome.value, "reason": s.reason}
+            for s in check.steps
+        ],
+        "pin_tries_left": check.pin_tries_left,
+        "pin_verified": pin_passed(check),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Receipt:
+    """The printable receipt of one collection or payment."""
+
+    kind: str  # benefit | fee
+    mode: str  # online | offline
+    state: str  # the journal's: accepted, signed (waiting to sync), ...
+    seq: int
+    counter: int
+    amount_fen: int
+    at: datetime
+    terminal: str
+    card_number: str
+    name: str
+    entitlement: str | None
+    reference: str | None
+    transaction_id: str | None
+
+    @classmethod
+    def of(cls, result: CounterResult, *, identity: Identity, at: datetime) -> Receipt:
+        data = result.record.transaction
+        answer = result.answer or {}
+        return cls(
+            kind=data.kind.value, mode=result.mode, state=result.record.state.value,
+            seq=result.record.seq, counter=result.record.counter or 0,
+            amount_fen=data.amount_fen, at=at, terminal=data.terminal,
+            card_number=identity.card_number, name=identity.name,
+            entitlement=str(data.entitlement) if data.entitlement else None,
+            reference=data.reference,
+            transaction_id=(
+                str(answer["transaction_id"]) if answer.get("transaction_id") else None
+            ),
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "mode": self.mode, "state": self.state, "seq": self.seq,
+            "counter": self.counter, "amount_fen": self.amount_fen,
+            "amount_yuan": yuan(self.amount_fen), "at": self.at.isoformat(),
+            "terminal": self.terminal, "card_number": self.card_number, "name": self.name,
+            "entitlement": self.entitlement, "reference": self.reference,
+            "transaction_id": self.transaction_id,
+        }  # fmt: skip

@@ -1,0 +1,510 @@
+"""The counter page in headless Chromium, end to end with real parts only.
+
+Real components: the issuer app under uvicorn on a loopback port (SQLite, file key
+store) that the tests stop and start again; pcscd with the vpcd driver and the card
+emulator as a subprocess (``reader-agent emulate``), inserted and pulled by starting and
+stopping it; the agent's counter page under uvicorn in a thread, with its reader watcher
+and issuer link running; Debian's ``chromium`` driven by Playwright.
+
+"Within a second" (insertion and removal shown live) is checked with bounded waits that
+are generous on purpose (a loaded CI machine), never with a timing assertion: the page is
+pushed the change over SSE by a watcher that wakes on pcscd's status change.
+
+``CARDSVC_UPDATE_SCREENSHOTS=1`` also writes the screenshots to
+``docs/screenshots/counter-*.png`` (the README shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from cardsvc.api.app import create_app as create_issuer_app
+from cardsvc.auth.clients import ClientKind
+from cardsvc.auth.tokens import issue_access_token
+from cardsvc.core.keys import public_jwk
+from cardsvc.core.signing import LocalSigner
+from cardsvc.db.migrate import upgrade
+from cardsvc.ledger.models import Entitlement
+from cardsvc.services import Services, utcnow
+from cardsvc.settings import Settings
+from cardsvc.transactions.models import TransactionRow
+from reader_agent.cli import app as cli
+from reader_agent.issuer import IssuerClient
+from reader_agent.journal import Journal
+from reader_agent.page.app import PageConfig
+from reader_agent.page.app import create_app as create_page_app
+from reader_agent.page.server import PageServer
+from tests.agent.world import emulator_process
+from tests.conftest import service_unavailable
+from tests.live import free_port
+
+pytestmark = [pytest.mark.pcscd, pytest.mark.browser]
+
+READER = "Virtual PCD 00 00"
+PIN = "123456"
+CHROMIUM = Path(os.environ.get("CARDSVC_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [  # as tests/issuer/test_wallet_browser.py (no GPU, loopback only)
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+WAIT_MS = 20_000
+#: Insertion and removal reach the page "within a second"; bounded generously for CI.
+LIVE_MS = 3_000
+
+
+@contextmanager
+def _uvicorn(app: Any, port: int) -> Iterator[None]:
+    """The issuer under uvicorn in a thread (tests/live.py's, but on a port it may reuse)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning",
+                                           timeout_graceful_shutdown=1))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"nothing started on port {port}")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@contextmanager
+def _page_server(app: Any, port: int) -> Iterator[None]:
+    server = PageServer(app, host="127.0.0.1", port=port)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the counter page did not start on port {port}")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.stop()
+        thread.join(15)
+
+
+@dataclass
+class Issuer:
+    """The issuer, on a fixed port, that a test can stop and start again."""
+
+    port: int
+    services: Services
+    stack: ExitStack = field(default_factory=ExitStack)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.stack.enter_context(
+            _uvicorn(create_issuer_app(self.services.settings, services=self.services), self.port)
+        )
+
+    def stop(self) -> None:
+        self.stack.close()
+        self.stack = ExitStack()
+
+    def call(self, method: str, path: str, body: dict[str, Any], *scopes: str) -> Any:
+        import urllib.request
+
+        token = issue_access_token(
+            self.services.keys, issuer=self.services.settings.issuer, subject="test-admin",
+            kind="operator", scopes=frozenset(scopes), now=utcnow(),
+        )  # fmt: skip
+        request = urllib.request.Request(  # noqa: S310 - loopback test server
+            self.base + path, data=json.dumps(body).encode(), method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            return json.load(answer)
+
+    def accepted(self, kind: str | None = None) -> int:
+        with Session(self.services.engine) as session:
+            query = select(func.count()).select_from(TransactionRow).where(
+                TransactionRow.state == "accepted")  # fmt: skip
+            if kind is not None:
+                query = query.where(TransactionRow.kind == kind)
+            return int(session.scalar(query) or 0)
+
+    def entitlement_state(self, entitlement: str) -> str:
+        import uuid
+
+        with Session(self.services.engine) as session:
+            row = session.get(Entitlement, uuid.UUID(entitlement))
+            assert row is not None
+            return row.state
+
+
+@dataclass
+class Counter:
+    issuer: Issuer
+    person_id: str
+    card_state: Path
+    client_id: str
+    state_dir: Path
+    url: str
+    card: ExitStack = field(default_factory=ExitStack)
+
+    def insert(self) -> None:
+        self.card.enter_context(emulator_process(0, self.card_state))
+
+    def pull(self) -> None:
+        """Stop the emulator: for pcscd the card is gone (as pulled out of the reader)."""
+        self.card.close()
+        self.card = ExitStack()
+
+    def entitlement(self, period: str, amount_fen: int = 350_000) -> str:
+        body = self.issuer.call("POST", f"/v1/persons/{self.person_id}/entitlements",
+                                {"benefit": "pension", "period": period,
+                                 "amount_fen": amount_fen}, "entitlements:write")  # fmt: skip
+        return str(body["id"])
+
+    def journal_states(self) -> list[str]:
+        with Journal(self.state_dir, terminal_id=self.client_id) as journal:
+            return [r.state.value for r in journal.records()]
+
+
+@pytest.fixture
+def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
+    port = free_port()
+    settings = Settings(
+        issuer=f"http://127.0.0.1:{port}",
+        database_url=f"sqlite:///{tmp_path / 'issuer.db'}",
+        key_dir=tmp_path / "keys",
+        key_passphrase="counter page test",  # type: ignore[arg-type]
+        status_shard_size=131_072,
+        status_sync_interval_seconds=0.0,  # online verify sees a new e-card at once
+    )
+    services = Services.from_settings(settings)
+    services.keys.init(now=utcnow() - timedelta(hours=1))
+    upgrade(services.engine)
+    issuer = Issuer(port=port, services=services)
+    issuer.start()
+    try:
+        person = issuer.call("POST", "/v1/persons",
+                             {"citizen_id": "440524188001010014", "name": "李四"},
+                             "persons:write")  # fmt: skip
+        card = issuer.call("POST", f"/v1/persons/{person['id']}/cards",
+                           {"reason": "new card"}, "cards:write")  # fmt: skip
+        key = ec.generate_private_key(ec.SECP256R1())
+        key_file = tmp_path / "terminal.pem"
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))  # fmt: skip
+        terminal = services.clients.register(
+            kind=ClientKind.TERMINAL, display_name="counter 7",
+            jwk=public_jwk(key.public_key()), created_by="test", now=utcnow(),
+        )  # fmt: skip
+        card_state = tmp_path / "card.json"
+        runner = CliRunner()
+        with emulator_process(0, card_state):
+            done = runner.invoke(cli, [
+                "personalize", "--reader", READER, "--issuer", issuer.base,
+                "--client-id", terminal.client_id, "--client-key", str(key_file),
+                "--card-number", card["card_number"],
+            ], input=f"{PIN}\n{PIN}\n87654321\n87654321\n")  # fmt: skip
+            assert done.exit_code == 0, done.output
+        root = tmp_path / "root.jwk"
+        root.write_text(json.dumps(services.keys.root_key().jwk()))
+        cache = tmp_path / "cache"
+        done = runner.invoke(cli, ["cache", "update", "--issuer", issuer.base, "--root",
+                                   str(root), "--cache-dir", str(cache)])  # fmt: skip
+        assert done.exit_code == 0, done.output
+
+        page_port = free_port()
+        client = IssuerClient(issuer.base, client_id=terminal.client_id, signer=LocalSigner(key))
+        config = PageConfig(state_dir=tmp_path / "state", cache_dir=cache, port=page_port,
+                            probe_every=0.5)  # fmt: skip
+        counter = Counter(issuer=issuer, person_id=str(person["id"]), card_state=card_state,
+                          client_id=terminal.client_id, state_dir=tmp_path / "state",
+                          url=f"http://127.0.0.1:{page_port}/")  # fmt: skip
+        with _page_server(create_page_app(config, issuer=client), page_port):
+            try:
+                yield counter
+            finally:
+                counter.pull()
+    finally:
+        issuer.stop()
+        services.engine.dispose()
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        service_unavailable(
+            f"Chromium not found at {CHROMIUM}: `apt-get install chromium` (./dev test installs it)"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        service_unavailable("playwright is not installed: pip install -e '.[dev]'")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        context = browser.new_context(viewport={"width": 1100, "height": 820})
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
+
+
+def _screenshot(page: Any, tmp_path: Path, name: str) -> None:
+    target = tmp_path / f"counter-{name}.png"
+    page.screenshot(path=str(target), full_page=True)
+    if os.environ.get("CARDSVC_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, DOCS_SCREENSHOTS / target.name)
+
+
+def _checked(page: Any, counter: Counter) -> None:
+    """Open the page, insert the card: shown live, checked, the holder shown."""
+    from playwright.sync_api import expect
+
+    page.goto(counter.url)
+    card = page.locator("#card-state")
+    expect(card).to_have_attribute("data-present", "false", timeout=WAIT_MS)
+    expect(page.locator("#link")).to_have_attribute("data-online", "true", timeout=WAIT_MS)
+    counter.insert()
+    expect(card).to_have_attribute("data-present", "true", timeout=LIVE_MS)
+    expect(page.locator("#verdict")).to_have_attribute("data-verdict", "genuine",
+                                                       timeout=WAIT_MS)  # fmt: skip
+    expect(page.locator("#id-name")).to_have_text("李四")
+    expect(page.locator("#id-citizen-id")).to_have_text("440524********0014")
+    expect(page.locator("#id-birth-date")).to_have_text("1880-01-01")
+    for step in ("read-document", "verify-document", "chip-authentication", "status"):
+        expect(page.locator(f'#steps li[data-step="{step}"]')).to_have_attribute(
+            "data-outcome", "passed")  # fmt: skip
+    expect(page.locator("#pin-tries")).to_have_text("3 tries left")
+
+
+def _pin(page: Any, pin: str = PIN) -> None:
+    from playwright.sync_api import expect
+
+    page.fill("#pin", pin)
+    page.click("#pin-button")
+    if pin == PIN:
+        expect(page.locator("#services")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#pin")).to_be_hidden()
+
+
+def test_collect_a_benefit_online_with_a_printable_receipt(
+    page: Any, counter: Counter, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    entitlement = counter.entitlement("2025-01")
+    _checked(page, counter)
+    _screenshot(page, tmp_path, "check")
+    _pin(page)
+    choice = page.locator('#entitlements input[type="radio"]')
+    expect(choice).to_have_count(1, timeout=WAIT_MS)
+    assert choice.get_attribute("data-id") == entitlement
+    page.click("#collect-button")
+    expect(page.locator("#confirm-text")).to_contain_text("3,500.00 yuan to 李四")
+    assert counter.issuer.accepted() == 0  # nothing before the clerk confirms
+    page.click("#confirm-button")
+
+    receipt = page.locator("#receipt")
+    expect(receipt).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#receipt-mode")).to_have_text("online")
+    expect(page.locator("#receipt-state")).to_have_text("accepted by the issuer")
+    expect(page.locator("#receipt-amount")).to_have_text("3,500.00 yuan")
+    expect(page.locator("#receipt-seq")).to_have_text("1")
+    expect(page.locator("#receipt-counter")).to_have_text("1")
+    expect(page.locator("#receipt-terminal")).to_have_text(counter.client_id)
+    expect(page.locator("#receipt-for")).to_contain_text(entitlement)
+    expect(page.locator("#pending")).to_have_attribute("data-count", "0")
+    # The card was reset after signing: another transaction needs the PIN again.
+    expect(page.locator("#pin-form")).to_be_visible()
+    _screenshot(page, tmp_path, "receipt")
+
+    # Printed, only the receipt shows.
+    page.emulate_media(media="print")
+    expect(receipt).to_be_visible()
+    expect(page.locator("#card-panel")).to_be_hidden()
+    expect(page.locator("#print-button")).to_be_hidden()
+    page.emulate_media(media="screen")
+
+    assert counter.issuer.accepted("benefit") == 1
+    assert counter.issuer.entitlement_state(entitlement) == "collected"
+    assert counter.journal_states() == ["accepted"]
+
+
+def test_a_card_pulled_mid_flow_is_shown_at_once_and_nothing_is_paid(
+    page: Any, counter: Counter, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    entitlement = counter.entitlement("2025-02")
+    page.goto(counter.url)
+    expect(page.locator("#link")).to_have_attribute("data-online", "true", timeout=WAIT_MS)
+    expect(page.locator("#card-state")).to_contain_text("insert a card", timeout=WAIT_MS)
+    _screenshot(page, tmp_path, "idle")
+
+    _checked(page, counter)
+    _pin(page)
+    expect(page.locator('#entitlements input[type="radio"]')).to_have_count(1, timeout=WAIT_MS)
+    page.click("#collect-button")
+    expect(page.locator("#confirm")).to_be_visible()
+
+    counter.pull()  # at the confirmation step, before the clerk confirms
+    expect(page.locator("#card-state")).to_have_attribute("data-present", "false",
+                                                          timeout=LIVE_MS)  # fmt: skip
+    message = page.locator("#message")
+    expect(message).to_contain_text("taken out", timeout=LIVE_MS)
+    expect(message).to_contain_text("Nothing was signed and nothing was paid")
+    expect(page.locator("#confirm")).to_be_hidden()
+    expect(page.locator("#identity")).to_be_hidden()
+
+    # Even a request sent anyway (a stale tab) is refused: there is no card to sign.
+    answer = page.evaluate(
+        """async (id) => {
+            const token = document.querySelector('meta[name="csrf-token"]').content;
+            const r = await fetch('/api/collect', {method: 'POST', headers: {
+                'Content-Type': 'application/json', 'X-CSRF-Token': token},
+                body: JSON.stringify({entitlement_id: id, amount_fen: 350000})});
+            return {status: r.status, body: await r.json()};
+        }""",
+        entitlement,
+    )
+    assert answer["status"] == 409, answer
+    assert counter.issuer.accepted() == 0
+    assert counter.issuer.entitlement_state(entitlement) == "open"
+    assert counter.journal_states() == []
+
+
+def test_offline_collection_is_synced_once_the_issuer_is_back(
+    page: Any, counter: Counter, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    entitlement = counter.entitlement("2025-03")
+    _checked(page, counter)  # online first: the page fetched its terminal certificate
+    counter.issuer.stop()
+    link = page.locator("#link")
+    expect(link).to_have_attribute("data-online", "false", timeout=WAIT_MS)
+    expect(page.locator("#offline-banner")).to_contain_text("Offline")
+
+    _pin(page)
+    # The issuer cannot list entitlements now: the clerk types the one from the letter.
+    expect(page.locator("#entitlements-note")).to_contain_text("cannot be reached",
+                                                               timeout=WAIT_MS)  # fmt: skip
+    page.fill("#entitlement-id", entitlement)
+    page.fill("#entitlement-amount", "3500")
+    page.click("#collect-button")
+    expect(page.locator("#confirm-text")).to_contain_text("3,500.00 yuan")
+    page.click("#confirm-button")
+    expect(page.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#receipt-mode")).to_have_text("offline")
+    expect(page.locator("#receipt-state")).to_contain_text("to be uploaded")
+    expect(page.locator("#pending")).to_have_attribute("data-count", "1", timeout=WAIT_MS)
+    expect(page.locator("#offline-banner")).to_contain_text("1 waiting")
+    _screenshot(page, tmp_path, "offline")
+    assert counter.issuer.accepted() == 0
+
+    counter.issuer.start()
+    expect(link).to_have_attribute("data-online", "true", timeout=WAIT_MS)
+    expect(page.locator("#pending")).to_have_attribute("data-count", "0", timeout=WAIT_MS)
+    expect(page.locator("#conflicts")).to_have_attribute("data-count", "0")
+    expect(page.locator("#offline-banner")).to_be_hidden()
+    assert counter.issuer.accepted("benefit") == 1
+    assert counter.issuer.entitlement_state(entitlement) == "collected"
+    assert counter.journal_states() == ["accepted"]
+
+
+def test_fee_payment_after_a_wrong_pin(page: Any, counter: Counter) -> None:
+    from playwright.sync_api import expect
+
+    _checked(page, counter)
+    _pin(page, "000000")
+    message = page.locator("#message")
+    expect(message).to_contain_text("The PIN was not right", timeout=WAIT_MS)
+    expect(message).to_contain_text("2 tries left")
+    expect(page.locator("#pin-tries")).to_have_text("2 tries left")
+    _pin(page)
+
+    page.click("#tab-pay")
+    page.fill("#fee-amount", "25.50")
+    page.fill("#fee-reference", "BILL-2025-0042")
+    page.click("#pay-button")
+    expect(page.locator("#confirm-text")).to_contain_text("25.50 yuan for bill BILL-2025-0042")
+    page.click("#confirm-button")
+    expect(page.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#receipt-kind")).to_have_text("Fee paid")
+    expect(page.locator("#receipt-amount")).to_have_text("25.50 yuan")
+    expect(page.locator("#receipt-mode")).to_have_text("online")
+    expect(page.locator("#receipt-state")).to_have_text("accepted by the issuer")
+    assert counter.issuer.accepted("fee") == 1
+
+
+def test_an_e_card_qr_code_is_verified_online_and_plainly_not_when_offline(
+    page: Any, counter: Counter
+) -> None:
+    from fastapi.testclient import TestClient
+    from playwright.sync_api import expect
+
+    from tests.issuer.ecard_helpers import Phone, activate, active_holder, mint
+
+    services = counter.issuer.services
+    client = TestClient(create_issuer_app(services.settings, services=services))
+    holder = active_holder(client, services, name="王小明")
+    phone = Phone()
+    ecard = activate(client, services, holder, phone)
+    minted = mint(client, services, ecard["ecard_id"], phone, purpose="identity")
+    assert minted.status_code == 200, minted.text
+    token = minted.json()["tokens"][0]["token"]
+
+    page.goto(counter.url)
+    expect(page.locator("#link")).to_have_attribute("data-online", "true", timeout=WAIT_MS)
+    result = page.locator("#qr-result")
+
+    def scan(text: str) -> None:  # a scanner types the text and ends with Enter
+        page.fill("#qr-text", "")
+        page.type("#qr-text", text)
+        page.press("#qr-text", "Enter")
+
+    scan(token)
+    expect(result).to_have_attribute("data-outcome", "valid", timeout=WAIT_MS)
+    expect(page.locator("#qr-message")).to_contain_text("VALID e-card for identity")
+    scan(token)  # one-time use: the same code again is refused
+    expect(result).to_have_attribute("data-outcome", "invalid", timeout=WAIT_MS)
+    expect(page.locator("#qr-message")).to_contain_text("already used")
+
+    second = mint(client, services, ecard["ecard_id"], phone, purpose="identity")
+    assert second.status_code == 200, second.text
+    counter.issuer.stop()
+    scan(second.json()["tokens"][0]["token"])
+    expect(result).to_have_attribute("data-outcome", "unverified", timeout=WAIT_MS)
+    expect(page.locator("#qr-message")).to_contain_text("NOT VERIFIED")
