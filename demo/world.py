@@ -25,7 +25,7 @@ from cardsvc.db.models import Card
 from cardsvc.ledger.errors import DuplicateEntitlementError
 from cardsvc.ledger.service import NewEntitlement
 from cardsvc.registry.errors import PersonNotFoundError
-from cardsvc.registry.lifecycle import CardState
+from cardsvc.registry.lifecycle import LIVE, CardState, OperatorAction
 from cardsvc.registry.persons import Enrolment
 from cardsvc.services import Services
 
@@ -34,7 +34,6 @@ CITIZEN_ID = "11010519491231002X"
 NAME = "王芳"
 PENSION_FEN = 350_000
 TERMINAL_NAME = "demo counter"
-LIVE = (CardState.PENDING_PERSONALIZATION, CardState.ACTIVE, CardState.SUSPENDED)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +67,16 @@ def ensure_world(
     elif fresh_card and card.state != CardState.PENDING_PERSONALIZATION:
         card = services.cards.reissue(
             card.card_number, reason="demo chip replaced", actor=ACTOR, now=now
+        )
+    elif card.state == CardState.SUSPENDED:
+        # Reported lost from the wallet on an earlier run (thing 3 to try): the demo
+        # starts with the card back in good standing, as a counter would resume it.
+        card = services.cards.change(
+            card.card_number,
+            OperatorAction.RESUME,
+            reason="demo restarted",
+            actor=ACTOR,
+            now=now,
         )
     period = f"{now:%Y-%m}"
     # Opened on an earlier run (and perhaps collected since) is as good.

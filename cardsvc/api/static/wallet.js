@@ -276,7 +276,8 @@
       // For a counter without a scanner: the same text, to copy into its QR field.
       ui.qrText.value = ui.qr.dataset.token;
       ui.qr.dataset.purpose = purpose;
-      dueAt = Date.now() + REFRESH * 1000;
+      // A purpose picked while this code was being fetched gets its own code at once.
+      dueAt = ui.purpose.value === purpose ? Date.now() + REFRESH * 1000 : 0;
       showCountdown(REFRESH);
       ui.qr.hidden = false;
       ui.qr.dataset.refreshes = String(Number(ui.qr.dataset.refreshes) + 1);
