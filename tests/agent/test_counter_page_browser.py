@@ -344,7 +344,8 @@ def test_collect_a_benefit_online_with_a_printable_receipt(
     expect(page.locator("#receipt-seq")).to_have_text("1")
     expect(page.locator("#receipt-counter")).to_have_text("1")
     expect(page.locator("#receipt-terminal")).to_have_text(counter.client_id)
-    expect(page.locator("#receipt-for")).to_contain_text(entitlement)
+    receipt_for = f"pension 2025-01, entitlement {entitlement}"
+    expect(page.locator("#receipt-for")).to_contain_text(receipt_for)
     expect(page.locator("#pending")).to_have_attribute("data-count", "0")
     # The card was reset after signing: another transaction needs the PIN again.
     expect(page.locator("#pin-form")).to_be_visible()

@@ -29,6 +29,7 @@
   let pending = null; // {path, body, text}: what the clerk is asked to confirm
   let tab = "collect";
   let entitlementsFor = null;
+  const entitlementNames = new Map();
   let listed = [];
 
   // -- helpers --------------------------------------------------------------------------
@@ -187,8 +188,10 @@
     if (!receipt) return;
     $("receipt-kind").textContent = receipt.kind === "benefit" ? "Benefit collected" : "Fee paid";
     $("receipt-amount").textContent = `${receipt.amount_yuan} yuan`;
+    const named = entitlementNames.get(receipt.entitlement);
     $("receipt-for").textContent = receipt.kind === "benefit"
-      ? `entitlement ${receipt.entitlement}` : `bill ${receipt.reference}`;
+      ? `${named ? named + ", " : ""}entitlement ${receipt.entitlement}`
+      : `bill ${receipt.reference}`;
     $("receipt-name").textContent = receipt.name;
     $("receipt-card").textContent = receipt.card_number;
     $("receipt-mode").textContent = receipt.mode;
@@ -213,6 +216,8 @@
     try {
       const answer = await call("GET", "/api/entitlements");
       listed = answer.items;
+      // Kept after collection (when the list no longer holds it) for the receipt.
+      for (const item of listed) entitlementNames.set(item.id, `${item.benefit} ${item.period}`);
       $("entitlements-note").textContent = listed.length
         ? "Open entitlements:" : "No open entitlements for this cardholder.";
       box.replaceChildren(...listed.map((item, index) => {
