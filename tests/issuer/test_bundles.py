@@ -46,6 +46,16 @@ def test_bundle_full_delta_and_restart(services: Services, settings: Any) -> Non
     delta = verify_bundle(delta_answer.text, root=root, now=now, leeway=leeway, previous=full)
     assert delta.version > full.version
     assert delta.base == full.version
+    # Holding the current version: nothing new, whatever ETag the verifier kept.
+    current = client.get(f"/v1/bundles/latest?since={delta.version}",
+                         headers={"If-None-Match": delta_answer.headers["etag"]})  # fmt: skip
+    assert current.status_code == 304, current.text
+    assert current.headers["bundle-version"] == str(delta.version)
+    assert client.get(f"/v1/bundles/latest?since={delta.version}").status_code == 304
+    # A version this issuer never published: the full bundle, not "not modified".
+    ahead = client.get(f"/v1/bundles/latest?since={delta.version + 100}")
+    assert ahead.status_code == 200
+    assert verify_bundle(ahead.text, root=root, now=now, leeway=leeway).base is None
 
     restarted = registry_services(settings)  # a new process: versions continue from the DB
     try:

@@ -44,7 +44,8 @@ async def latest(
 ) -> Response:
     """The trust list, status list shards and the issuer's signed time in one signed,
     versioned bundle. ``?since=N`` answers a delta (``base`` N) when version N is known,
-    else a full bundle; ``?shard=`` restricts it to the shards a partner uses."""
+    304 when N is the current version, else a full bundle; ``?shard=`` restricts it to the
+    shards a partner uses."""
     now = services.clock()
     interval = services.settings.status_sync_interval_seconds
 
@@ -61,6 +62,10 @@ async def latest(
         "Cache-Control": f"public, max-age={ttl}",
         "Bundle-Version": str(version),
     }
-    if etag in request.headers.get("if-none-match", ""):
+    # A verifier that already holds the current version gets nothing new, whichever ETag
+    # (a full bundle's or a delta's) it kept. A ``since`` above the current version is
+    # not 304: that verifier holds another issuer's history and needs the full bundle
+    # (whose lower version its rollback check then reports).
+    if since == version or etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return Response(content=body, media_type=BUNDLE_MEDIA_TYPE, headers=headers)
