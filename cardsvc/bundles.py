@@ -11,6 +11,14 @@ A delta ``since`` N holds the shards whose content changed since version N; an u
 N (or one not older than the current version) gets a full bundle, which a verifier
 accepts in place of a delta. The newer bundle's signature vouches for the shards a delta
 carries over, so only the bundle's own ``exp`` matters for their freshness.
+
+Entry-level deltas (``entries=True``, asked with ``?delta=entries``): a changed shard is
+sent as an entry patch (:mod:`cardsvc.core.statuspatch`) instead of its whole token when
+the patch is the smaller of the two. The patch is the diff of the shard's list as stored
+for version N (``verifier_bundle_shards``, revision 0010, addressed by content hash) and
+its list now. Without a stored list for N (a version minted before 0010) the shard goes
+whole. Patches are opt-in because a verifier that does not know ``status_patches``
+would ignore them and keep answering from the old list; only verifiers that ask get them.
 """
 
 from __future__ import annotations
@@ -22,18 +30,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import BigInteger, Engine, Text, select
+from sqlalchemy import BigInteger, Engine, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cardsvc.core.bundle import encode_bundle
 from cardsvc.core.keys import KeyPurpose, b64url_decode
+from cardsvc.core.statuslist import StatusList
+from cardsvc.core.statuspatch import make_patch
 from cardsvc.db.models import Base, UtcDateTime
 from cardsvc.keystore.service import KeyService
 from cardsvc.publication import Publication
 from cardsvc.registry.status import StatusLists
 
 _CACHE = 32
+_LISTS = 64  # decoded lists kept by content hash (a 2**20-entry shard is 256 KiB)
+_IN_CLAUSE = 500  # hashes per query when checking which lists are stored
 
 
 class VerifierBundleRow(Base):
@@ -44,6 +56,15 @@ class VerifierBundleRow(Base):
     version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
     contents: Mapped[str] = mapped_column(Text)  # {"trust": hash, "shards": {id: hash}}
+
+
+class VerifierBundleShardRow(Base):
+    """A shard's ``status_list`` claim as some bundle version held it (revision 0010)."""
+
+    __tablename__ = "verifier_bundle_shards"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status_list: Mapped[str] = mapped_column(Text)  # JSON {"bits": n, "lst": base64url}
 
 
 class TrustListSource(Protocol):
@@ -58,9 +79,17 @@ class BundlePublication:
     base: int | None
 
 
-def _claim_hash(token: str, name: str) -> str:
+def _claim_json(token: str, name: str) -> str:
     payload = json.loads(b64url_decode(token.split(".")[1]))
-    return hashlib.sha256(json.dumps(payload[name], sort_keys=True).encode()).hexdigest()[:32]
+    return json.dumps(payload[name], sort_keys=True)
+
+
+def _claim_hash(token: str, name: str) -> str:
+    return _content_hash(_claim_json(token, name))
+
+
+def _content_hash(claim_json: str) -> str:
+    return hashlib.sha256(claim_json.encode()).hexdigest()[:32]
 
 
 class BundleService:
@@ -84,7 +113,11 @@ class BundleService:
         self._lifetime = lifetime
         self._lock = threading.Lock()
         self._hashes: dict[str, str] = {}  # publication etag -> content hash
-        self._cache: dict[tuple[int, int | None, tuple[int, ...] | None], BundlePublication] = {}
+        self._cache: dict[
+            tuple[int, int | None, tuple[int, ...] | None, bool], BundlePublication
+        ] = {}
+        self._stored: set[str] = set()  # content hashes known to be in verifier_bundle_shards
+        self._lists: dict[str, StatusList] = {}  # content hash -> decoded list
 
     def _hash(self, publication: Publication, claim: str) -> str:
         found = self._hashes.get(publication.etag)
@@ -120,10 +153,78 @@ class BundleService:
             row = session.get(VerifierBundleRow, since)
             return None if row is None else dict(json.loads(row.contents)["shards"])
 
+    def _store_lists(self, publications: dict[int, Publication], hashes: dict[str, str]) -> None:
+        """Keep each current shard list under its content hash, for later entry deltas."""
+        missing = {h: i for i, h in ((int(i), h) for i, h in hashes.items())
+                   if h not in self._stored}  # fmt: skip
+        if not missing:
+            return
+        for _attempt in range(2):
+            with Session(self._engine) as session:
+                found: set[str] = set()
+                wanted = sorted(missing)
+                for start in range(0, len(wanted), _IN_CLAUSE):
+                    chunk = wanted[start : start + _IN_CLAUSE]
+                    found.update(
+                        session.scalars(
+                            select(VerifierBundleShardRow.hash).where(
+                                VerifierBundleShardRow.hash.in_(chunk)
+                            )
+                        )
+                    )
+                for h, shard in missing.items():
+                    if h not in found:
+                        claim = _claim_json(publications[shard].body, "status_list")
+                        session.add(VerifierBundleShardRow(hash=h, status_list=claim))
+                try:
+                    session.commit()
+                except IntegrityError:
+                    continue  # another process stored one of them: look again
+            if len(self._stored) > 1_000_000:
+                self._stored.clear()  # only a cache of what the table holds
+            self._stored.update(missing)
+            return
+
+    def _stored_list(self, content_hash: str) -> StatusList | None:
+        found = self._lists.get(content_hash)
+        if found is None:
+            with Session(self._engine) as session:
+                row = session.get(VerifierBundleShardRow, content_hash)
+            if row is None:
+                return None
+            found = StatusList.from_json_view(json.loads(row.status_list))
+            if len(self._lists) >= _LISTS:
+                self._lists.pop(next(iter(self._lists)))
+            self._lists[content_hash] = found
+        return found
+
+    def _patch(self, base_hash: str | None, publication: Publication) -> dict[str, str] | None:
+        """The entry patch from the list stored as ``base_hash`` to ``publication``'s list,
+        if one exists and is smaller than the whole token."""
+        old = self._stored_list(base_hash) if base_hash is not None else None
+        if old is None:
+            return None
+        new = StatusList.from_json_view(json.loads(_claim_json(publication.body, "status_list")))
+        if new.bits != old.bits or len(new) != len(old):
+            return None
+        patch = make_patch(old, new)
+        # "entries" + "sha256" and their JSON punctuation, against the token's quotes.
+        if len(patch["entries"]) + len(patch["sha256"]) + 26 >= len(publication.body) + 2:
+            return None
+        return patch
+
     def latest(
-        self, *, now: datetime, since: int | None = None, shards: list[int] | None = None
+        self,
+        *,
+        now: datetime,
+        since: int | None = None,
+        shards: list[int] | None = None,
+        entries: bool = False,
     ) -> BundlePublication:
-        """The current bundle: all shards or ``shards``; a delta when ``since`` is known."""
+        """The current bundle: all shards or ``shards``; a delta when ``since`` is known.
+
+        ``entries``: a delta may carry entry patches (see the module docstring).
+        """
         trust = self._trust_list.current(now=now)
         ids = self._status.shard_ids()
         publications = {i: self._status.publication(i, now=now) for i in ids}
@@ -131,19 +232,37 @@ class BundleService:
         contents = json.dumps(
             {"trust": self._hash(trust, "keys"), "shards": hashes}, sort_keys=True
         )
+        self._store_lists(publications, hashes)
         version, issued_at = self._version(contents, now)
         wanted = sorted(set(shards)) if shards is not None else ids
         base: int | None = None
+        previous: dict[str, str] = {}
         if since is not None and since < version:
-            previous = self._contents_since(since)
-            if previous is not None:
-                base = since
+            stored = self._contents_since(since)
+            if stored is not None:
+                base, previous = since, stored
                 wanted = [i for i in wanted if previous.get(str(i)) != hashes.get(str(i))]
-        key = (version, base, tuple(wanted) if shards is not None or base is not None else None)
+        entries = entries and base is not None
+        key = (
+            version,
+            base,
+            tuple(wanted) if shards is not None or base is not None else None,
+            entries,
+        )
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None:
             return cached
+        whole: dict[str, str] = {}
+        patches: dict[str, dict[str, str]] = {}
+        for i in wanted:
+            if i not in publications:
+                continue
+            patch = self._patch(previous.get(str(i)), publications[i]) if entries else None
+            if patch is None:
+                whole[self._status.uri(i)] = publications[i].body
+            else:
+                patches[self._status.uri(i)] = patch
         body = encode_bundle(
             issuer=self._issuer,
             version=version,
@@ -151,9 +270,8 @@ class BundleService:
             expires_at=issued_at + self._lifetime / 2,
             base=base,
             trust_list=trust.body,
-            status_lists={
-                self._status.uri(i): publications[i].body for i in wanted if i in publications
-            },
+            status_lists=whole,
+            status_patches=patches,
             signer=self._keys.signer(KeyPurpose.STATUS_LIST, now=now),
         )
         digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]

@@ -52,6 +52,7 @@ from cardsvc.core.statuslist import (
     encode_status_list_jwt,
     verify_status_list_token,
 )
+from cardsvc.core.statuspatch import Run, encode_entries, list_digest, make_patch
 from cardsvc.core.trustlist import TrustedKey, TrustList
 
 NOW = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
@@ -420,7 +421,13 @@ def device_bound_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
     }
 
 
-def bundle_token(version: int, *, base: int | None = None, signer: Any = None) -> str:
+def bundle_token(
+    version: int,
+    *,
+    base: int | None = None,
+    signer: Any = None,
+    patches: dict[str, dict[str, str]] | None = None,
+) -> str:
     return encode_bundle(
         issuer=ISSUER,
         version=version,
@@ -428,9 +435,29 @@ def bundle_token(version: int, *, base: int | None = None, signer: Any = None) -
         expires_at=NOW + timedelta(hours=1),
         base=base,
         trust_list=TRUST_LIST_TOKEN,
-        status_lists={f"{STATUS_BASE}/0": status_token()},
+        status_lists={} if patches else {f"{STATUS_BASE}/0": status_token()},
+        status_patches=patches,
         signer=signer or SIGNERS[KeyPurpose.STATUS_LIST],
     )
+
+
+def patched_status_list() -> StatusList:
+    """Shard 0 at version 2: 99 revoked, 4321 valid again, 200-203 suspended."""
+    lst = status_list()
+    lst.set(99, Status.INVALID)
+    lst.set(4321, Status.VALID)
+    for idx in range(200, 204):
+        lst.set(idx, Status.SUSPENDED)
+    return lst
+
+
+def _patch(runs: list[Run], *, shard: int = 0) -> dict[str, dict[str, str]]:
+    return {
+        f"{STATUS_BASE}/{shard}": {
+            "entries": b64url_encode(encode_entries(runs)),
+            "sha256": b64url_encode(list_digest(patched_status_list())),
+        }
+    }
 
 
 def bundle_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
@@ -458,6 +485,40 @@ def bundle_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
             "Signed by a key outside the trust list",
             bundle_token(1, signer=OUTSIDER),
             {},
+        ),
+        "valid-entry-delta": (
+            "A delta from version 1 carrying shard 0 as entry patches: 99 revoked, 4321 "
+            "valid again, 200-203 suspended; the result's SHA-256 is in the patch",
+            bundle_token(
+                2,
+                base=1,
+                patches={f"{STATUS_BASE}/0": make_patch(status_list(), patched_status_list())},
+            ),
+            {"previous": [full]},
+        ),
+        "patch-digest": (
+            "An entry patch whose result is not the list its sha256 names (4321 left out)",
+            bundle_token(
+                2,
+                base=1,
+                patches=_patch([Run(99, 1, Status.INVALID), Run(200, 4, Status.SUSPENDED)]),
+            ),
+            {"previous": [full]},
+        ),
+        "patch-index": (
+            "An entry patch whose last run reaches past the 131,072 entries of shard 0",
+            bundle_token(2, base=1, patches=_patch([Run(131_070, 3, Status.INVALID)])),
+            {"previous": [full]},
+        ),
+        "patch-status": (
+            "An entry patch setting status 5, which 2 bits cannot hold",
+            bundle_token(2, base=1, patches=_patch([Run(99, 1, 5)])),
+            {"previous": [full]},
+        ),
+        "patch-base": (
+            "An entry patch for shard 1, which the held bundle of version 1 does not have",
+            bundle_token(2, base=1, patches=_patch([Run(99, 1, Status.INVALID)], shard=1)),
+            {"previous": [full]},
         ),
     }
 
@@ -581,6 +642,11 @@ INTENT: dict[str, str] = {
     "bundle/truncated": "DecodeError",
     "bundle/rolled-back": "bundle-rollback",
     "bundle/foreign-key": "key-unknown",
+    "bundle/valid-entry-delta": "valid",
+    "bundle/patch-digest": "patch-digest",
+    "bundle/patch-index": "patch-index",
+    "bundle/patch-status": "patch-status",
+    "bundle/patch-base": "patch-base",
 }
 
 

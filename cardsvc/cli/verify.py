@@ -7,8 +7,11 @@ imports nothing of the issuer (no FastAPI, SQLAlchemy, pydantic): with
 (:mod:`cardsvc.cli.partner`), and fetches bundles with the standard library only.
 
 A bundle from an URL is fetched as a delta on the one held in ``--state``
-(``?since=<held version>``, ``If-None-Match`` with the ETag it came with); a 304 keeps
-the held bundle. A fetch that fails keeps the held bundle too, and says so on stderr.
+(``?since=<held version>&delta=entries``, ``If-None-Match`` with the ETag it came with):
+changed shards come as their changed entries when that is smaller. A 304 keeps the held
+bundle; a delta that does not apply (another base, an entry patch that does not rebuild
+the issuer's list) is followed by a full bundle. A fetch that fails keeps the held bundle
+too, and says so on stderr.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from cardsvc.core.bundle import BUNDLE_TYP, Bundle
+from cardsvc.core.bundle import BUNDLE_TYP, Bundle, StatusPatchError
 from cardsvc.core.credential import disclosed_claims
 from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.keys import VerifyingKey
@@ -114,12 +117,18 @@ class Fetched:
     note: str  # why nothing is new, for the operator
 
 
-def with_since(url: str, since: int | None) -> str:
-    """``url`` asking for a delta since version ``since`` (other query parameters kept)."""
+def with_since(url: str, since: int | None, *, entries: bool = False) -> str:
+    """``url`` asking for a delta since version ``since`` (other query parameters kept).
+
+    ``entries``: the delta may carry changed entries instead of whole shards
+    (``delta=entries``), which this verifier applies.
+    """
     parts = urllib.parse.urlsplit(url)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "since"]
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in ("since", "delta")]
     if since is not None:
         query.append(("since", str(since)))
+        if entries:
+            query.append(("delta", "entries"))
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
@@ -135,7 +144,7 @@ def fetch_bundle(url: str, *, since: int | None = None, etag: str | None = None)
     if etag:
         headers["If-None-Match"] = etag
     request = urllib.request.Request(  # noqa: S310 - callers pass only http(s) URLs
-        with_since(url, since), headers=headers
+        with_since(url, since, entries=True), headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
@@ -196,13 +205,16 @@ def _update(
     """Apply ``token``; a refused bundle is said on stderr and the held one kept.
 
     Returns the bundle in use, or the error of a delta that does not apply to the held
-    bundle (``bundle-base``: the caller may fetch a full one), or ``None``.
+    bundle (``bundle-base``, or an entry patch that does not rebuild the issuer's list:
+    the caller may fetch a full one), or ``None``.
     """
     try:
         return verifier.update(token, now=now)
     except CoreError as exc:
         typer.echo(f"bundle rejected: {exc.detail} ({_keeping(verifier)})", err=True)
-        if isinstance(exc, VerificationError) and exc.check == "bundle-base":
+        if isinstance(exc, StatusPatchError) or (
+            isinstance(exc, VerificationError) and exc.check == "bundle-base"
+        ):
             return exc
         return None
 
@@ -229,6 +241,8 @@ def _update_from_url(
             continue
         if bundle is not None:
             kind = "full" if bundle.base is None else f"delta from {bundle.base}"
+            if bundle.patched:
+                kind += f", {len(bundle.patched)} shards patched by entry"
             typer.echo(f"bundle version {bundle.version} ({kind}, {fetched.size} bytes)", err=True)
             _keep_etag(state, url, bundle.version, fetched.etag)
         return

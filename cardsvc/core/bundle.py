@@ -10,13 +10,23 @@ A bundle is a compact JWS (``typ`` ``verifier-bundle+jwt``, ES256) signed by a
       "exp": 1790086400,
       "base": null,                          # null: full bundle; N: delta since version N
       "trust_list": "<trustlist+jwt compact JWS>",
-      "status_lists": {"<shard uri>": "<statuslist+jwt compact JWS>", ...}
+      "status_lists": {"<shard uri>": "<statuslist+jwt compact JWS>", ...},
+      "status_patches": {"<shard uri>": {"entries": "...", "sha256": "..."}, ...}
     }
 
 A *full* bundle (``base`` null) holds every shard the partner asked for; a *delta*
 (``base`` N) holds only the shards that changed since version N and is applied onto the
 bundle of version N. The trust list is always included in full (it is small, and the
 bundle's own signing key is looked up in it).
+
+A delta carries a changed shard either whole (its signed token in ``status_lists``) or,
+when few of its entries changed, as an *entry patch* in the optional ``status_patches``
+(:mod:`cardsvc.core.statuspatch`): the changed entries and the SHA-256 of the list they
+produce. A patch is covered by the bundle's signature, not by a status list token: it
+applies only to the shard held at version N, and the rebuilt list must match the digest
+(``patch-digest``), so the result is exactly what the issuer held at the new version. A
+patched shard's :class:`StatusListToken` is synthesised with the bundle's ``iat``,
+``exp`` and ``kid``; it is as fresh as the bundle. A shard is in at most one of the two.
 
 :func:`verify_bundle` checks, in order: size and shape, the trust list against the pinned
 root key, the bundle signature with a ``status-list`` key from that trust list, the
@@ -45,14 +55,17 @@ from cardsvc.core.statuslist import (
     MAX_ENTRIES,
     MAX_JWT_SIZE,
     StatusListToken,
+    _b64url_encode,
     verify_status_list_token,
 )
+from cardsvc.core.statuspatch import StatusPatchError, apply_patch, list_digest, parse_patch
 from cardsvc.core.trustlist import TrustList
 
 __all__ = [
     "BUNDLE_TYP",
     "MAX_BUNDLE_SIZE",
     "Bundle",
+    "StatusPatchError",
     "encode_bundle",
     "verify_bundle",
 ]
@@ -72,7 +85,8 @@ class Bundle:
     """A verified bundle; after a delta, the previous bundle with the delta applied.
 
     ``base`` is the version the verified token was a delta from (``None`` for a full
-    bundle). ``status_lists`` maps shard URI to its verified Status List Token.
+    bundle). ``status_lists`` maps shard URI to its verified Status List Token; the URIs
+    in ``patched`` were rebuilt from the held list by this bundle's entry patches.
     """
 
     issuer: str
@@ -82,6 +96,7 @@ class Bundle:
     base: int | None
     trust_list: TrustList
     status_lists: dict[str, StatusListToken]
+    patched: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, object]:
         """A summary of what was verified (the ``expected.result`` of bundle vectors)."""
@@ -92,11 +107,13 @@ class Bundle:
             "exp": int(self.expires_at.timestamp()),
             "base": self.base,
             "trust_list_seq": self.trust_list.sequence,
+            "patched": sorted(self.patched),
             "status_lists": {
                 uri: {
                     "bits": token.status_list.bits,
                     "size": len(token.status_list),
                     "exp": int(token.exp.timestamp()),
+                    "sha256": _b64url_encode(list_digest(token.status_list)),
                 }
                 for uri, token in sorted(self.status_lists.items())
             },
@@ -113,13 +130,18 @@ def encode_bundle(
     trust_list: str,
     status_lists: Mapping[str, str],
     signer: Signer,
+    status_patches: Mapping[str, Mapping[str, str]] | None = None,
 ) -> str:
     """Sign a bundle with ``signer`` (a ``status-list`` key listed in ``trust_list``).
 
     ``trust_list`` is the root-signed trust list JWS; ``status_lists`` maps each shard URI
     to its Status List Token. ``base`` is ``None`` for a full bundle or the version a
-    delta is taken from (lower than ``version``). Times must be timezone-aware and are
-    truncated to whole seconds. Raises :class:`ValueError` for inconsistent arguments.
+    delta is taken from (lower than ``version``). ``status_patches`` (a delta only) maps
+    shard URIs not in ``status_lists`` to entry patches
+    (:func:`~cardsvc.core.statuspatch.make_patch`); without it the claim is left out, so
+    such a bundle is byte for byte what a verifier without patch support reads. Times
+    must be timezone-aware and are truncated to whole seconds. Raises :class:`ValueError`
+    for inconsistent arguments.
     """
     for name, value in (("issued_at", issued_at), ("expires_at", expires_at)):
         if not isinstance(value, datetime) or value.utcoffset() is None:
@@ -143,6 +165,13 @@ def encode_bundle(
         "trust_list": trust_list,
         "status_lists": dict(status_lists),
     }
+    if status_patches:
+        if base is None:
+            raise ValueError("status_patches need a base: a full bundle carries whole shards")
+        both = set(status_patches) & set(status_lists)
+        if both:
+            raise ValueError(f"shards both whole and patched: {sorted(both)}")
+        claims["status_patches"] = {uri: dict(patch) for uri, patch in status_patches.items()}
     return sign_jws({"typ": BUNDLE_TYP}, claims, signer)
 
 
@@ -188,6 +217,10 @@ def verify_bundle(
     - ``bundle-rollback``: the version, signed time or trust list sequence is older than
       ``previous``'s, or the version is reused with another signed time;
     - ``bundle-base``: a delta whose base is not ``previous.version`` (fetch a full one);
+    - :class:`~cardsvc.core.statuspatch.StatusPatchError` for an entry patch:
+      ``patch-base`` (the held bundle has no such shard), ``patch-index`` (out of range),
+      ``patch-status`` (does not fit the list's bits), ``patch-digest`` (the rebuilt list
+      is not the issuer's);
     - any check of :func:`verify_status_list_token` for a shard (``sub`` when a token is
       filed under another shard URI).
 
@@ -208,7 +241,8 @@ def verify_bundle(
             raise VerificationError("key-unknown", "bundle header has no kid")
         return trust_list.find(kid, KeyPurpose.STATUS_LIST, now=now).key
 
-    claims = verify_jws(token, typ=BUNDLE_TYP, key_for=status_list_key, max_size=max_size).claims
+    verified = verify_jws(token, typ=BUNDLE_TYP, key_for=status_list_key, max_size=max_size)
+    claims = verified.claims
     if claims.get("trust_list") != trust_list_jws:  # pragma: no cover - same bytes, signed
         raise VerificationError("claims", "trust_list changed between parses")
     issuer = claims.get("iss")
@@ -225,6 +259,15 @@ def verify_bundle(
         isinstance(uri, str) and uri and isinstance(jws, str) for uri, jws in shards.items()
     ):
         raise VerificationError("claims", "status_lists must map shard URIs to JWS strings")
+    patches = claims.get("status_patches", {})
+    if not isinstance(patches, dict) or not all(isinstance(uri, str) and uri for uri in patches):
+        raise VerificationError("claims", "status_patches must map shard URIs to patches")
+    if patches and base is None:
+        raise VerificationError("claims", "a full bundle cannot carry status_patches")
+    if set(patches) & set(shards):
+        raise VerificationError("claims", "a shard is both in status_lists and status_patches")
+    # Parsed before anything else is decompressed: a malformed patch is a DecodeError.
+    parsed = {uri: parse_patch(patch) for uri, patch in patches.items()}
     check_times(claims, now=now, leeway=leeway)
     issued_at = datetime.fromtimestamp(claims["iat"], UTC)
     expires_at = datetime.fromtimestamp(claims["exp"], UTC)
@@ -258,6 +301,25 @@ def verify_bundle(
                 f"delta from version {base} cannot apply to {have}; fetch a full bundle",
             )
         status_lists = {**previous.status_lists, **fresh}
+        kid = verified.header.get("kid")
+        for uri, (runs, digest) in parsed.items():
+            held = previous.status_lists.get(uri)
+            if held is None:
+                raise StatusPatchError(
+                    "patch-base",
+                    f"the held bundle (version {previous.version}) has no such shard; "
+                    "fetch a full bundle",
+                    uri=uri,
+                )
+            # Vouched for by this bundle's signature: its times, its key.
+            status_lists[uri] = StatusListToken(
+                sub=uri,
+                iat=issued_at,
+                exp=expires_at,
+                ttl=held.ttl,
+                status_list=apply_patch(held.status_list, runs, digest, uri=uri),
+                kid=kid if isinstance(kid, str) else None,
+            )
     return Bundle(
         issuer=issuer,
         version=version,
@@ -266,6 +328,7 @@ def verify_bundle(
         base=base,
         trust_list=trust_list,
         status_lists=status_lists,
+        patched=frozenset(parsed),
     )
 
 

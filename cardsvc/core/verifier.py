@@ -34,7 +34,17 @@ is kept, on disk too. :attr:`OfflineVerifier.delta_base` says which version to a
 from (``?since=``); after ``max_deltas`` deltas it asks for a full bundle again, so the
 kept chain stays short. A shard a delta carries over (unchanged since its base) is vouched
 for by the delta's signature: it stays fresh until the newest bundle's ``exp``, not only
-until the older shard token's own ``exp``.
+until the older shard token's own ``exp``. A shard a delta *patches* entry by entry
+(:mod:`cardsvc.core.statuspatch`) is rebuilt from the held list, checked against the
+issuer's digest, and is as fresh as that delta; a patch for a shard not held, out of
+range, with a status the list cannot hold, or whose result differs from the issuer's list
+raises :class:`~cardsvc.core.statuspatch.StatusPatchError` and the held bundle is kept.
+
+Persistence across restarts: the state file keeps the chain of accepted bundle tokens
+(the last full one and the deltas after it), not the patched lists. At start the chain is
+re-verified against the pinned root and the patches are applied again, each checked
+against its digest, so the file needs no integrity of its own and a patched list is never
+trusted from disk. Entry deltas are small, so this costs little; ``max_deltas`` bounds it.
 
 Replay memory: the ``jti`` of each accepted ``SSC1:`` token and the (e-card, slot,
 counter) of each accepted ``SSC2:`` code are remembered until the code expires, and with
@@ -170,9 +180,11 @@ def _fresh_until(
 ) -> dict[str, datetime]:
     """Until when each shard of ``bundle`` counts as fresh.
 
-    A shard the token carries: its own ``exp``. A shard a delta carries over: the delta's
-    signature says it is unchanged since the base (the issuer leaves unchanged shards out),
-    so it is fresh until the bundle's ``exp`` even when the older shard token ran out.
+    A shard the token carries whole: its own ``exp``. A shard a delta patches: the
+    bundle's ``exp`` (the patch is vouched for by the bundle's signature alone). A shard a
+    delta carries over: the delta's signature says it is unchanged since the base (the
+    issuer leaves unchanged shards out), so it is fresh until the bundle's ``exp`` even
+    when the older shard token ran out.
     """
     if bundle.base is None:
         return {uri: shard.exp for uri, shard in bundle.status_lists.items()}
@@ -180,6 +192,8 @@ def _fresh_until(
     return {
         uri: shard.exp
         if uri in sent
+        else bundle.expires_at
+        if uri in bundle.patched
         else max(shard.exp, previous.get(uri, shard.exp), bundle.expires_at)
         for uri, shard in bundle.status_lists.items()
     }

@@ -146,12 +146,20 @@ def test_device_bound_vector_results_match_their_schema() -> None:
 def test_bundle_claims_match_their_schema() -> None:
     check = validator("verifier-bundle")
     valid = list(valid_outputs("bundle"))
-    assert len(valid) == 2
+    assert len(valid) == 3
     for vector in valid:
         check.validate(jws_claims(vector["input"]))
         for held in vector.get("previous", []):
             check.validate(jws_claims(held))
     assert not check.is_valid({**jws_claims(valid[0]["input"]), "base": "full"})
+    (patched,) = (v for v in valid if "status_patches" in jws_claims(v["input"]))
+    claims = jws_claims(patched["input"])
+    assert not check.is_valid({**claims, "base": None}), "patches only in a delta"
+    (patch,) = claims["status_patches"].values()
+    for bad in ({**patch, "sha256": patch["sha256"][:-1]}, {**patch, "extra": 1},
+                {"entries": patch["entries"]}, {**patch, "entries": "AA=="}):  # fmt: skip
+        bad_claims = {**claims, "status_patches": {"https://issuer.test/x/0": bad}}
+        assert not check.is_valid(bad_claims), bad
 
 
 def test_every_bundle_failure_names_its_reason() -> None:
@@ -166,10 +174,18 @@ def test_every_bundle_failure_names_its_reason() -> None:
         "truncated": "DecodeError",
         "rolled-back": "bundle-rollback",
         "foreign-key": "key-unknown",
+        "patch-digest": "patch-digest",
+        "patch-index": "patch-index",
+        "patch-status": "patch-status",
+        "patch-base": "patch-base",
     }
 
 
-@pytest.mark.parametrize("name", ["tampered", "truncated", "rolled-back", "foreign-key"])
+@pytest.mark.parametrize(
+    "name",
+    ["tampered", "truncated", "rolled-back", "foreign-key", "patch-digest", "patch-index",
+     "patch-status", "patch-base"],
+)  # fmt: skip
 def test_an_offline_verifier_keeps_its_bundle_when_offered_a_bad_one(name: str) -> None:
     from datetime import UTC, datetime
 

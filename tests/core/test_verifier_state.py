@@ -11,9 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cardsvc.core.keys import KeyPurpose
+from cardsvc.core.bundle import StatusPatchError, encode_bundle
+from cardsvc.core.errors import VerificationError
+from cardsvc.core.keys import KeyPurpose, b64url_encode
 from cardsvc.core.qrtoken import Purpose
 from cardsvc.core.statuslist import Status, StatusList, encode_status_list_jwt
+from cardsvc.core.statuspatch import Run, encode_entries, list_digest, make_patch
 from cardsvc.core.verifier import REPLAY_FILE, STATE_FILE, OfflineVerifier, Outcome, Verdict
 from tests.core import test_devicebound as db
 from tests.core.conftest import NOW, Issuer
@@ -217,3 +220,95 @@ def test_a_shard_carried_over_by_a_delta_is_fresh_until_the_delta_expires(
     at = NOW + timedelta(hours=5)
     stale = full.verify(token(1, GOOD, at), purpose=Purpose.TRANSPORT, now=at)
     assert (stale.outcome, stale.reason) == (Outcome.STATUS_UNKNOWN, "status-stale")
+
+
+# -- entry-level deltas ---------------------------------------------------------------------
+
+
+def _patched(
+    issuer: Issuer, held: OfflineVerifier, changes: dict[int, int], *, version: int = 2,
+    base: int = 1, iat: timedelta = timedelta(minutes=1), exp: timedelta = timedelta(days=2),
+    patch: dict[str, str] | None = None,
+) -> str:  # fmt: skip
+    """A delta from ``base`` that patches shard 0 of the held bundle with ``changes``."""
+    assert held.bundle is not None
+    old = held.bundle.status_lists[f"{BASE}/0"].status_list
+    new = StatusList(bytearray(old.to_bytes()), old.bits, len(old))
+    for idx, status in changes.items():
+        new.set(idx, status)
+    return encode_bundle(
+        issuer="https://issuer.test", version=version, issued_at=NOW + iat,
+        expires_at=NOW + iat + exp, base=base, trust_list=issuer.trust_list.sign(issuer.root),
+        status_lists={}, status_patches={f"{BASE}/0": patch or make_patch(old, new)},
+        signer=issuer.signer(KeyPurpose.STATUS_LIST),
+    )  # fmt: skip
+
+
+def test_an_entry_delta_is_applied_kept_and_replayed_at_start(
+    issuer: Issuer, tmp_path: Path
+) -> None:
+    v = first_start(issuer, tmp_path)
+    assert scan(v, qr(issuer)).valid
+    merged = v.update(_patched(issuer, v, {GOOD: Status.INVALID}), now=AT)
+    assert merged.patched == frozenset({f"{BASE}/0"}) and v.delta_base == 2
+    verdict = scan(v, qr(issuer))
+    assert (verdict.outcome, verdict.reason, verdict.bundle_version) == (
+        Outcome.INVALID, "revoked", 2)  # fmt: skip
+    # The state keeps the chain of tokens, not the patched list: a restart re-verifies
+    # the full bundle and the delta and applies the patch again, digest checked.
+    chain = json.loads((tmp_path / STATE_FILE).read_text())["chain"]
+    assert len(chain) == 2 and "status_patches" not in json.dumps(chain[0])
+    again = restart(issuer, tmp_path)
+    assert again.bundle is not None and again.bundle.version == 2
+    assert again.bundle.status_lists[f"{BASE}/0"].status_list.get(GOOD) == Status.INVALID
+    assert scan(again, qr(issuer)).reason == "revoked"
+
+
+def test_a_patched_shard_is_as_fresh_as_its_delta(issuer: Issuer, tmp_path: Path) -> None:
+    v = first_start(issuer, tmp_path)  # shard 0's own token lives two days
+    later = NOW + timedelta(days=3)
+    delta = _patched(issuer, v, {GOOD: Status.VALID}, iat=timedelta(days=3) - timedelta(
+        seconds=5), exp=timedelta(hours=1))  # fmt: skip
+    v.update(delta, now=later)
+
+    def token(at: datetime) -> str:
+        return qr(issuer, issued_at=at, expires_at=at + timedelta(minutes=1))
+
+    assert scan(v, token(later), later).valid  # the old token ran out; the patch is newer
+    at = later + timedelta(hours=2)  # past the delta's exp
+    stale = v.verify(token(at), purpose=Purpose.TRANSPORT, now=at)
+    assert (stale.outcome, stale.reason) == (Outcome.STATUS_UNKNOWN, "stale-bundle")
+
+
+@pytest.mark.parametrize(
+    ("entries", "check"),
+    [
+        (encode_entries([Run(1024, 1, 1)]), "patch-index"),
+        (encode_entries([Run(GOOD, 1, 7)]), "patch-status"),
+        (encode_entries([Run(GOOD + 1, 1, 1)]), "patch-digest"),
+    ],
+)
+def test_a_refused_patch_keeps_the_held_bundle_on_disk_too(
+    issuer: Issuer, tmp_path: Path, entries: bytes, check: str
+) -> None:
+    v = first_start(issuer, tmp_path)
+    assert v.bundle is not None
+    old = v.bundle.status_lists[f"{BASE}/0"].status_list
+    wanted = StatusList(bytearray(old.to_bytes()), old.bits, len(old))
+    wanted.set(GOOD, Status.INVALID)
+    patch = {"entries": b64url_encode(entries), "sha256": b64url_encode(list_digest(wanted))}
+    state = (tmp_path / STATE_FILE).read_bytes()
+    with pytest.raises(StatusPatchError) as info:
+        v.update(_patched(issuer, v, {}, patch=patch), now=AT)
+    assert info.value.check == check and info.value.uri == f"{BASE}/0"
+    assert v.bundle.version == 1 and (tmp_path / STATE_FILE).read_bytes() == state
+    assert scan(v, qr(issuer)).valid  # still answering from the good list
+    assert restart(issuer, tmp_path).bundle.version == 1  # type: ignore[union-attr]
+
+
+def test_a_patch_for_a_version_not_held_is_refused(issuer: Issuer, tmp_path: Path) -> None:
+    v = first_start(issuer, tmp_path)
+    with pytest.raises(VerificationError) as info:
+        v.update(_patched(issuer, v, {GOOD: 1}, version=3, base=2), now=AT)
+    assert info.value.check == "bundle-base"
+    assert v.bundle is not None and v.bundle.version == 1

@@ -232,8 +232,8 @@ def test_updates_are_deltas_and_304s_against_a_live_issuer(
     assert second.exit_code == 0, (second.stdout, second.stderr)
     assert "bundle unchanged (304 not modified)" in second.stderr
     asked = issuer.bundle_requests[-1]
-    assert asked == {"query": f"since={version}", "if_none_match": etag, "status": 304,
-                     "bytes": 0}  # fmt: skip
+    assert asked == {"query": f"since={version}&delta=entries", "if_none_match": etag,
+                     "status": 304, "bytes": 0}  # fmt: skip
 
     # The holder reports the card lost: the next update is a delta from the held version.
     path = f"/v1/ecards/{ecard['ecard_id']}/loss-report"
@@ -243,12 +243,19 @@ def test_updates_are_deltas_and_304s_against_a_live_issuer(
     assert third.exit_code == 1, (third.stdout, third.stderr)
     assert json.loads(third.stdout)["reason"] == "suspended"
     asked = issuer.bundle_requests[-1]
-    assert (asked["query"], asked["status"]) == (f"since={version}", 200)
+    assert (asked["query"], asked["status"]) == (f"since={version}&delta=entries", 200)
     chain = json.loads((state / STATE_FILE).read_text())["chain"]
     assert [claims(e["token"])["base"] for e in chain] == [None, version]
-    assert f"(delta from {version}," in third.stderr
+    # One entry changed: the delta carries that entry, not the shard's whole token.
+    delta = claims(chain[1]["token"])
+    assert delta["status_lists"] == {} and len(delta["status_patches"]) == 1
+    ((uri, patch),) = delta["status_patches"].items()
+    whole = claims(chain[0]["token"])["status_lists"][uri]
+    assert len(json.dumps(patch)) < len(whole) // 4
+    assert f"(delta from {version}, 1 shards patched by entry," in third.stderr
     kept = OfflineVerifier(services.keys.root_key(), state_dir=state)
     assert kept.bundle is not None and kept.bundle.base == version
+    assert kept.bundle.patched == frozenset(delta["status_patches"])
 
     # Nothing new after the delta; and the first code, shown again after all these
     # restarts of the command, is a replay.
@@ -256,7 +263,7 @@ def test_updates_are_deltas_and_304s_against_a_live_issuer(
     assert fourth.exit_code == 1
     assert json.loads(fourth.stdout)["reason"] == "replayed"
     assert "bundle unchanged" in fourth.stderr
-    assert issuer.bundle_requests[-1]["query"] == f"since={kept.bundle.version}"
+    assert issuer.bundle_requests[-1]["query"] == f"since={kept.bundle.version}&delta=entries"
 
 
 def test_a_partner_install_fetches_over_http_with_urllib(

@@ -6,7 +6,7 @@ partner that verifies offline must be able to fetch it through any cache or CDN.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -41,18 +41,28 @@ async def latest(
     shard: Annotated[
         list[int] | None, Query(description="Only these shards (repeat); default all")
     ] = None,
+    delta: Annotated[
+        Literal["shards", "entries"],
+        Query(
+            description="With since: 'entries' lets the delta carry a changed shard as its "
+            "changed entries (status_patches) when that is smaller than the whole token; "
+            "'shards' (default, what verifiers without patch support need) sends it whole"
+        ),
+    ] = "shards",
 ) -> Response:
     """The trust list, status list shards and the issuer's signed time in one signed,
     versioned bundle. ``?since=N`` answers a delta (``base`` N) when version N is known,
     304 when N is the current version, else a full bundle; ``?shard=`` restricts it to the
-    shards a partner uses."""
+    shards a partner uses; ``&delta=entries`` asks for entry patches in a delta."""
     now = services.clock()
     interval = services.settings.status_sync_interval_seconds
 
     def build() -> tuple[str, str, int]:
         services.cards.sweep(now=now)
         services.status.sync_due(interval)
-        published = services.bundles.latest(now=now, since=since, shards=shard)
+        published = services.bundles.latest(
+            now=now, since=since, shards=shard, entries=delta == "entries"
+        )
         return published.body, published.etag, published.version
 
     body, etag, version = await run_in_threadpool(build)
