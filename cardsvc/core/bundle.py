@@ -49,13 +49,12 @@ from typing import Any, Final
 
 from cardsvc.core.errors import DecodeError, InputTooLargeError, VerificationError, shown
 from cardsvc.core.jws import check_times, strict_json_object, verify_jws
-from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_decode
+from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_decode, b64url_encode
 from cardsvc.core.signing import Signer, sign_jws
 from cardsvc.core.statuslist import (
     MAX_ENTRIES,
     MAX_JWT_SIZE,
     StatusListToken,
-    _b64url_encode,
     verify_status_list_token,
 )
 from cardsvc.core.statuspatch import StatusPatchError, apply_patch, list_digest, parse_patch
@@ -113,7 +112,7 @@ class Bundle:
                     "bits": token.status_list.bits,
                     "size": len(token.status_list),
                     "exp": int(token.exp.timestamp()),
-                    "sha256": _b64url_encode(list_digest(token.status_list)),
+                    "sha256": b64url_encode(list_digest(token.status_list)),
                 }
                 for uri, token in sorted(self.status_lists.items())
             },

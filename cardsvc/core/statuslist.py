@@ -45,7 +45,7 @@ from cardsvc.core.errors import (
 )
 from cardsvc.core.errors import shown as _show
 from cardsvc.core.jws import check_times, verify_jws
-from cardsvc.core.keys import KeyPurpose, VerifyingKey
+from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
 from cardsvc.core.signing import Signer, sign_jws
 from cardsvc.core.trustlist import TrustList
 
@@ -123,8 +123,9 @@ def _check_max_entries(max_entries: int) -> None:
         raise ValueError(f"max_entries must be a non-negative int, not {_show(max_entries)}")
 
 
-def _b64url_decode(text: str, *, format_name: str, what: str) -> bytes:
-    """Decode unpadded base64url, refusing anything a strict encoder would not produce."""
+def canonical_b64url_decode(text: str, *, format_name: str, what: str) -> bytes:
+    """Decode unpadded base64url, refusing anything a strict encoder would not produce
+    (signed formats must have one encoding: keys.b64url_decode is laxer)."""
     if not _B64URL_RE.fullmatch(text):
         raise DecodeError(format_name, f"{what} is not unpadded base64url")
     rest = len(text) % 4
@@ -138,10 +139,6 @@ def _b64url_decode(text: str, *, format_name: str, what: str) -> bytes:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:  # pragma: no cover - prevalidated above
         raise DecodeError(format_name, f"{what} is not base64url: {exc}") from None
-
-
-def _b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _check_aggregation_uri(obj: Mapping[Any, Any]) -> str | None:
@@ -279,7 +276,7 @@ class StatusList:
         text_limit = (_max_compressed(_max_bytes(max_entries, bits)) * 4 + 2) // 3
         if len(lst) > text_limit:
             raise InputTooLargeError(_FORMAT, len(lst), text_limit)
-        compressed = _b64url_decode(lst, format_name=_FORMAT, what="lst")
+        compressed = canonical_b64url_decode(lst, format_name=_FORMAT, what="lst")
         return cls.from_compressed(
             compressed,
             bits,
@@ -396,7 +393,7 @@ class StatusList:
 
     def to_json_view(self) -> dict[str, Any]:
         """The JSON form: ``{"bits": n, "lst": "<base64url>"}`` (plus ``aggregation_uri``)."""
-        view: dict[str, Any] = {"bits": self._bits, "lst": _b64url_encode(self.compressed())}
+        view: dict[str, Any] = {"bits": self._bits, "lst": b64url_encode(self.compressed())}
         if self.aggregation_uri is not None:
             view["aggregation_uri"] = self.aggregation_uri
         return view

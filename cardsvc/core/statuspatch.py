@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cardsvc.core.errors import DecodeError, VerificationError, shown
-from cardsvc.core.statuslist import StatusList, _b64url_decode, _b64url_encode
+from cardsvc.core.keys import b64url_encode
+from cardsvc.core.statuslist import StatusList, canonical_b64url_decode
 
 __all__ = [
     "PATCH_MEMBERS",
@@ -163,8 +164,8 @@ def diff_lists(old: StatusList, new: StatusList) -> list[Run]:
 def make_patch(old: StatusList, new: StatusList) -> dict[str, str]:
     """The patch object that turns ``old`` into ``new``, with ``new``'s digest."""
     return {
-        "entries": _b64url_encode(encode_entries(diff_lists(old, new))),
-        "sha256": _b64url_encode(list_digest(new)),
+        "entries": b64url_encode(encode_entries(diff_lists(old, new))),
+        "sha256": b64url_encode(list_digest(new)),
     }
 
 
@@ -214,10 +215,11 @@ def parse_patch(obj: object) -> tuple[list[Run], bytes]:
     digest: Any = obj["sha256"]
     if not isinstance(entries, str) or not isinstance(digest, str):
         raise DecodeError(_FORMAT, "entries and sha256 must be base64url strings")
-    raw_digest = _b64url_decode(digest, format_name=_FORMAT, what="sha256")
+    raw_digest = canonical_b64url_decode(digest, format_name=_FORMAT, what="sha256")
     if len(raw_digest) != 32:
         raise DecodeError(_FORMAT, f"sha256 must be 32 bytes, not {len(raw_digest)}")
-    return decode_entries(_b64url_decode(entries, format_name=_FORMAT, what="entries")), raw_digest
+    raw_entries = canonical_b64url_decode(entries, format_name=_FORMAT, what="entries")
+    return decode_entries(raw_entries), raw_digest
 
 
 def apply_patch(held: StatusList, runs: list[Run], digest: bytes, *, uri: str) -> StatusList:
