@@ -5,6 +5,11 @@ current window of ``window`` seconds, given ``limit``? ``None`` means yes; other
 seconds until the window ends (the ``Retry-After``). Redis counts with ``INCR`` and sets
 ``EXPIRE`` on the first request of a window, so every node shares one count; the
 in-process store serves a single process.
+
+The verify hot path counts on the event loop (:meth:`RateLimiter.hit_async`) and hands
+over the token's one-time use to record only if the request is admitted; Redis does both
+in one script, so a verify costs one round trip. A Redis that does not answer raises
+:class:`~cardsvc.redisstore.SharedStoreUnavailableError` (503), never an admission.
 """
 
 from __future__ import annotations
@@ -13,17 +18,72 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-from redis import Redis
+from redis.commands.core import AsyncScript
+
+from cardsvc.redisstore import RedisStore, unavailable_as_503
+from cardsvc.replay import OneTimeUse, RedisReplayCache
 
 WINDOW_SECONDS = 60
+
+# Count, and record the one-time key only if the count is within the limit: atomic, so
+# a refused request never consumes a token and two nodes never both admit one use.
+# KEYS[1] the counter, KEYS[2] (optional) the one-time key;
+# ARGV[1] the limit, ARGV[2] the counter's ttl, ARGV[3] the one-time key's ttl.
+# Returns {admitted, first use}.
+_HIT_THEN_USE = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if count > tonumber(ARGV[1]) then return {0, 0} end
+if #KEYS < 2 then return {1, 0} end
+local first = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3])
+if first then return {1, 1} end
+return {1, 0}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """One counted request: refused (``retry_after`` seconds) or admitted.
+
+    ``first_use`` answers the one-time use handed to :meth:`RateLimiter.hit_async`;
+    ``None`` when there was none or the request was refused (nothing was recorded).
+    """
+
+    retry_after: int | None = None
+    first_use: bool | None = None
 
 
 class RateLimiter(Protocol):
     def hit(self, key: str, *, limit: int, window: int = WINDOW_SECONDS) -> int | None:
         """Count one request; ``None`` if within ``limit``, else seconds to wait."""
         ...
+
+    def known_refusal(self, key: str, *, limit: int, window: int = WINDOW_SECONDS) -> int | None:
+        """Seconds to wait if ``key`` is known, without a round trip, to be over ``limit``
+        in this window (a hit could only be refused), else ``None``.
+
+        Counting it would change nothing: a window's count only grows, and once over the
+        limit every later request in the window is refused.
+        """
+        ...
+
+    async def hit_async(
+        self,
+        key: str,
+        *,
+        limit: int,
+        window: int = WINDOW_SECONDS,
+        then_use: OneTimeUse | None = None,
+    ) -> Admission:
+        """Count one request on the event loop, then, only if admitted, record ``then_use``."""
+        ...
+
+
+def _retry_after(now: float, slot: int, window: int) -> int:
+    return max(1, math.ceil((slot + 1) * window - now))
 
 
 class MemoryRateLimiter:
@@ -46,38 +106,117 @@ class MemoryRateLimiter:
             self._counts[(key, slot)] = count
         if count <= limit:
             return None
-        return max(1, math.ceil((slot + 1) * window - now))
+        return _retry_after(now, slot, window)
+
+    def known_refusal(self, key: str, *, limit: int, window: int = WINDOW_SECONDS) -> int | None:
+        now = self._clock()
+        slot = int(now // window)
+        if self._counts.get((key, slot), 0) <= limit:
+            return None
+        return _retry_after(now, slot, window)
+
+    async def hit_async(
+        self,
+        key: str,
+        *,
+        limit: int,
+        window: int = WINDOW_SECONDS,
+        then_use: OneTimeUse | None = None,
+    ) -> Admission:
+        retry_after = self.hit(key, limit=limit, window=window)  # no I/O: answered directly
+        if retry_after is not None:
+            return Admission(retry_after=retry_after)
+        return Admission(first_use=None if then_use is None else await then_use.record())
 
 
 class RedisRateLimiter:
-    """Shared fixed windows: ``INCR`` then ``EXPIRE`` on the first hit, in one pipeline."""
+    """Shared fixed windows: ``INCR`` then ``EXPIRE`` on the first hit, atomically.
+
+    Remembers, per process and window, the callers it saw refused, so a caller over its
+    limit is refused again without a round trip (see :meth:`known_refusal`).
+    """
 
     def __init__(
         self,
-        client: Redis,
+        store: RedisStore,
         *,
         prefix: str = "cardsvc:rate:",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._client = client
+        self.store = store
         self._prefix = prefix
         self._clock = clock
+        self._refused: tuple[int, set[str]] = (-1, set())  # (window slot, keys refused in it)
+        self._script: AsyncScript | None = None
+
+    def _remember_refused(self, key: str, slot: int) -> None:
+        current, keys = self._refused
+        if current != slot:
+            keys = set()
+            self._refused = (slot, keys)
+        keys.add(key)
+
+    def known_refusal(self, key: str, *, limit: int, window: int = WINDOW_SECONDS) -> int | None:
+        now = self._clock()
+        slot = int(now // window)
+        current, keys = self._refused
+        if current != slot or key not in keys:
+            return None
+        return _retry_after(now, slot, window)
 
     def hit(self, key: str, *, limit: int, window: int = WINDOW_SECONDS) -> int | None:
         now = self._clock()
         slot = int(now // window)
         name = f"{self._prefix}{key}:{slot}"
-        pipe = self._client.pipeline(transaction=True)
-        pipe.incr(name)
-        pipe.expire(name, window + 1, nx=True)
-        count = int(pipe.execute()[0])
+        with unavailable_as_503():
+            pipe = self.store.blocking.pipeline(transaction=True)
+            pipe.incr(name)
+            pipe.expire(name, window + 1, nx=True)
+            count = int(pipe.execute()[0])
         if count <= limit:
             return None
-        return max(1, math.ceil((slot + 1) * window - now))
+        self._remember_refused(key, slot)
+        return _retry_after(now, slot, window)
+
+    async def hit_async(
+        self,
+        key: str,
+        *,
+        limit: int,
+        window: int = WINDOW_SECONDS,
+        then_use: OneTimeUse | None = None,
+    ) -> Admission:
+        known = self.known_refusal(key, limit=limit, window=window)
+        if known is not None:
+            return Admission(retry_after=known)
+        now = self._clock()
+        slot = int(now // window)
+        keys = [f"{self._prefix}{key}:{slot}"]
+        together = False
+        if then_use is not None:
+            cache = then_use.cache
+            if isinstance(cache, RedisReplayCache) and cache.store is self.store:
+                keys.append(cache.redis_key(then_use.key))
+                together = True
+        client = self.store.client()
+        script = self._script
+        if script is None or script.registered_client is not client:
+            script = self._script = client.register_script(_HIT_THEN_USE)
+        ttl = then_use.ttl_seconds if then_use is not None else 0
+        with unavailable_as_503():
+            admitted, first = await script(keys=keys, args=[limit, window + 1, ttl])
+        if not admitted:
+            self._remember_refused(key, slot)
+            return Admission(retry_after=_retry_after(now, slot, window))
+        if then_use is None:
+            return Admission()
+        if together:
+            return Admission(first_use=bool(first))
+        # A one-time store elsewhere (another server, in-process): recorded after the
+        # count, so a refused request still never consumes it.
+        return Admission(first_use=await then_use.record())
 
 
-def make_rate_limiter(redis_url: str | None) -> RateLimiter:
+def make_rate_limiter(redis: RedisStore | None) -> RateLimiter:
     """Redis when configured (shared by every node), the in-process store otherwise."""
-    if redis_url:
-        return RedisRateLimiter(Redis.from_url(redis_url, socket_timeout=2))
-    return MemoryRateLimiter()
+    return RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()

@@ -23,6 +23,7 @@ from cardsvc.ledger.service import LedgerService
 from cardsvc.publication import Publication as Publication
 from cardsvc.publication import etag_of as etag_of
 from cardsvc.ratelimit import RateLimiter, make_rate_limiter
+from cardsvc.redisstore import RedisStore
 from cardsvc.registry.cards import CardPolicy, CardService
 from cardsvc.registry.persons import PersonService
 from cardsvc.registry.status import StatusLists
@@ -125,8 +126,10 @@ class Services:
             ),
             issuer=settings.issuer,
         )
-        self.replay = make_replay_cache(settings.redis_url)
-        self.rate_limiter = make_rate_limiter(settings.redis_url)
+        # One Redis for both: the verify path counts and records a jti in one script.
+        redis = RedisStore(settings.redis_url) if settings.redis_url else None
+        self.replay = make_replay_cache(redis)
+        self.rate_limiter = make_rate_limiter(redis)
         self.clients = ClientService(
             self.engine, self.keys, self.replay, issuer=settings.issuer, leeway=self.leeway
         )

@@ -21,8 +21,9 @@ from cardsvc.audit import log as audit
 from cardsvc.auth.models import ClientRow, PartnerRow
 from cardsvc.auth.tokens import Principal
 from cardsvc.errors import CardsvcError
-from cardsvc.ratelimit import RateLimiter
+from cardsvc.ratelimit import Admission, RateLimiter
 from cardsvc.registry.db import write_session
+from cardsvc.replay import OneTimeUse
 
 #: Every purpose a QR token can be minted for; a partner is allowed a subset.
 PURPOSES = frozenset({"identity", "benefit", "medical", "fee", "transport", "tourism", "culture"})
@@ -136,16 +137,52 @@ class RateLimitedError(CardsvcError):
         self.fields = {"limit_per_minute": limit, "retry_after": retry_after}
 
 
-def admit_verify(principal: Principal, purpose: str, limiter: RateLimiter) -> None:
-    """Let ``principal`` verify one token for ``purpose``, or raise why not.
+def _rate_key(principal: Principal) -> str:
+    return f"verify:{principal.subject}"
 
-    Counts the request against the caller's rate limit first (refused requests count
-    too), then checks the purpose is one it may verify. Callers without a policy in
-    their token (terminals, operators) pass.
-    """
+
+def refuse_if_over_limit(principal: Principal, limiter: RateLimiter) -> None:
+    """Refuse (429), before any work and without a round trip, a partner this process
+    already saw over its rate limit in the current window."""
     if principal.rate_limit is not None:
-        retry_after = limiter.hit(f"verify:{principal.subject}", limit=principal.rate_limit)
+        retry_after = limiter.known_refusal(_rate_key(principal), limit=principal.rate_limit)
         if retry_after is not None:
             raise RateLimitedError(principal.rate_limit, retry_after)
+
+
+def require_purpose(principal: Principal, purpose: str) -> None:
+    """Refuse (403) a purpose ``principal`` may not verify; callers without a policy in
+    their token (terminals, operators) may verify any."""
     if principal.purposes is not None and purpose not in principal.purposes:
         raise PurposeForbiddenError(purpose, principal.purposes)
+
+
+async def _count(
+    principal: Principal, limiter: RateLimiter, then_use: OneTimeUse | None
+) -> Admission:
+    if principal.rate_limit is None:  # nothing to count: record the use directly
+        return Admission(first_use=None if then_use is None else await then_use.record())
+    admission = await limiter.hit_async(
+        _rate_key(principal), limit=principal.rate_limit, then_use=then_use
+    )
+    if admission.retry_after is not None:
+        raise RateLimitedError(principal.rate_limit, admission.retry_after)
+    return admission
+
+
+async def count_verify(principal: Principal, limiter: RateLimiter) -> None:
+    """Count one verify request against ``principal``'s rate limit, or raise 429.
+
+    For a request refused for another reason: refused requests count too, and the 429
+    comes first, as if counted before anything else was checked.
+    """
+    await _count(principal, limiter, None)
+
+
+async def count_verify_then_use(
+    principal: Principal, limiter: RateLimiter, use: OneTimeUse
+) -> bool:
+    """Count one verify request (or raise 429) and, only if admitted, record ``use``:
+    whether it was the first. On Redis both go in one round trip."""
+    first_use = (await _count(principal, limiter, use)).first_use
+    return bool(first_use)

@@ -60,7 +60,7 @@ from cardsvc.registry.errors import CardNotFoundError, PersonNotFoundError
 from cardsvc.registry.lifecycle import CardState
 from cardsvc.registry.status import StatusLists
 from cardsvc.registry.transitions import MAX_ACTOR_LENGTH
-from cardsvc.replay import ReplayCache
+from cardsvc.replay import OneTimeUse, ReplayCache
 
 #: What the chip signs for INTERNAL AUTHENTICATE (docs/card-protocol.md).
 CHIP_AUTH_CONTEXT = b"cardsvc-chip-auth-v1\x00"
@@ -680,8 +680,25 @@ class ECardService:
 
         Checks: size, prefix, format, trust-list key and purpose, signature, claims,
         validity window (``QR_LEEWAY``), purpose, the card's and the e-card's live status
-        (in memory), then one-time use of ``jti``.
+        (in memory), then one-time use of ``jti`` (blocking; the verify route records it
+        on the event loop: :meth:`check`, then :meth:`one_time_use`).
         """
+        token = self.check(text, purpose=purpose, trust_list=trust_list, now=now)
+        use = self.one_time_use(token, now=now)
+        if not use.cache.first_use(use.key, ttl_seconds=use.ttl_seconds):
+            raise replayed()
+        return token
+
+    def one_time_use(self, token: QrToken, *, now: datetime) -> OneTimeUse:
+        """The record of ``token``'s ``jti``, kept until it could no longer be accepted."""
+        ttl = max(1, int(token.expires_at.timestamp() - now.timestamp() + 2 * QR_LEEWAY.seconds))
+        return OneTimeUse(self._replay, "qr:" + token.jti_text, ttl)
+
+    def check(
+        self, text: object, *, purpose: Purpose, trust_list: TrustList, now: datetime
+    ) -> QrToken:
+        """Every check of :meth:`verify` but one-time use, which it leaves to the caller
+        (and so consumes nothing)."""
         if not isinstance(text, str):
             raise TokenRejectedError("format", "the token must be text")
         if len(text) > MAX_QR_TEXT:
@@ -712,9 +729,6 @@ class ECardService:
         if ecard_status is not Status.VALID:
             check = "ecard-suspended" if ecard_status is Status.SUSPENDED else "ecard-revoked"
             raise TokenRejectedError(check, f"the e-card is {ecard_status.name.lower()}")
-        ttl = max(1, int(token.expires_at.timestamp() - now.timestamp() + 2 * QR_LEEWAY.seconds))
-        if not self._replay.first_use("qr:" + token.jti_text, ttl_seconds=ttl):
-            raise TokenRejectedError("replayed", "this token was already used")
         return token
 
     def cached_trust_list(self) -> TrustList | None:
@@ -727,6 +741,11 @@ class ECardService:
             return False
         self._trust_checked = tick
         return True
+
+
+def replayed() -> TokenRejectedError:
+    """The refusal of a token whose ``jti`` was already used."""
+    return TokenRejectedError("replayed", "this token was already used")
 
 
 class _IndexTakenError(Exception):

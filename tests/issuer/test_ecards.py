@@ -395,7 +395,7 @@ def _trust(services: Services) -> Any:
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def replay_store(request: pytest.FixtureRequest, services: Services) -> str:
     if request.param == "redis":
-        redis, prefix = request.getfixturevalue("redis_client")
+        redis, prefix = request.getfixturevalue("redis_store")
         store = RedisReplayCache(redis, prefix=prefix)
         services.replay = store
         services.ecards._replay = store

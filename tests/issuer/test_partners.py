@@ -154,11 +154,11 @@ def test_partner_without_a_stored_policy_may_verify_nothing(services: Services) 
     assert answer.json()["allowed_purposes"] == []
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def limiter_services(request: pytest.FixtureRequest, services: Services) -> Services:
     if request.param == "redis":
-        redis, prefix = request.getfixturevalue("redis_client")
-        services.rate_limiter = RedisRateLimiter(redis, prefix=prefix)  # type: ignore[arg-type]
+        store, prefix = request.getfixturevalue("redis_store")
+        services.rate_limiter = RedisRateLimiter(store, prefix=prefix)
     else:
         services.rate_limiter = MemoryRateLimiter()
     return services
@@ -182,20 +182,24 @@ def test_rate_limit_per_partner(limiter_services: Services, fast_verify: bool) -
     assert other.status_code != 429  # the limit is per partner
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def test_window_resets(request: pytest.FixtureRequest, backend: str) -> None:
     now = [1000.0]
     limiter: MemoryRateLimiter | RedisRateLimiter
     if backend == "redis":
-        redis, prefix = request.getfixturevalue("redis_client")
-        limiter = RedisRateLimiter(redis, prefix=prefix, clock=lambda: now[0])
+        store, prefix = request.getfixturevalue("redis_store")
+        limiter = RedisRateLimiter(store, prefix=prefix, clock=lambda: now[0])
     else:
         limiter = MemoryRateLimiter(clock=lambda: now[0])
     assert limiter.hit("a", limit=2) is None
     assert limiter.hit("a", limit=2) is None
+    assert limiter.known_refusal("a", limit=2) is None
     assert limiter.hit("a", limit=2) == 20  # window 960..1020
+    assert limiter.known_refusal("a", limit=2) == 20  # refused again without counting
     assert limiter.hit("b", limit=2) is None
+    assert limiter.known_refusal("b", limit=2) is None
     now[0] = 1020.0
+    assert limiter.known_refusal("a", limit=2) is None
     assert limiter.hit("a", limit=2) is None
 
 

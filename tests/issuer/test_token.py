@@ -231,14 +231,16 @@ def test_replay_is_refused_across_nodes_sharing_redis(
     settings: Settings, services: Services, redis_client: tuple[object, str]
 ) -> None:
     from cardsvc.auth.clients import ClientService, OAuthError
+    from cardsvc.redisstore import RedisStore
     from cardsvc.replay import RedisReplayCache
+    from tests.conftest import REDIS_URL
 
-    redis, prefix = redis_client
-    nodes = [
+    _, prefix = redis_client
+    nodes = [  # two processes: each its own clients of the one server
         ClientService(
             services.engine,
             services.keys,
-            RedisReplayCache(redis, prefix=prefix),  # type: ignore[arg-type]
+            RedisReplayCache(RedisStore(REDIS_URL), prefix=prefix),
             issuer=settings.issuer,
             leeway=timedelta(seconds=30),
         )

@@ -15,7 +15,12 @@ from starlette.concurrency import run_in_threadpool
 from cardsvc.api.deps import ServicesDep
 from cardsvc.api.schemas import AUTH, problems
 from cardsvc.api.security import require
-from cardsvc.auth.partners import PurposeForbiddenError, admit_verify
+from cardsvc.auth.partners import (
+    count_verify,
+    count_verify_then_use,
+    refuse_if_over_limit,
+    require_purpose,
+)
 from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import Principal
 from cardsvc.core.errors import CoreError
@@ -25,7 +30,8 @@ from cardsvc.core.statuslist import Status
 from cardsvc.core.trustlist import TrustList
 from cardsvc.ecards.errors import ActivationError, ECardInactiveError
 from cardsvc.ecards.render import render
-from cardsvc.ecards.service import Activation, ECardView
+from cardsvc.ecards.service import Activation, ECardView, replayed
+from cardsvc.errors import CardsvcError
 from cardsvc.registry.lifecycle import OperatorAction
 from cardsvc.services import Services
 
@@ -387,19 +393,35 @@ async def verify_online(
 ) -> dict[str, Any]:
     """The online verify behind both the route and the ASGI fast path (one behaviour):
     the disclosed claims of a valid token, or a :class:`TokenRejectedError`. A partner
-    is held to its rate limit and its purposes (429, 403) before any work."""
-    admit_verify(principal, purpose_name, services.rate_limiter)
+    is held to its rate limit and its purposes (429, 403).
+
+    Every check that needs no shared state runs first; then one step counts the request
+    against the partner's rate limit and, only if it is admitted and the token passed
+    every check, records the token's ``jti`` (on Redis: one round trip, on the event
+    loop). So a refused request, or a token failing any check, never consumes its
+    ``jti``; a refused request still counts, and a 429 wins over any other refusal. A
+    partner already over its limit is refused before any work.
+    """
+    limiter = services.rate_limiter
+    refuse_if_over_limit(principal, limiter)
     now = services.clock()
-    interval = services.settings.status_sync_interval_seconds
-    tick = time.monotonic()
-    if tick - services.ecards.last_status_sync >= max(interval, 0.05):
-        services.ecards.last_status_sync = tick
-        await run_in_threadpool(services.status.sync_due, interval)
-    trust = _trust_list(services, now)
-    purpose = Purpose[purpose_name.upper()]
-    token_ = services.ecards.verify(token, purpose=purpose, trust_list=trust, now=now)
-    if principal.purposes is not None and token_.purpose.name.lower() not in principal.purposes:
-        raise PurposeForbiddenError(token_.purpose.name.lower(), principal.purposes)
+    try:
+        require_purpose(principal, purpose_name)
+        interval = services.settings.status_sync_interval_seconds
+        tick = time.monotonic()
+        if tick - services.ecards.last_status_sync >= max(interval, 0.05):
+            services.ecards.last_status_sync = tick
+            await run_in_threadpool(services.status.sync_due, interval)
+        trust = _trust_list(services, now)
+        purpose = Purpose[purpose_name.upper()]
+        token_ = services.ecards.check(token, purpose=purpose, trust_list=trust, now=now)
+        require_purpose(principal, token_.purpose.name.lower())
+    except CardsvcError:
+        await count_verify(principal, limiter)
+        raise
+    use = services.ecards.one_time_use(token_, now=now)
+    if not await count_verify_then_use(principal, limiter, use):
+        raise replayed()
     base = services.settings.issuer.rstrip("/") + "/v1/status-lists"
     return token_.to_json(status_base_uri=base)
 
