@@ -108,6 +108,7 @@ _SHORT_BSTR_HEADS: Final = tuple(
 # {1: -7} and {1: -7, 4: kid} in deterministic CBOR, as sign1 writes them.
 _PROTECTED_ES256: Final = b"\xa1\x01\x26"
 _PROTECTED_ES256_KID: Final = b"\xa2\x01\x26\x04"
+_SIGN1_TAG_HEAD: Final = b"\xd2"  # tag 18
 # Header parameters nest little; this keeps hostile nesting far from the C stack limit.
 _MAX_DEPTH = 16
 
@@ -246,12 +247,25 @@ def sign1(
     """
     if signer.alg != "ES256":
         raise ValueError(f"COSE_Sign1 here is ES256 only, not {signer.alg}")
+    # Written out directly, as the Sig_structure is: the same bytes as cbor2's canonical
+    # encoding ({1: -7, 4: kid}, then the array), without a generic encoder per token.
     protected_bytes = _PROTECTED_ES256
     if kid is not None:
-        protected_bytes = cbor2.dumps({HEADER_ALG: ALG_ES256, HEADER_KID: kid}, canonical=True)
+        protected_bytes = _PROTECTED_ES256_KID + _bstr_head(len(kid)) + kid
     signature = signer.sign(_sig_structure(protected_bytes, external_aad, payload))
-    message = [protected_bytes, {}, payload, signature]
-    return cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, message) if tagged else message)
+    return b"".join(
+        (
+            _SIGN1_TAG_HEAD if tagged else b"",
+            b"\x84",  # array of four
+            _bstr_head(len(protected_bytes)),
+            protected_bytes,
+            b"\xa0",  # empty unprotected map
+            _bstr_head(len(payload)),
+            payload,
+            _bstr_head(len(signature)),
+            signature,
+        )
+    )
 
 
 def decode_cbor(data: bytes, *, what: str) -> object:

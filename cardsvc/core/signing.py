@@ -6,6 +6,7 @@ leaves the device) and a file key are used the same way.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,8 +44,9 @@ class LocalSigner:
         if not isinstance(self.private_key.curve, ec.SECP256R1):
             raise ValueError(f"ES256 needs a P-256 key, not {self.private_key.curve.name}")
 
-    @property
+    @functools.cached_property
     def kid(self) -> str:
+        # The RFC 7638 thumbprint costs ~14 us, and minting asks for it with every token.
         return self.verifying_key().kid
 
     def verifying_key(self) -> VerifyingKey:

@@ -973,3 +973,27 @@ def test_plain_split_reads_every_head_form(width: int | None) -> None:
         assert _split_plain(b"\xd2" + body, 1) == (protected, {}, payload, signature)
         assert _split_plain(body + b"\x00", 0) is None
         assert _split_plain(body[:-1], 0) is None
+
+
+_SIGNER = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+
+
+@given(
+    payload=st.binary(max_size=400),
+    kid=st.none() | st.binary(max_size=40),
+    aad=st.binary(max_size=30),
+    tagged=st.booleans(),
+)
+def test_sign1_writes_cbor2s_canonical_bytes_and_verifies(
+    payload: bytes, kid: bytes | None, aad: bytes, tagged: bool
+) -> None:
+    encoded = cose.sign1(payload, _SIGNER, kid=kid, external_aad=aad, tagged=tagged)
+    header = {cose.HEADER_ALG: cose.ALG_ES256} | ({} if kid is None else {cose.HEADER_KID: kid})
+    protected = cbor2.dumps(header, canonical=True)
+    signature = cbor2.loads(encoded)
+    signature = (signature.value if tagged else signature)[3]
+    message = [protected, {}, payload, signature]
+    assert encoded == cbor2.dumps(cbor2.CBORTag(18, message) if tagged else message)
+    msg = decode_sign1(encoded)
+    key = _SIGNER.private_key.public_key()
+    assert verify_sign1(msg, key, external_aad=aad) == payload
