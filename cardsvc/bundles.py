@@ -19,19 +19,28 @@ for version N (``verifier_bundle_shards``, revision 0010, addressed by content h
 its list now. Without a stored list for N (a version minted before 0010) the shard goes
 whole. Patches are opt-in because a verifier that does not know ``status_patches``
 would ignore them and keep answering from the old list; only verifiers that ask get them.
+
+Retention (:meth:`BundleService.prune`): versions issued before a retention window are
+deleted, except the newest, which always stays so version numbers keep growing; then
+the stored lists no remaining version names. A verifier whose version was pruned asks
+``since`` an unknown version and gets a full bundle, as above. Pruning races nothing a
+request relies on: a delta is built from the contents read for N in one query, and a
+list missing when its patch is built sends the shard whole (a list still cached in
+memory is the same content, addressed by its hash).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, Engine, String, Text, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import BigInteger, Delete, Engine, String, Text, delete, func, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cardsvc.core.bundle import encode_bundle
@@ -41,11 +50,19 @@ from cardsvc.core.statuspatch import make_patch
 from cardsvc.db.models import Base, UtcDateTime
 from cardsvc.keystore.service import KeyService
 from cardsvc.publication import Publication
+from cardsvc.registry.db import write_session
 from cardsvc.registry.status import StatusLists
+
+log = logging.getLogger(__name__)
+
+#: Serving prunes at most this often per process (:meth:`BundleService.prune_due`).
+PRUNE_INTERVAL = timedelta(hours=1)
 
 _CACHE = 32
 _LISTS = 64  # decoded lists kept by content hash (a 2**20-entry shard is 256 KiB)
 _IN_CLAUSE = 500  # hashes per query when checking which lists are stored
+_PRUNE_BATCH = 500  # versions or stored lists deleted per transaction
+_MARK_PAGE = 100  # versions read per query when collecting the lists still named
 
 
 class VerifierBundleRow(Base):
@@ -65,6 +82,18 @@ class VerifierBundleShardRow(Base):
 
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     status_list: Mapped[str] = mapped_column(Text)  # JSON {"bits": n, "lst": base64url}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PruneResult:
+    """What one :meth:`BundleService.prune` deleted, and what remains."""
+
+    versions_removed: int
+    lists_removed: int
+    versions_kept: int
+    lists_kept: int
+    #: The oldest version still answered with a delta (``None``: no version yet).
+    oldest_kept: int | None
 
 
 class TrustListSource(Protocol):
@@ -118,6 +147,8 @@ class BundleService:
         ] = {}
         self._stored: set[str] = set()  # content hashes known to be in verifier_bundle_shards
         self._lists: dict[str, StatusList] = {}  # content hash -> decoded list
+        self._prune_lock = threading.Lock()
+        self._last_prune: datetime | None = None
 
     def _hash(self, publication: Publication, claim: str) -> str:
         found = self._hashes.get(publication.etag)
@@ -283,3 +314,132 @@ class BundleService:
                 self._cache.clear()
             self._cache[key] = published
         return published
+
+    # -- retention ------------------------------------------------------------------------
+
+    def prune(self, *, now: datetime, keep: timedelta) -> PruneResult:
+        """Delete the versions issued before ``now - keep`` (never the newest), then the
+        stored lists no remaining version names.
+
+        Bounded batches, one transaction each; idempotent, and safe beside serving and
+        beside another prune (any process). Interrupted, it leaves nothing a request
+        relies on, and the next run finishes the work: lists are found unnamed by a full
+        pass over the remaining versions, not by what this run deleted.
+        """
+        cutoff = now - keep
+        with Session(self._engine) as session:
+            newest = session.scalar(select(func.max(VerifierBundleRow.version)))
+        versions_removed = 0
+        while newest is not None:
+            with write_session(self._engine) as session:
+                doomed = session.scalars(
+                    select(VerifierBundleRow.version)
+                    .where(VerifierBundleRow.version < newest)
+                    .where(VerifierBundleRow.issued_at < cutoff)
+                    .order_by(VerifierBundleRow.version)
+                    .limit(_PRUNE_BATCH)
+                ).all()
+                if doomed:
+                    versions_removed += _deleted(
+                        session,
+                        delete(VerifierBundleRow).where(VerifierBundleRow.version.in_(doomed)),
+                    )
+            if len(doomed) < _PRUNE_BATCH:
+                break
+
+        named: set[str] = set()
+        marked, versions_kept, oldest_kept = self._name_lists(-1, named)
+        lists_removed = lists_kept = 0
+        after = ""
+        while True:
+            with Session(self._engine) as session:
+                page = session.scalars(
+                    select(VerifierBundleShardRow.hash)
+                    .where(VerifierBundleShardRow.hash > after)
+                    .order_by(VerifierBundleShardRow.hash)
+                    .limit(_PRUNE_BATCH)
+                ).all()
+            if not page:
+                break
+            after = page[-1]
+            # Versions minted since the pass began name lists stored meanwhile.
+            marked, minted, _ = self._name_lists(marked, named)
+            versions_kept += minted
+            unnamed = [h for h in page if h not in named]
+            if unnamed:
+                with write_session(self._engine) as session:
+                    lists_removed += _deleted(
+                        session,
+                        delete(VerifierBundleShardRow).where(
+                            VerifierBundleShardRow.hash.in_(unnamed)
+                        ),
+                    )
+                self._stored.difference_update(unnamed)
+            lists_kept += len(page) - len(unnamed)
+            if len(page) < _PRUNE_BATCH:
+                break
+        result = PruneResult(
+            versions_removed=versions_removed,
+            lists_removed=lists_removed,
+            versions_kept=versions_kept,
+            lists_kept=lists_kept,
+            oldest_kept=oldest_kept,
+        )
+        if versions_removed or lists_removed:
+            log.info(
+                "pruned %d bundle version(s) issued before %s and %d stored shard list(s); "
+                "kept %d version(s) from %s and %d list(s)",
+                versions_removed, cutoff.isoformat(), lists_removed,
+                versions_kept, oldest_kept, lists_kept,
+            )  # fmt: skip
+        return result
+
+    def prune_due(self, *, now: datetime, keep: timedelta) -> PruneResult | None:
+        """:meth:`prune`, if :data:`PRUNE_INTERVAL` has passed (by ``now``) since this
+        service last pruned; ``None`` when not due, when a prune is running in this
+        process already, or when it failed (logged: housekeeping never fails a request).
+        """
+        if not self._prune_lock.acquire(blocking=False):
+            return None
+        try:
+            last = self._last_prune
+            if last is not None and last <= now < last + PRUNE_INTERVAL:
+                return None
+            self._last_prune = now
+            try:
+                return self.prune(now=now, keep=keep)
+            except SQLAlchemyError:
+                log.exception("pruning bundle versions failed; next try in %s", PRUNE_INTERVAL)
+                return None
+        finally:
+            self._prune_lock.release()
+
+    def _name_lists(self, after: int, named: set[str]) -> tuple[int, int, int | None]:
+        """Add the list hashes of the versions above ``after`` to ``named``.
+
+        Returns the highest version read (``after`` if none), how many were read and the
+        lowest one (``None`` if none).
+        """
+        count = 0
+        lowest: int | None = None
+        while True:
+            with Session(self._engine) as session:
+                rows = session.execute(
+                    select(VerifierBundleRow.version, VerifierBundleRow.contents)
+                    .where(VerifierBundleRow.version > after)
+                    .order_by(VerifierBundleRow.version)
+                    .limit(_MARK_PAGE)
+                ).all()
+            for version, contents in rows:
+                named.update(json.loads(contents)["shards"].values())
+                lowest = version if lowest is None else lowest
+                after = version
+            count += len(rows)
+            if len(rows) < _MARK_PAGE:
+                return after, count, lowest
+
+
+def _deleted(session: Session, statement: Delete) -> int:
+    """Run a DELETE; the rows it removed (another prune may have taken some first)."""
+    result: Any = session.execute(statement)
+    return int(result.rowcount)

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     status_list_lifetime_hours: int = Field(
         default=24, ge=1, le=24 * 30, description="exp - iat of a served status list"
     )
+    bundle_retention_hours: int = Field(
+        default=24 * 7,
+        ge=1,
+        le=24 * 366,
+        description="Verifier bundle versions (and stored shard lists) kept for deltas; a "
+        "verifier holding an older version gets a full bundle. The newest is always kept",
+    )
     status_sync_interval_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from cardsvc.cli import batch, verify
+from cardsvc.cli import batch, bundles, verify
 from cardsvc.cli.audit import app as audit_app
 from cardsvc.cli.clients import app as clients_app
 from cardsvc.cli.entitlements import app as entitlements_app
@@ -39,6 +39,7 @@ app.add_typer(batch.lifecycle_app, name="lifecycle")
 app.add_typer(clients_app, name="clients")
 app.add_typer(audit_app, name="audit")
 app.add_typer(entitlements_app, name="entitlements")
+app.add_typer(bundles.app, name="bundles")
 app.command("verify", cls=verify.VerifyCommand)(verify.verify)
 
 

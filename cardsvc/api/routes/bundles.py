@@ -6,6 +6,7 @@ partner that verifies offline must be able to fetch it through any cache or CDN.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -56,6 +57,7 @@ async def latest(
     shards a partner uses; ``&delta=entries`` asks for entry patches in a delta."""
     now = services.clock()
     interval = services.settings.status_sync_interval_seconds
+    retention = timedelta(hours=services.settings.bundle_retention_hours)
 
     def build() -> tuple[str, str, int]:
         services.cards.sweep(now=now)
@@ -63,6 +65,9 @@ async def latest(
         published = services.bundles.latest(
             now=now, since=since, shards=shard, entries=delta == "entries"
         )
+        # Retention, at most hourly per process; after serving, so the version just
+        # minted is the newest the prune keeps.
+        services.bundles.prune_due(now=now, keep=retention)
         return published.body, published.etag, published.version
 
     body, etag, version = await run_in_threadpool(build)
