@@ -67,8 +67,10 @@ def test_card_pulled_mid_session(emulated_card: CardFactory) -> None:
 def test_hung_card_gives_a_timeout_and_then_works(emulated_card: CardFactory) -> None:
     card = emulated_card(0)
     personalized(card, World())
-    with pcsc.connect(card.reader, timeout=1.0) as connection:
+    # Connect and select with room to spare (a loaded CI machine), then the 1 s deadline.
+    with pcsc.connect(card.reader, timeout=10.0) as connection:
         session = SscSession(connection)
+        connection.timeout = 1.0
         card.vpcd.faults = Faults(hang_after=card.vpcd.apdu_count)
         with pytest.raises(errors.ReaderTimeoutError) as raised:
             session.read_document()
