@@ -8,8 +8,10 @@ verifiers pin it from here. Only ES256 over P-256 exists today; SM2 would be a s
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from cardsvc.core.errors import DecodeError, VerificationError
+
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 ES256 = "ES256"
 _P256_COORD = 32
@@ -53,6 +58,26 @@ def b64url_decode(text: str, *, what: str = "base64url") -> bytes:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except ValueError as exc:
         raise DecodeError(what, f"invalid base64url: {exc}") from None
+
+
+def canonical_b64url_decode(text: str, *, format_name: str, what: str) -> bytes:
+    """Decode unpadded base64url, refusing anything a strict encoder would not produce.
+
+    Signed formats must have one encoding: no padding, nothing outside the alphabet (which
+    :func:`base64.urlsafe_b64decode` would silently drop) and zero unused bits in the last
+    character (else two texts decode to the same bytes).
+    """
+    if not isinstance(text, str) or not _B64URL_RE.fullmatch(text):
+        raise DecodeError(format_name, f"{what} is not unpadded base64url")
+    rest = len(text) % 4
+    if rest == 1:
+        raise DecodeError(format_name, f"{what} has an impossible base64url length")
+    if rest and _B64URL_ALPHABET.index(text[-1]) & (0x0F if rest == 2 else 0x03):
+        raise DecodeError(format_name, f"{what} is not canonical base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:  # pragma: no cover - prevalidated above
+        raise DecodeError(format_name, f"{what} is not base64url: {exc}") from None
 
 
 def public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, str]:

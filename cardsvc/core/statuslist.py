@@ -23,10 +23,7 @@ ES256 whatever the header says, and reports a failed check as
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
-import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,7 +42,7 @@ from cardsvc.core.errors import (
 )
 from cardsvc.core.errors import shown as _show
 from cardsvc.core.jws import check_times, verify_jws
-from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
+from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode, canonical_b64url_decode
 from cardsvc.core.signing import Signer, sign_jws
 from cardsvc.core.trustlist import TrustList
 
@@ -80,9 +77,6 @@ _LOG2_BITS: Final[Mapping[int, int]] = {1: 0, 2: 1, 4: 2, 8: 3}
 # Byte pattern with the lowest bit of every entry set; count_nonzero() folds each entry
 # onto that bit and counts bits.
 _ENTRY_LSB_PATTERN: Final[Mapping[int, int]] = {1: 0xFF, 2: 0x55, 4: 0x11, 8: 0x01}
-
-_B64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
-_B64URL_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 class Status(IntEnum):
@@ -121,24 +115,6 @@ def _check_bits(bits: object) -> int:
 def _check_max_entries(max_entries: int) -> None:
     if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 0:
         raise ValueError(f"max_entries must be a non-negative int, not {_show(max_entries)}")
-
-
-def canonical_b64url_decode(text: str, *, format_name: str, what: str) -> bytes:
-    """Decode unpadded base64url, refusing anything a strict encoder would not produce
-    (signed formats must have one encoding: keys.b64url_decode is laxer)."""
-    if not _B64URL_RE.fullmatch(text):
-        raise DecodeError(format_name, f"{what} is not unpadded base64url")
-    rest = len(text) % 4
-    if rest == 1:
-        raise DecodeError(format_name, f"{what} has an impossible base64url length")
-    # Non-zero unused bits in the last character would let two strings decode to the same
-    # bytes; canonical encoders leave them zero.
-    if rest and _B64URL_ALPHABET.index(text[-1]) & (0x0F if rest == 2 else 0x03):
-        raise DecodeError(format_name, f"{what} is not canonical base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:  # pragma: no cover - prevalidated above
-        raise DecodeError(format_name, f"{what} is not base64url: {exc}") from None
 
 
 def _check_aggregation_uri(obj: Mapping[Any, Any]) -> str | None:

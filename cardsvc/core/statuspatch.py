@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cardsvc.core.errors import DecodeError, VerificationError, shown
-from cardsvc.core.keys import b64url_encode
-from cardsvc.core.statuslist import StatusList, canonical_b64url_decode
+from cardsvc.core.keys import b64url_encode, canonical_b64url_decode
+from cardsvc.core.statuslist import StatusList
 
 __all__ = [
     "PATCH_MEMBERS",
