@@ -179,6 +179,20 @@ def _start_counter_page(
     )  # fmt: skip
 
 
+def _first_thing(world: DemoWorld, yuan: str) -> list[str]:
+    if world.pension_open:
+        return [
+            f"  1. Counter page: check the card, enter PIN {PIN}, collect the "
+            f"{world.entitlement_period} pension",
+            f"     (¥{yuan}) and print the receipt.",
+        ]
+    return [
+        f"  1. Counter page: check the card, enter PIN {PIN} and pay a fee (the "
+        f"{world.entitlement_period} pension",
+        "     was collected on an earlier run), then print the receipt.",
+    ]
+
+
 def _banner(
     issuer: str, page_port: int, world: DemoWorld, code: str, admin_id: str, admin_key: Path
 ) -> None:
@@ -196,9 +210,7 @@ def _banner(
         f"in reader {READER!r}, PIN {PIN}.",
         "",
         "Three things to try:",
-        f"  1. Counter page: check the card, enter PIN {PIN}, collect the "
-        f"{world.entitlement_period} pension",
-        f"     (¥{yuan}) and print the receipt.",
+        *_first_thing(world, yuan),
         f"  2. Wallet page: activate the e-card with ID {world.citizen_id} and code {code};",
         "     show it for Identity, open 'QR text' under the code and paste the text into the",
         "     counter page's QR field: VALID, with what an identity check may see.",

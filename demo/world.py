@@ -45,6 +45,7 @@ class DemoWorld:
     terminal_id: str
     terminal_key: Path
     entitlement_period: str
+    pension_open: bool  # False once collected on an earlier run this month
 
 
 def ensure_world(
@@ -87,6 +88,10 @@ def ensure_world(
             actor=ACTOR,
             now=now,
         )
+    rows = services.ledger.list(person.id, after=None, limit=100)
+    pension_open = any(
+        r.benefit == "pension" and r.period == period and r.state == "open" for r in rows
+    )
     return DemoWorld(
         person_id=person.id,
         citizen_id=person.citizen_id,
@@ -95,6 +100,7 @@ def ensure_world(
         terminal_id=_terminal(services, key_path, now=now),
         terminal_key=key_path,
         entitlement_period=period,
+        pension_open=pension_open,
     )
 
 

@@ -113,6 +113,8 @@ def test_demo_runs_everything_stops_on_one_ctrl_c_and_reuses_its_data(
         assert _card_number(out) == card
         # Reported lost in the first run, resumed for the second: a fresh activation code.
         assert re.search(r"and code ([0-9A-Z-]+);", out), out
+        # The month's pension was collected in the first run: the banner says so.
+        assert "was collected on an earlier run" in out, out
         assert "created" not in out  # the same keys
     finally:
         assert second.stop() == 0, second.output
