@@ -1,7 +1,10 @@
 """Audit log figures: issuance with and without the log (same run), proof generation on a
-stored tree of N leaves (default 10 million), checkpoint signing.
+stored tree of N leaves (default 10 million), checkpoint signing, and streaming
+`audit verify` throughput and peak memory on M leaves (default 1 million) next to plain
+SHA-256 over the same bytes.
 
     .venv/bin/python bench/bench_audit.py [--leaves 10000000] [--issues 300]
+        [--verify-leaves 1000000] [--only-verify]
 """
 
 from __future__ import annotations
@@ -9,14 +12,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
+import resource
 import sqlite3
 import statistics
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import text
 
 from cardsvc.audit import hooks
 from cardsvc.audit import log as audit_log
@@ -90,8 +97,9 @@ def bench_issuance(workdir: Path, issues: int) -> None:
     services.engine.dispose()
 
 
-def build_tree(path: Path, n: int) -> None:
-    """Leaves whose data is str(i), and every complete subtree hash, bulk inserted."""
+def build_tree(path: Path, n: int, data_of: Callable[[int], str] = str) -> None:
+    """Leaves whose data is ``data_of(i)`` (default str(i)), and every complete subtree
+    hash, bulk inserted."""
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
     engine.dispose()
@@ -104,9 +112,9 @@ def build_tree(path: Path, n: int) -> None:
     nodes: list[tuple[int, int, bytes]] = []
     sha = hashlib.sha256
     for i in range(n):
-        data = str(i)
+        data = data_of(i)
         h = sha(b"\x00" + data.encode()).digest()
-        leaves.append((i, h, "bench", "s", at, data, b""))
+        leaves.append((i, h, "bench", f"s:{i}", at, data, b""))
         level, index = 0, i
         while stack and stack[-1][0] == level:
             h = node_hash(stack.pop()[1], h)
@@ -211,15 +219,81 @@ def bench_proofs(workdir: Path, n: int) -> None:
     engine.dispose()
 
 
+def bench_verify(workdir: Path, n: int) -> None:
+    """`audit verify` over n well-formed leaves and a signed checkpoint, against plain
+    SHA-256 of the same leaf bytes (same run); peak Python memory with tracemalloc."""
+    from cardsvc.audit.service import CHUNK
+    from cardsvc.audit.verify import verify
+
+    path = workdir / "verify.db"
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def data_of(i: int) -> str:
+        raw = audit_log.leaf_input(kind="bench", actor="b", subject=f"s:{i}", at=at, data={})
+        return raw.decode("ascii")
+
+    t0 = time.perf_counter()
+    build_tree(path, n, data_of)
+    print(f"built {n:,} well-formed leaves for verify in {time.perf_counter() - t0:.1f} s")
+    services = Services.from_settings(
+        Settings(
+            database_url=f"sqlite:///{path}",
+            key_dir=workdir / "verify-keys",
+            key_passphrase="bench",  # type: ignore[arg-type]  # noqa: S106 - throwaway key store
+            issuer="https://issuer.bench",
+        )
+    )
+    now = datetime.now(UTC)
+    services.keys.init(now=now)  # appends its key events: n + a few leaves
+    services.audit.sign_checkpoint(now=now, full=True)
+    keys = {r.kid: r.key for r in services.keys.records()}
+    with services.engine.connect() as conn:
+        data = [d.encode("ascii") for d in conn.scalars(text("SELECT data FROM audit_leaves"))]
+    sha = hashlib.sha256
+
+    def baseline() -> None:
+        for d in data:
+            sha(b"\x00" + d).digest()
+
+    base, _ = timed(baseline, 3)
+    leaves = len(data)
+    data.clear()
+    print(f"  baseline, SHA-256 of the {leaves:,} leaf inputs in memory: {leaves / base:,.0f}/s")
+    for chunk in (CHUNK, 1_000):
+        with services.engine.connect() as conn:
+            t0 = time.perf_counter()
+            report = verify(conn, keys.get, chunk=chunk)
+            t = time.perf_counter() - t0
+            assert report.first is None, report.first
+            tracemalloc.start()
+            verify(conn, keys.get, chunk=chunk)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        rate = report.leaves / t
+        print(
+            f"  audit verify, chunk {chunk:,}: {report.leaves:,} leaves in {t:.1f} s, "
+            f"{rate:,.0f} leaves/s ({base / t:.3f} x the baseline rate), "
+            f"peak Python memory {peak / 2**20:.1f} MiB "
+            f"({peak / report.leaves:.1f} bytes per leaf)"
+        )
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"  process max RSS so far (build included): {usage / 1024:.0f} MiB")
+    services.engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--leaves", type=int, default=10_000_000)
     parser.add_argument("--issues", type=int, default=300)
+    parser.add_argument("--verify-leaves", type=int, default=1_000_000)
+    parser.add_argument("--only-verify", action="store_true", help="skip the other figures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        bench_issuance(workdir, args.issues)
-        bench_proofs(workdir, args.leaves)
+        if not args.only_verify:
+            bench_issuance(workdir, args.issues)
+            bench_proofs(workdir, args.leaves)
+        bench_verify(workdir, args.verify_leaves)
 
 
 if __name__ == "__main__":

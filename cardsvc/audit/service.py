@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,27 +65,26 @@ def _checkpoint(row: Any) -> StoredCheckpoint:
     )
 
 
-def recompute_leaf_hashes(connection: Connection, start: int, end: int) -> list[bytes]:
+def recompute_leaf_hashes(connection: Connection, start: int, end: int) -> Iterator[bytes]:
     """Leaf hashes of ``[start, end)`` recomputed from the stored leaf data, checked
-    against the stored leaf hashes and for gaps."""
-    out: list[bytes] = []
+    against the stored leaf hashes and for gaps (streamed, ``CHUNK`` leaves per query)."""
+    expected = start
     for chunk in range(start, end, CHUNK):
         rows = connection.execute(
             select(audit_leaves.c.idx, audit_leaves.c.data, audit_leaves.c.leaf_hash)
             .where(audit_leaves.c.idx >= chunk, audit_leaves.c.idx < min(end, chunk + CHUNK))
             .order_by(audit_leaves.c.idx)
-        )
+        ).all()
         for idx, data, stored in rows:
-            expected = start + len(out)
             if idx != expected:
                 raise RootMismatchError(f"audit leaf {expected} is missing")
             digest = leaf_hash(data.encode("ascii"))
             if digest != bytes(stored):
                 raise RootMismatchError(f"audit leaf {idx}: stored hash does not match its data")
-            out.append(digest)
-    if len(out) != end - start:
-        raise RootMismatchError(f"audit leaf {start + len(out)} is missing")
-    return out
+            expected += 1
+            yield digest
+    if expected != end:
+        raise RootMismatchError(f"audit leaf {expected} is missing")
 
 
 class AuditLog:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated
 
 import typer
 
+from cardsvc.audit.service import CHUNK
+from cardsvc.audit.verify import PROGRESS_EVERY
 from cardsvc.core.keys import b64url_encode
 from cardsvc.core.merkle import verify_inclusion
 from cardsvc.services import Services, utcnow
@@ -20,17 +23,38 @@ def _services() -> Services:
 
 
 @app.command("verify")
-def verify_command() -> None:
+def verify_command(
+    chunk: Annotated[
+        int, typer.Option(min=1, help="Rows and leaves read per query (memory is O(chunk))")
+    ] = CHUNK,
+    progress_every: Annotated[
+        int,
+        typer.Option(min=0, help="Print progress on stderr every this many rows (0: never)"),
+    ] = PROGRESS_EVERY,
+) -> None:
     """Recompute the tree from the database, check every checkpoint and audited row.
 
-    Prints the first divergence (leaf index or table and row) and exits 1 if any.
+    Streams the log and each table in chunks. Prints the first divergence (leaf index or
+    table and row) and exits 1 if any.
     """
-    from cardsvc.audit.verify import verify
+    from cardsvc.audit.verify import Progress, verify
+
+    started = time.monotonic()
+
+    def show(p: Progress) -> None:
+        of = "" if p.total is None else f" of {p.total:,}"
+        rate = p.checked / max(time.monotonic() - started, 1e-9)
+        typer.echo(
+            f"audit verify: {p.phase} {p.done:,}{of} ({p.checked:,} checked, {rate:,.0f}/s)",
+            err=True,
+        )
 
     services = _services()
     keys = {r.kid: r.key for r in services.keys.records()}
     with services.engine.connect() as connection:
-        report = verify(connection, keys.get)
+        report = verify(
+            connection, keys.get, chunk=chunk, progress=show, progress_every=progress_every
+        )
     first = report.first
     if first is None:
         typer.echo(
@@ -39,8 +63,8 @@ def verify_command() -> None:
         )
         return
     typer.echo(f"DIVERGENCE at {first}", err=True)
-    if len(report.divergences) > 1:
-        typer.echo(f"({len(report.divergences) - 1} more findings)", err=True)
+    if report.count > 1:
+        typer.echo(f"({report.count - 1} more findings)", err=True)
     raise typer.Exit(1)
 
 
