@@ -31,11 +31,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gate import gate
 from timing import median_seconds, print_table
 
 from cardsvc.core import cose
 from cardsvc.core.base45 import b45decode
-from cardsvc.core.bundle import encode_bundle
 from cardsvc.core.credential import (
     CompactCredential,
     compressed_point,
@@ -44,12 +44,10 @@ from cardsvc.core.credential import (
 from cardsvc.core.devicebound import SCHEME_PREFIX, SLOT_SECONDS, present, verify_device_bound
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.qrtoken import Attribute, Purpose
-from cardsvc.core.statuslist import Status, StatusList, encode_status_list_jwt
-from cardsvc.core.verifier import OfflineVerifier, Outcome
+from cardsvc.core.verifier import Outcome
 from tests.core.conftest import NOW, Issuer, make_trust_list, new_signer
 
 ECDSA = ec.ECDSA(hashes.SHA256())
-BASE = "https://issuer.test/v1/status-lists"
 ONE_RAW = "raw ES256 verify x1 (baseline)"
 TWO_RAW = "raw ES256 verify x2 (credential + device)"
 TWO_RAW_FRESH = "raw x2, device key decoded from 33 bytes"
@@ -82,21 +80,7 @@ def main() -> None:
     now = datetime.fromtimestamp(
         (int((NOW + timedelta(seconds=10)).timestamp()) // SLOT_SECONDS) * SLOT_SECONDS + 15, UTC
     )
-    lst = StatusList.new(131_072, 2)
-    for i in range(0, 131_072, 100):  # 1% revoked
-        lst.set(i + 1, Status.INVALID)
-    shard = encode_status_list_jwt(
-        lst, sub=f"{BASE}/3", iat=NOW, exp=NOW + timedelta(days=1), ttl=3600,
-        signer=issuer.signer(KeyPurpose.STATUS_LIST),
-    )  # fmt: skip
-    bundle = encode_bundle(
-        issuer="https://issuer.test", version=1, issued_at=NOW,
-        expires_at=NOW + timedelta(days=1), base=None,
-        trust_list=issuer.trust_list.sign(issuer.root), status_lists={f"{BASE}/3": shard},
-        signer=issuer.signer(KeyPurpose.STATUS_LIST),
-    )  # fmt: skip
-    verifier = OfflineVerifier(issuer.root.verifying_key())
-    verifier.update(bundle, now=NOW)
+    verifier = gate(issuer)
 
     def credential(purpose: Purpose, **kw: object) -> bytes:
         fields: dict[str, object] = {

@@ -26,20 +26,18 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gate import gate
 from timing import median_seconds, print_table
 
 from cardsvc.core import cose
 from cardsvc.core.base45 import b45decode
-from cardsvc.core.bundle import encode_bundle
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.qrtoken import SCHEME_PREFIX, Purpose, encode_qr_token, verify_qr_token
-from cardsvc.core.statuslist import Status, StatusList, encode_status_list_jwt
 from cardsvc.core.verifier import OfflineVerifier, Outcome
 from tests.core.conftest import NOW, Issuer, make_trust_list, new_signer
 from tests.core.test_qrtoken import token
 
 ECDSA = ec.ECDSA(hashes.SHA256())
-BASE = "https://issuer.test/v1/status-lists"
 BASELINE = "raw ES256 verify, QR bytes (baseline)"
 OFFLINE = "OfflineVerifier.verify (status check)"
 
@@ -56,21 +54,7 @@ def main() -> None:
     now, leeway = NOW + timedelta(seconds=10), timedelta(seconds=5)
     ecard = issuer.signer(KeyPurpose.ECARD)
 
-    lst = StatusList.new(131_072, 2)
-    for i in range(0, 131_072, 100):  # 1% revoked
-        lst.set(i + 1, Status.INVALID)
-    shard = encode_status_list_jwt(
-        lst, sub=f"{BASE}/3", iat=NOW, exp=NOW + timedelta(days=1), ttl=3600,
-        signer=issuer.signer(KeyPurpose.STATUS_LIST),
-    )  # fmt: skip
-    bundle = encode_bundle(
-        issuer="https://issuer.test", version=1, issued_at=NOW,
-        expires_at=NOW + timedelta(days=1), base=None,
-        trust_list=issuer.trust_list.sign(issuer.root), status_lists={f"{BASE}/3": shard},
-        signer=issuer.signer(KeyPurpose.STATUS_LIST),
-    )  # fmt: skip
-    verifier = OfflineVerifier(issuer.root.verifying_key())
-    verifier.update(bundle, now=NOW)
+    verifier = gate(issuer)
 
     def mint() -> str:
         return encode_qr_token(token(Purpose.IDENTITY, jti=secrets.token_bytes(8)), ecard)

@@ -83,16 +83,19 @@ class Processes:
             # Never --auto-exit: it would quit while the page has no card connection open.
             self._spawn("pcscd", [binary, "--foreground"])
         deadline = time.monotonic() + _START_TIMEOUT
+        seen: object = "no answer yet"
         while True:
             try:
-                if READER in pcsc.list_readers(timeout=2.0):
+                seen = pcsc.list_readers(timeout=2.0)
+            except AgentError as exc:  # pcscd still binding its socket: asked again below
+                seen = exc
+            else:
+                if READER in seen:
                     return
-            except AgentError:
-                pass  # the socket is not bound yet
             if time.monotonic() > deadline:
                 raise DemoError(
-                    f"pcscd does not list {READER!r}: is vsmartcard-vpcd installed "
-                    f"(see {self._log_dir / 'pcscd.log'})?"
+                    f"pcscd does not list {READER!r} (last: {seen}): is vsmartcard-vpcd "
+                    f"installed (see {self._log_dir / 'pcscd.log'})?"
                 )
             time.sleep(0.2)
 

@@ -17,8 +17,6 @@ pushed the change over SSE by a watcher that wakes on pcscd's status change.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -53,24 +51,13 @@ from reader_agent.page.app import PageConfig
 from reader_agent.page.app import create_app as create_page_app
 from reader_agent.page.server import PageServer
 from tests.agent.world import emulator_process
-from tests.conftest import service_unavailable
+from tests.browser import browser_page, screenshot
 from tests.live import free_port
 
 pytestmark = [pytest.mark.pcscd, pytest.mark.browser]
 
 READER = "Virtual PCD 00 00"
 PIN = "123456"
-CHROMIUM = Path(os.environ.get("CARDSVC_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [  # as tests/issuer/test_wallet_browser.py (no GPU, loopback only)
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WAIT_MS = 20_000
 #: Insertion and removal reach the page "within a second"; bounded generously for CI.
 LIVE_MS = 3_000
@@ -259,33 +246,13 @@ def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        service_unavailable(
-            f"Chromium not found at {CHROMIUM}: `apt-get install chromium` (./dev test installs it)"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        service_unavailable("playwright is not installed: pip install -e '.[dev]'")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        context = browser.new_context(viewport={"width": 1100, "height": 820})
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
+def page() -> Iterator[Any]:
+    with browser_page(width=1100, height=820) as opened:
+        yield opened
 
 
 def _screenshot(page: Any, tmp_path: Path, name: str) -> None:
-    target = tmp_path / f"counter-{name}.png"
-    page.screenshot(path=str(target), full_page=True)
-    if os.environ.get("CARDSVC_UPDATE_SCREENSHOTS") == "1":
-        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(target, DOCS_SCREENSHOTS / target.name)
+    screenshot(page, tmp_path, f"counter-{name}")
 
 
 def _checked(page: Any, counter: Counter) -> None:

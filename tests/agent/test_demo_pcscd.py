@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import chromium
 from tests.live import free_port
 
 pytestmark = [pytest.mark.pcscd, pytest.mark.browser]
@@ -122,70 +123,64 @@ def test_demo_runs_everything_stops_on_one_ctrl_c_and_reuses_its_data(
 
 def _three_things_to_try(counter_url: str, wallet_url: str, code: str) -> None:
     """What the banner tells a new user to do, in a browser, with its promised outcome."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    from tests.agent.test_counter_page_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+    from tests.agent.test_counter_page_browser import WAIT_MS
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            counter = browser.new_page()
-            wallet = browser.new_page()
+    with chromium() as browser:
+        counter = browser.new_page()
+        wallet = browser.new_page()
 
-            # 1. Check the card, PIN, collect this month's pension, receipt.
-            counter.goto(counter_url)
-            expect(counter.locator("#verdict")).to_have_attribute(
-                "data-verdict", "genuine", timeout=WAIT_MS)  # fmt: skip
-            counter.fill("#pin", "123456")
-            counter.click("#pin-button")
-            choice = counter.locator('#entitlements input[type="radio"]')
-            expect(choice).to_have_count(1, timeout=WAIT_MS)
-            choice.check()
-            counter.click("#collect-button")
-            expect(counter.locator("#confirm-text")).to_contain_text("3,500.00 yuan")
-            counter.click("#confirm-button")
-            expect(counter.locator("#receipt-state")).to_have_text(
-                "accepted by the issuer", timeout=WAIT_MS)  # fmt: skip
+        # 1. Check the card, PIN, collect this month's pension, receipt.
+        counter.goto(counter_url)
+        expect(counter.locator("#verdict")).to_have_attribute(
+            "data-verdict", "genuine", timeout=WAIT_MS)  # fmt: skip
+        counter.fill("#pin", "123456")
+        counter.click("#pin-button")
+        choice = counter.locator('#entitlements input[type="radio"]')
+        expect(choice).to_have_count(1, timeout=WAIT_MS)
+        choice.check()
+        counter.click("#collect-button")
+        expect(counter.locator("#confirm-text")).to_contain_text("3,500.00 yuan")
+        counter.click("#confirm-button")
+        expect(counter.locator("#receipt-state")).to_have_text(
+            "accepted by the issuer", timeout=WAIT_MS)  # fmt: skip
 
-            # 2. Activate the e-card, show it for identity, paste its text at the counter.
-            wallet.goto(wallet_url + "?refresh=3")  # the next code in 3 s, not 30
-            wallet.fill("#citizen-id", "11010519491231002X")
-            wallet.fill("#code", code)
-            wallet.click("#activate-button")
-            expect(wallet.locator("#ecard")).to_be_visible(timeout=WAIT_MS)
-            wallet.select_option("#purpose", "identity")
+        # 2. Activate the e-card, show it for identity, paste its text at the counter.
+        wallet.goto(wallet_url + "?refresh=3")  # the next code in 3 s, not 30
+        wallet.fill("#citizen-id", "11010519491231002X")
+        wallet.fill("#code", code)
+        wallet.click("#activate-button")
+        expect(wallet.locator("#ecard")).to_be_visible(timeout=WAIT_MS)
+        wallet.select_option("#purpose", "identity")
 
-            def next_qr_text(previous: str | None) -> str:
-                qr = wallet.locator("#qr")
-                expect(qr).to_have_attribute("data-purpose", "identity", timeout=WAIT_MS)
-                if previous is not None:
-                    expect(qr).not_to_have_attribute("data-token", previous, timeout=WAIT_MS)
-                wallet.click("#qr-text-box summary")
-                text = wallet.locator("#qr-text").input_value()
-                assert text.startswith("SSC1:"), text
-                return text
+        def next_qr_text(previous: str | None) -> str:
+            qr = wallet.locator("#qr")
+            expect(qr).to_have_attribute("data-purpose", "identity", timeout=WAIT_MS)
+            if previous is not None:
+                expect(qr).not_to_have_attribute("data-token", previous, timeout=WAIT_MS)
+            wallet.click("#qr-text-box summary")
+            text = wallet.locator("#qr-text").input_value()
+            assert text.startswith("SSC1:"), text
+            return text
 
-            def scan(text: str) -> None:
-                counter.fill("#qr-text", text)
-                counter.press("#qr-text", "Enter")
+        def scan(text: str) -> None:
+            counter.fill("#qr-text", text)
+            counter.press("#qr-text", "Enter")
 
-            first = next_qr_text(None)
-            counter.select_option("#qr-purpose", "identity")
-            scan(first)
-            result = counter.locator("#qr-result")
-            expect(result).to_have_attribute("data-outcome", "valid", timeout=WAIT_MS)
-            expect(counter.locator("#qr-attributes")).to_contain_text("王芳")
+        first = next_qr_text(None)
+        counter.select_option("#qr-purpose", "identity")
+        scan(first)
+        result = counter.locator("#qr-result")
+        expect(result).to_have_attribute("data-outcome", "valid", timeout=WAIT_MS)
+        expect(counter.locator("#qr-attributes")).to_contain_text("王芳")
 
-            # 3. The next code, the card reported lost, then the code at the counter.
-            second = next_qr_text(first)
-            wallet.once("dialog", lambda dialog: dialog.accept())
-            wallet.click("#report-lost")
-            expect(wallet.locator("#card-status")).to_have_attribute(
-                "data-status", "suspended", timeout=WAIT_MS)  # fmt: skip
-            scan(second)
-            expect(result).to_have_attribute("data-outcome", "invalid", timeout=WAIT_MS)
-            expect(counter.locator("#qr-message")).to_contain_text("suspended")
-        finally:
-            browser.close()
+        # 3. The next code, the card reported lost, then the code at the counter.
+        second = next_qr_text(first)
+        wallet.once("dialog", lambda dialog: dialog.accept())
+        wallet.click("#report-lost")
+        expect(wallet.locator("#card-status")).to_have_attribute(
+            "data-status", "suspended", timeout=WAIT_MS)  # fmt: skip
+        scan(second)
+        expect(result).to_have_attribute("data-outcome", "invalid", timeout=WAIT_MS)
+        expect(counter.locator("#qr-message")).to_contain_text("suspended")

@@ -11,9 +11,7 @@ the same code as for any phone.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,25 +26,13 @@ from cardsvc.api.app import create_app
 from cardsvc.registry.lifecycle import CardState
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
-from tests.conftest import service_unavailable
+from tests.browser import browser_page, screenshot
 from tests.issuer.ecard_helpers import VERIFY_SCOPES, activation_code, active_holder
 from tests.issuer.registry_helpers import bearer, registry_services
 from tests.live import free_port, serving
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("CARDSVC_TEST_CHROMIUM", "/usr/bin/chromium"))
-# What the machine probe found Chromium needs here (no GPU, no network beyond loopback).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WAIT_MS = 15_000
 
 
@@ -79,33 +65,13 @@ def issuer(tmp_path: Path) -> Iterator[LiveIssuer]:
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        service_unavailable(
-            f"Chromium not found at {CHROMIUM}: `apt-get install chromium` (./dev test installs it)"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        service_unavailable("playwright is not installed: pip install -e '.[dev]'")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        context = browser.new_context(viewport={"width": 400, "height": 720})
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
+def page() -> Iterator[Any]:
+    with browser_page(width=400, height=720) as opened:
+        yield opened
 
 
 def _screenshot(page: Any, tmp_path: Path, name: str) -> None:
-    target = tmp_path / f"wallet-{name}.png"
-    page.screenshot(path=str(target), full_page=True)
-    if os.environ.get("CARDSVC_UPDATE_SCREENSHOTS") == "1":
-        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(target, DOCS_SCREENSHOTS / target.name)
+    screenshot(page, tmp_path, f"wallet-{name}")
 
 
 def _verify(issuer: LiveIssuer, token: str, purpose: str) -> httpx.Response:
