@@ -28,7 +28,8 @@ POSTGRES_URL = os.environ.get(
     "CARDSVC_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("CARDSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-SHARED_VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
+#: The standards' test vectors, copied from ../shared/vectors (see tests/vectors/README.md).
+STANDARD_VECTORS = Path(__file__).resolve().parent / "vectors"
 
 # Bounded examples so the suite stays well inside CI's budget; `HYPOTHESIS_PROFILE=fuzz`
 # runs far more outside the test command.
@@ -74,10 +75,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def shared_vectors() -> Path:
-    if not SHARED_VECTORS.is_dir():
-        pytest.fail(f"standard test vectors not found at {SHARED_VECTORS}")
-    return SHARED_VECTORS
+def standard_vectors() -> Path:
+    if not STANDARD_VECTORS.is_dir():
+        pytest.fail(f"standard test vectors not found at {STANDARD_VECTORS}")
+    return STANDARD_VECTORS
 
 
 @pytest.fixture
@@ -123,6 +124,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def redis_client() -> Iterator[tuple[object, str]]:
     """A real Redis client and a key prefix owned by this test (keys deleted after)."""
     import redis
+
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     try:
         client.ping()

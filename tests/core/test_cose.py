@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -46,9 +45,10 @@ from cardsvc.core.cose import (
 )
 from cardsvc.core.errors import CoreError, DecodeError, InputTooLargeError, VerificationError
 from cardsvc.core.signing import LocalSigner
+from tests.conftest import STANDARD_VECTORS
 
-# tests/core/test_cose.py -> repository root -> the shared vectors next to it.
-VECTORS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors").resolve()
+# The COSE WG and RFC 8392 vectors (tests/vectors, copied from ../shared/vectors).
+VECTORS = STANDARD_VECTORS
 
 CURVES: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(),

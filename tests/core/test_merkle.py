@@ -103,8 +103,8 @@ def ref_verify_consistency(
 
 
 @pytest.fixture(scope="module")
-def vectors(shared_vectors: Path) -> dict[str, list[str]]:
-    path = shared_vectors / "merkle-rfc6962.json"
+def vectors(standard_vectors: Path) -> dict[str, list[str]]:
+    path = standard_vectors / "merkle-rfc6962.json"
     if not path.is_file():
         pytest.fail(f"Merkle test vectors missing: {path}")
     data: dict[str, list[str]] = json.loads(path.read_text())

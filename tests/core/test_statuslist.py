@@ -1,6 +1,7 @@
 """Tests for cardsvc.core.statuslist: the draft's vectors, hostile input and the JWT checks.
 
-The vectors are the draft's own example files (``/work/shared/vectors/token-status-list``).
+The vectors are the draft's own example files (``tests/vectors/token-status-list``,
+copied from ``../shared/vectors``).
 They are parsed here from their markdown form; if the directory is missing the tests fail,
 they never skip.
 """
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -53,8 +53,9 @@ from cardsvc.core.statuslist import (
     decode_status_list_jwt,
     encode_status_list_jwt,
 )
+from tests.conftest import STANDARD_VECTORS
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "token-status-list"
+VECTORS = STANDARD_VECTORS / "token-status-list"
 
 # Every file of the draft's examples this suite reads; a missing one is a failure.
 VECTOR_FILES = (
