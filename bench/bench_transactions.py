@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastapi.testclient import TestClient
 
 from cardsvc.api.app import create_app
+from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
 from cardsvc.services import utcnow
 from cardsvc.settings import Settings
 from cardsvc.transactions.models import TransactionRow
-from cardsvc.transactions.record import Kind, SignedRecord, TransactionData
 from tests.issuer.registry_helpers import registry_services
 from tests.issuer.transaction_helpers import active_card, signed, terminal
 

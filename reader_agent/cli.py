@@ -322,7 +322,7 @@ def _counter(
 ) -> None:  # fmt: skip
     import uuid
 
-    from cardsvc.transactions.record import Kind
+    from cardsvc.core.transaction import Kind
     from reader_agent import pcsc
     from reader_agent.cache import AgentCache
     from reader_agent.card.session import SscSession

@@ -40,7 +40,7 @@ from typing import Any, NoReturn
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import b64url_decode
 from cardsvc.core.signing import Signer
-from cardsvc.transactions.record import Kind, SignedRecord, TransactionData
+from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
 from reader_agent.cache import AgentCache, CacheError
 from reader_agent.card.session import SscSession
 from reader_agent.check import CheckResult, Outcome, PinPrompt, Step, check_card

@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from cardsvc.auth.assertions import ASSERTION_TYPE, make_client_assertion
+from cardsvc.core.assertion import ASSERTION_TYPE, make_client_assertion
 from cardsvc.core.keys import VerifyingKey
 from cardsvc.core.signing import Signer
 from reader_agent.errors import IssuerError, IssuerUnreachableError

@@ -35,7 +35,7 @@ from typing import Any
 
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import b64url_decode, b64url_encode
-from cardsvc.transactions.record import SignedRecord, TransactionData
+from cardsvc.core.transaction import SignedRecord, TransactionData
 from reader_agent.errors import AgentError
 from reader_agent.fsutil import write_atomically
 

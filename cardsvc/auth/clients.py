@@ -18,11 +18,11 @@ from enum import StrEnum
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from cardsvc.auth.assertions import unverified_client_id, verify_client_assertion
 from cardsvc.auth.models import ClientRow, PartnerRow
 from cardsvc.auth.partners import DEFAULT_RATE_LIMIT, PartnerPolicy
 from cardsvc.auth.scopes import ROLE_SCOPES, Role, Scope
 from cardsvc.auth.tokens import issue_access_token
+from cardsvc.core.assertion import unverified_client_id, verify_client_assertion
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import VerifyingKey
 from cardsvc.errors import CardsvcError
@@ -234,7 +234,7 @@ class ClientService:
         now: datetime,
     ) -> TokenResponse:
         """The client credentials grant with ``private_key_jwt`` (RFC 6749 4.4, RFC 7523)."""
-        from cardsvc.auth.assertions import ASSERTION_TYPE
+        from cardsvc.core.assertion import ASSERTION_TYPE
 
         if grant_type != "client_credentials":
             raise OAuthError("unsupported_grant_type", "grant_type must be client_credentials")

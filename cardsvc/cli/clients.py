@@ -14,10 +14,10 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cardsvc.auth.assertions import ASSERTION_TYPE, make_client_assertion
 from cardsvc.auth.clients import Client, ClientKind
 from cardsvc.auth.partners import change_partner_policy
 from cardsvc.auth.scopes import Role
+from cardsvc.core.assertion import ASSERTION_TYPE, make_client_assertion
 from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner
 from cardsvc.errors import ConfigurationError

@@ -40,13 +40,13 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from cardsvc.auth.clients import Client
 from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
+from cardsvc.core.transaction import Kind, SignedRecord, TransactionData, issue_receipt
 from cardsvc.db.models import Base, Card, UtcDateTime
 from cardsvc.ledger import audit
 from cardsvc.ledger.errors import EntitlementNotFoundError, EntitlementUnavailableError
 from cardsvc.ledger.service import consume
 from cardsvc.registry.db import write_session
 from cardsvc.transactions.models import TransactionRow
-from cardsvc.transactions.record import Kind, SignedRecord, TransactionData, issue_receipt
 from cardsvc.transactions.service import TransactionService, _row
 
 MAX_BATCH = 200

@@ -28,14 +28,7 @@ from sqlalchemy.orm import Session
 from cardsvc.auth.clients import Client, ClientKind
 from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
-from cardsvc.db.models import Card
-from cardsvc.keystore.service import KeyService
-from cardsvc.ledger import audit
-from cardsvc.ledger.service import consume
-from cardsvc.registry.db import rows_of_person, write_session
-from cardsvc.transactions.errors import TransactionConflictError, TransactionError
-from cardsvc.transactions.models import Challenge, TransactionRow
-from cardsvc.transactions.record import (
+from cardsvc.core.transaction import (
     NONCE_LENGTH,
     Kind,
     SignedRecord,
@@ -45,6 +38,13 @@ from cardsvc.transactions.record import (
     issue_terminal_certificate,
     verify_terminal_certificate,
 )
+from cardsvc.db.models import Card
+from cardsvc.keystore.service import KeyService
+from cardsvc.ledger import audit
+from cardsvc.ledger.service import consume
+from cardsvc.registry.db import rows_of_person, write_session
+from cardsvc.transactions.errors import TransactionConflictError, TransactionError
+from cardsvc.transactions.models import Challenge, TransactionRow
 
 CHALLENGE_LIFETIME = timedelta(minutes=2)
 #: An online record's own time may differ from the issuer's clock by this much.

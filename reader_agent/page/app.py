@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cardsvc.transactions.record import Kind
+from cardsvc.core.transaction import Kind
 from reader_agent.cache import AgentCache
 from reader_agent.errors import AgentError, IssuerError
 from reader_agent.issuer import IssuerClient

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cardsvc.transactions.record import Kind
+from cardsvc.core.transaction import Kind
 from reader_agent import pcsc
 from reader_agent.cache import AgentCache
 from reader_agent.card.session import SscSession

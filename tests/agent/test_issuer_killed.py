@@ -49,9 +49,9 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from cardsvc.api.app import create_app
+from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
-from cardsvc.transactions.record import Kind, SignedRecord, TransactionData
 from reader_agent.journal import Journal, RecordState
 from tests.issuer.transaction_helpers import active_card, new_entitlement, terminal
 

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardsvc.core.signing import LocalSigner
-from cardsvc.transactions.record import Kind, SignedRecord, TransactionData, card_message
+from cardsvc.core.transaction import Kind, SignedRecord, TransactionData, card_message
 from reader_agent.counter import OfflinePolicy, sync_with_retry
 from reader_agent.errors import IssuerUnreachableError
 from reader_agent.journal import Journal, JournalError, RecordState

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsvc.audit.tables import audit_leaves
+from cardsvc.core.transaction import Kind
 from cardsvc.services import Services
-from cardsvc.transactions.record import Kind
 from tests.issuer.registry_helpers import AUDITOR, assert_problem, bearer, client, services
 from tests.issuer.test_transaction_batches import ledger, offline, outcomes, upload
 from tests.issuer.transaction_helpers import active_card, new_entitlement, terminal

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from cardsvc.core.transaction import Kind
 from cardsvc.services import Services
-from cardsvc.transactions.record import Kind
 from tests.issuer.ecard_helpers import Holder, Phone, activate, active_holder
 from tests.issuer.registry_helpers import assert_problem, client, services
 from tests.issuer.test_transaction_batches import offline, outcomes, upload

@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from cardsvc.api.app import create_app
-from cardsvc.auth.assertions import ASSERTION_TYPE, make_client_assertion
 from cardsvc.auth.clients import ClientKind
 from cardsvc.auth.tokens import verify_access_token
+from cardsvc.core.assertion import ASSERTION_TYPE, make_client_assertion
 from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner
 from cardsvc.errors import CardsvcError

@@ -6,9 +6,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from cardsvc.core.transaction import Kind
 from cardsvc.services import Services
 from cardsvc.transactions.batch import TerminalJournal
-from cardsvc.transactions.record import Kind
 from tests.issuer.registry_helpers import client, services
 from tests.issuer.test_transaction_batches import offline, outcomes, upload
 from tests.issuer.transaction_helpers import active_card, terminal

@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
 from cardsvc.ledger.models import Entitlement
 from cardsvc.services import Services, utcnow
 from cardsvc.transactions.models import TransactionRow
-from cardsvc.transactions.record import Kind, SignedRecord, TransactionData
 from tests.issuer.registry_helpers import client, services
 from tests.issuer.transaction_helpers import (
     FakeCard,

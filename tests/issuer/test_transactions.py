@@ -13,15 +13,15 @@ from sqlalchemy.orm import Session
 
 from cardsvc.core.jws import verify_jws
 from cardsvc.core.keys import KeyPurpose, b64url_encode
-from cardsvc.services import Services, utcnow
-from cardsvc.transactions.models import TransactionRow
-from cardsvc.transactions.record import (
+from cardsvc.core.transaction import (
     RECEIPT_TYP,
     Kind,
     SignedRecord,
     TransactionData,
     verify_terminal_certificate,
 )
+from cardsvc.services import Services, utcnow
+from cardsvc.transactions.models import TransactionRow
 from tests.issuer.registry_helpers import AUDITOR, assert_problem, bearer, client, services
 from tests.issuer.transaction_helpers import (
     active_card,

@@ -15,8 +15,8 @@ from cardsvc.auth.clients import Client, ClientKind
 from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.keys import b64url_decode, public_jwk
 from cardsvc.core.signing import LocalSigner
+from cardsvc.core.transaction import Kind, SignedRecord, TransactionData, card_message
 from cardsvc.services import Services, utcnow
-from cardsvc.transactions.record import Kind, SignedRecord, TransactionData, card_message
 from tests.issuer.registry_helpers import bearer, enrol, issue
 
 ADMIN = frozenset({"persons:read", "persons:write", "cards:read", "cards:write",
