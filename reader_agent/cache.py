@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Final
 
 from cardsvc.core.errors import CoreError, VerificationError
+from cardsvc.core.files import write_atomically
 from cardsvc.core.keys import VerifyingKey
 from cardsvc.core.statuslist import StatusListToken, verify_status_list_token
 from cardsvc.core.trustlist import TrustAnchor, TrustList
 from reader_agent.errors import AgentError
-from reader_agent.fsutil import write_atomically
 
 __all__ = ["AgentCache", "CacheError", "StatusEntry", "fetch_text"]
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cardsvc.core.errors import CoreError
+from cardsvc.core.files import write_atomically
 from cardsvc.core.keys import b64url_decode
 from cardsvc.core.signing import Signer
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
@@ -45,7 +46,6 @@ from reader_agent.cache import AgentCache, CacheError
 from reader_agent.card.session import SscSession
 from reader_agent.check import CheckResult, Outcome, PinPrompt, Step, check_card
 from reader_agent.errors import AgentError, IssuerError, IssuerUnreachableError
-from reader_agent.fsutil import write_atomically
 from reader_agent.issuer import IssuerClient
 from reader_agent.journal import DAMAGED_FLAG, Journal, JournalRecord, RecordState
 

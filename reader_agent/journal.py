@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from cardsvc.core.errors import CoreError
+from cardsvc.core.files import write_atomically
 from cardsvc.core.keys import b64url_decode, b64url_encode
 from cardsvc.core.transaction import SignedRecord, TransactionData
 from reader_agent.errors import AgentError
-from reader_agent.fsutil import write_atomically
 
 __all__ = ["ChainReport", "Journal", "JournalError", "JournalRecord", "RecordState"]
 

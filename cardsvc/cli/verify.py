@@ -19,10 +19,6 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
@@ -31,9 +27,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from cardsvc.core.bundle import BUNDLE_TYP, Bundle, StatusPatchError
 from cardsvc.core.credential import disclosed_claims
-from cardsvc.core.errors import CoreError, VerificationError
+from cardsvc.core.errors import CoreError
+from cardsvc.core.fetch import BundleFetcher, RefreshOutcome
 from cardsvc.core.keys import VerifyingKey
 from cardsvc.core.qrtoken import Purpose
 from cardsvc.core.verifier import (
@@ -42,11 +38,6 @@ from cardsvc.core.verifier import (
     Outcome,
     Verdict,
 )
-
-MAX_BUNDLE_DOWNLOAD = 256 * 1024 * 1024
-#: Beside the verifier's state: the URL, version and ETag the held bundle came with.
-FETCH_FILE = "bundle-fetch.json"
-_BUNDLE_MEDIA_TYPE = "application/" + BUNDLE_TYP
 
 
 class ExitCode(IntEnum):
@@ -107,91 +98,8 @@ def _is_url(source: str) -> bool:
     return source.startswith(("https://", "http://"))
 
 
-@dataclass(frozen=True, kw_only=True)
-class Fetched:
-    """One answer of the bundle URL: a bundle, or ``token`` ``None`` when nothing is new."""
-
-    token: str | None
-    etag: str | None
-    size: int  # bytes of body read
-    note: str  # why nothing is new, for the operator
-
-
-def with_since(url: str, since: int | None, *, entries: bool = False) -> str:
-    """``url`` asking for a delta since version ``since`` (other query parameters kept).
-
-    ``entries``: the delta may carry changed entries instead of whole shards
-    (``delta=entries``), which this verifier applies.
-    """
-    parts = urllib.parse.urlsplit(url)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in ("since", "delta")]
-    if since is not None:
-        query.append(("since", str(since)))
-        if entries:
-            query.append(("delta", "entries"))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
-def fetch_bundle(url: str, *, since: int | None = None, etag: str | None = None) -> Fetched:
-    """GET a bundle with ``urllib`` only: a delta ``since`` the held version, if any.
-
-    ``etag`` (of the held bundle) goes in ``If-None-Match``; a 304, or a 200 whose
-    ``Bundle-Version`` is the held version (the issuer then answers the full bundle it
-    already gave), is "nothing new" and its body is not read. Raises ``OSError``
-    (network, HTTP status) or :class:`InputError` (oversized, not ASCII).
-    """
-    headers = {"Accept": f"{_BUNDLE_MEDIA_TYPE}, application/jwt"}
-    if etag:
-        headers["If-None-Match"] = etag
-    request = urllib.request.Request(  # noqa: S310 - callers pass only http(s) URLs
-        with_since(url, since, entries=True), headers=headers
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            answered = response.headers.get("Bundle-Version")
-            new_etag = response.headers.get("ETag")
-            if since is not None and answered == str(since):
-                return Fetched(token=None, etag=new_etag, size=0, note="same version")
-            data: bytes = response.read(MAX_BUNDLE_DOWNLOAD + 1)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            if exc.code == 304:
-                return Fetched(token=None, etag=etag, size=0, note="304 not modified")
-            raise
-    if len(data) > MAX_BUNDLE_DOWNLOAD:
-        raise InputError(f"bundle at {url} is larger than {MAX_BUNDLE_DOWNLOAD} bytes")
-    try:
-        token = data.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise InputError(f"bundle at {url} is not ASCII (not a compact JWS)") from None
-    return Fetched(token=token, etag=new_etag, size=len(data), note="")
-
-
 def _read_bundle_file(source: str) -> str:
     return Path(source).read_text(encoding="ascii").strip()
-
-
-def _held_etag(state: Path | None, url: str, held: Bundle | None) -> str | None:
-    """The ETag the held bundle came with from ``url`` (``None`` if unknown or not it)."""
-    if state is None or held is None:
-        return None
-    try:
-        memo = json.loads((state / FETCH_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # only an optimisation: without it the issuer answers in full
-    if not isinstance(memo, dict) or memo.get("url") != url or memo.get("version") != held.version:
-        return None
-    etag = memo.get("etag")
-    return etag if isinstance(etag, str) else None
-
-
-def _keep_etag(state: Path | None, url: str, version: int, etag: str | None) -> None:
-    if state is None:
-        return
-    memo = {"url": url, "version": version, "etag": etag}
-    tmp = state / (FETCH_FILE + ".tmp")
-    tmp.write_text(json.dumps(memo), encoding="utf-8")
-    tmp.replace(state / FETCH_FILE)
 
 
 def _keeping(verifier: OfflineVerifier) -> str:
@@ -199,53 +107,26 @@ def _keeping(verifier: OfflineVerifier) -> str:
     return f"keeping version {kept.version}" if kept else "no previous bundle"
 
 
-def _update(
-    verifier: OfflineVerifier, token: str, now: datetime | None
-) -> Bundle | VerificationError | None:
-    """Apply ``token``; a refused bundle is said on stderr and the held one kept.
-
-    Returns the bundle in use, or the error of a delta that does not apply to the held
-    bundle (``bundle-base``, or an entry patch that does not rebuild the issuer's list:
-    the caller may fetch a full one), or ``None``.
-    """
+def _update(verifier: OfflineVerifier, token: str, now: datetime | None) -> None:
+    """Apply ``token``; a refused bundle is said on stderr and the held one kept."""
     try:
-        return verifier.update(token, now=now)
+        verifier.update(token, now=now)
     except CoreError as exc:
         typer.echo(f"bundle rejected: {exc.detail} ({_keeping(verifier)})", err=True)
-        if isinstance(exc, StatusPatchError) or (
-            isinstance(exc, VerificationError) and exc.check == "bundle-base"
-        ):
-            return exc
-        return None
 
 
 def _update_from_url(
     verifier: OfflineVerifier, url: str, state: Path | None, now: datetime | None
 ) -> None:
-    held = verifier.bundle
-    since = verifier.delta_base
-    etag = _held_etag(state, url, held) if since is not None else None
-    # A delta since the held version first; a full bundle if that delta does not apply.
-    attempts = [since, None] if since is not None else [None]
-    for attempt in attempts:
-        try:
-            fetched = fetch_bundle(url, since=attempt, etag=etag if attempt is not None else None)
-        except (OSError, InputError) as exc:
-            typer.echo(f"bundle fetch failed: {exc} ({_keeping(verifier)})", err=True)
-            return
-        if fetched.token is None:
-            typer.echo(f"bundle unchanged ({fetched.note}), {_keeping(verifier)}", err=True)
-            return
-        bundle = _update(verifier, fetched.token, now)
-        if isinstance(bundle, VerificationError):
-            continue
-        if bundle is not None:
-            kind = "full" if bundle.base is None else f"delta from {bundle.base}"
-            if bundle.patched:
-                kind += f", {len(bundle.patched)} shards patched by entry"
-            typer.echo(f"bundle version {bundle.version} ({kind}, {fetched.size} bytes)", err=True)
-            _keep_etag(state, url, bundle.version, fetched.etag)
-        return
+    refresh = BundleFetcher(verifier, url, state_dir=state).refresh(now=now)
+    if refresh.outcome is RefreshOutcome.UPDATED:
+        typer.echo(f"bundle {refresh.detail}", err=True)
+    elif refresh.outcome is RefreshOutcome.UNCHANGED:
+        typer.echo(f"bundle unchanged ({refresh.detail}), {_keeping(verifier)}", err=True)
+    elif refresh.outcome is RefreshOutcome.REFUSED:
+        typer.echo(f"{refresh.detail} ({_keeping(verifier)})", err=True)
+    else:
+        typer.echo(f"bundle fetch failed: {refresh.detail} ({_keeping(verifier)})", err=True)
 
 
 def decode_image(path: Path) -> str:

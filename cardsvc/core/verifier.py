@@ -62,8 +62,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -76,6 +74,7 @@ from cardsvc.core import devicebound
 from cardsvc.core.bundle import Bundle, verify_bundle
 from cardsvc.core.credential import disclosed_claims
 from cardsvc.core.errors import CoreError, DecodeError, VerificationError
+from cardsvc.core.files import write_atomically
 from cardsvc.core.keys import VerifyingKey, b64url_decode
 from cardsvc.core.qrtoken import Attribute, Purpose, verify_qr_token
 from cardsvc.core.statuslist import Status
@@ -197,31 +196,6 @@ def _fresh_until(
         else max(shard.exp, previous.get(uri, shard.exp), bundle.expires_at)
         for uri, shard in bundle.status_lists.items()
     }
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a crash leaves the old file or the new one, whole."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # The rename itself must reach the disk before an acceptance is answered.
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # pragma: no cover - platforms that cannot open a directory
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover - file systems without directory fsync
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def _parse_replay(raw: bytes, capacity: int) -> tuple[dict[bytes, float], float | None]:
@@ -474,7 +448,7 @@ class OfflineVerifier:
             # there means the memory was lost (see _load_replay).
             with self._replay_lock:
                 self._save_replay()
-        _atomic_write(self._state_dir / STATE_FILE, json.dumps(state).encode())
+        write_atomically(self._state_dir / STATE_FILE, json.dumps(state).encode())
 
     def _load_replay(self, state_dir: Path) -> None:
         """Load the replay memory; anything wrong with it rebuilds it, failing closed.
@@ -515,7 +489,7 @@ class OfflineVerifier:
             "complete_since": math.ceil(since) if since is not None else None,
             "seen": [[key.hex(), math.ceil(until)] for key, until in self._seen.items()],
         }
-        _atomic_write(self._state_dir / REPLAY_FILE, json.dumps(state).encode())
+        write_atomically(self._state_dir / REPLAY_FILE, json.dumps(state).encode())
 
     # -- verification ---------------------------------------------------------------------
 

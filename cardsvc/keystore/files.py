@@ -13,12 +13,9 @@ reported as such rather than as a wrong passphrase.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardsvc.core.errors import CoreError
+from cardsvc.core.files import write_atomically
 from cardsvc.core.keys import KeyPurpose, VerifyingKey
 from cardsvc.core.signing import LocalSigner, Signer
 from cardsvc.errors import (
@@ -42,27 +40,6 @@ from cardsvc.keystore.records import KeyRecord
 INDEX_VERSION = 1
 #: Key files are a few hundred bytes; refuse to read anything much larger.
 MAX_FILE_SIZE = 64 * 1024
-
-
-def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` via a fsynced temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _check_private(path: Path, *, directory: bool = False) -> None:

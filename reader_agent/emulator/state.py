@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
+from cardsvc.core.files import write_atomically
 from reader_agent.card.constants import PIN_TRIES, PUK_TRIES, LifeCycle
 from reader_agent.errors import AgentError
-from reader_agent.fsutil import write_atomically
 
 STATE_VERSION: Final = 1
 

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from cardsvc.api.app import create_app
 from cardsvc.cli.partner import verify_app
-from cardsvc.cli.verify import FETCH_FILE, with_since
+from cardsvc.core.fetch import FETCH_FILE, with_since
 from cardsvc.core.keys import b64url_decode
 from cardsvc.core.verifier import STATE_FILE, OfflineVerifier
 from cardsvc.services import Services
