@@ -1,51 +1,58 @@
-"""The agent's offline cache: the trust list (under a pinned root key, with rollback
-protection) and status list tokens, as files in one directory.
+"""The agent's offline cache: the verifier bundle under a pinned root key, in one directory.
+
+The counter follows the issuer's signed verifier bundle (trust list and every status list
+shard in one token, :mod:`cardsvc.core.bundle`) exactly as a partner's ``cardsvc verify``
+does: :class:`cardsvc.core.fetch.BundleFetcher` asks for a delta with changed entries on
+the held bundle, so a refresh after a thousand status changes among 1.4 billion cards is
+~110 KiB instead of ~47 MiB, and a refresh with nothing new is a 304.
 
 Layout of ``directory``::
 
-    root.jwk              the pinned root public key (set once, out of band)
-    trust-list.jwt        the newest accepted trust list
-    trust-anchor.json     {"accepted_sequence": n}: survives restarts, so a replayed older
-                          trust list is refused even after the agent restarts
-    status/<sha256>.jwt   one Status List Token per list URI
+    root.jwk                the pinned root public key (set once, out of band)
+    bundle/                 the :class:`~cardsvc.core.verifier.OfflineVerifier`'s state:
+                            the accepted bundle chain, re-verified at every start (so a
+                            file tampered with on disk fails as a network answer would),
+                            and the fetch memo (ETag, when the issuer last confirmed it)
 
-Everything written is verified first and written atomically (0600). Reading verifies again:
-a file tampered with on disk fails the same checks a network answer would.
-
-Fetching: ``GET {issuer}/v1/trust-list`` exists on the issuer today. The issuer has no
-status list endpoint yet, so status list tokens are loaded from any URL or file given
-(:func:`fetch_text`), e.g. ``file.jwt`` exported by the issuer or a CDN URL.
+Freshness: a card's status is as of the newer of the bundle's signed time and the last
+time the issuer confirmed the held bundle current (a refresh that found nothing new).
+Online counters keep that within seconds (:mod:`reader_agent.page.link`); offline the
+age is shown and bounded by the caller.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+from cardsvc.core.bundle import Bundle
 from cardsvc.core.errors import CoreError, VerificationError
+from cardsvc.core.fetch import FETCH_FILE, BundleFetcher, Refresh
 from cardsvc.core.files import write_atomically
 from cardsvc.core.keys import VerifyingKey
-from cardsvc.core.statuslist import StatusListToken, verify_status_list_token
-from cardsvc.core.trustlist import TrustAnchor, TrustList
+from cardsvc.core.references import StatusReference
+from cardsvc.core.statuslist import Status
+from cardsvc.core.trustlist import TrustList
+from cardsvc.core.verifier import OfflineVerifier
 from reader_agent.errors import AgentError
 
-__all__ = ["AgentCache", "CacheError", "StatusEntry", "fetch_text"]
+__all__ = ["LEEWAY", "AgentCache", "CacheError", "CardStatus"]
 
 #: Clock leeway for every signed time the agent checks (counter PCs drift).
 LEEWAY: Final = timedelta(minutes=2)
-_MAX_FETCH: Final = 8 * 1024 * 1024
+#: The verifier's own staleness bound is not the counter's: callers bound the status age.
+_NO_BUNDLE_AGE_LIMIT: Final = timedelta(days=3650)
+_NAMED_STATUSES: Final = frozenset(s.value for s in Status)
 
 
 class CacheError(AgentError):
     """The cache is missing something, or what was offered to it did not verify.
 
-    ``check`` names the failed check (``no-root``, ``no-trust-list``, ``rollback``,
+    ``check`` names the failed check (``no-root``, ``no-bundle``, ``rollback``,
     ``signature``, ``expired``, ``fetch``, ...) like cardsvc.core's VerificationError.
     """
 
@@ -57,33 +64,36 @@ class CacheError(AgentError):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class StatusEntry:
-    """A verified cached status list token and where it came from."""
+class CardStatus:
+    """A card's entry in the held bundle, and how current it is."""
 
-    uri: str
-    token: StatusListToken
+    status: Status | int  # 4- or 8-bit lists may carry values the draft does not name
+    as_of: datetime  # the newer of the bundle's signed time and the issuer's confirmation
+    confirmed: bool  # as_of is the issuer confirming the held bundle current
+    bundle_version: int
+
+    def age(self, now: datetime) -> timedelta:
+        return max(timedelta(0), now - self.as_of)
 
 
 class AgentCache:
     """The cache in ``directory``. The root key is pinned with :meth:`pin_root` once."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self, directory: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self.directory = directory
+        self._clock = clock
+        self._verifier: OfflineVerifier | None = None
+        self._fetchers: dict[str, BundleFetcher] = {}
 
     @property
     def _root_path(self) -> Path:
         return self.directory / "root.jwk"
 
     @property
-    def _trust_list_path(self) -> Path:
-        return self.directory / "trust-list.jwt"
-
-    @property
-    def _anchor_path(self) -> Path:
-        return self.directory / "trust-anchor.json"
-
-    def _status_path(self, uri: str) -> Path:
-        return self.directory / "status" / (hashlib.sha256(uri.encode()).hexdigest() + ".jwt")
+    def _state_dir(self) -> Path:
+        return self.directory / "bundle"
 
     # -- root key -----------------------------------------------------------------------
 
@@ -98,7 +108,10 @@ class AgentCache:
                 )
             return
         jwk = {k: v for k, v in root.jwk().items() if k in ("kty", "crv", "x", "y")}
-        self._write(self._root_path, json.dumps(jwk).encode())
+        try:
+            write_atomically(self._root_path, json.dumps(jwk).encode())
+        except OSError as exc:
+            raise CacheError(f"cannot write {self._root_path}: {exc}", check="io") from None
 
     def root(self) -> VerifyingKey:
         """The pinned root key; CacheError('no-root') when none is pinned yet."""
@@ -123,144 +136,101 @@ class AgentCache:
         except (ValueError, CoreError, AttributeError) as exc:
             raise CacheError(f"{self._root_path} is not a P-256 JWK: {exc}", check="root") from None
 
-    # -- trust list ---------------------------------------------------------------------
+    # -- the bundle ---------------------------------------------------------------------
 
-    def accepted_sequence(self) -> int:
-        try:
-            obj = json.loads(self._anchor_path.read_bytes())
-            seq = obj["accepted_sequence"]
-        except FileNotFoundError:
-            return -1
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            # Fail closed: a damaged anchor must not silently re-open rollback.
-            raise CacheError(f"{self._anchor_path} is damaged: {exc}", check="anchor") from None
-        if isinstance(seq, bool) or not isinstance(seq, int):
-            raise CacheError(f"{self._anchor_path} is damaged", check="anchor")
-        return seq
+    @property
+    def verifier(self) -> OfflineVerifier:
+        """The offline verifier holding the bundle (loaded and re-verified on first use)."""
+        if self._verifier is None:
+            self._verifier = OfflineVerifier(
+                self.root(), state_dir=self._state_dir, max_age=_NO_BUNDLE_AGE_LIMIT,
+                leeway=LEEWAY, clock=self._clock,
+            )  # fmt: skip
+        return self._verifier
 
-    def update_trust_list(self, token: str, *, now: datetime) -> TrustList:
-        """Verify ``token`` under the pinned root, refuse rollback, then store it."""
-        anchor = TrustAnchor(self.root(), accepted_sequence=self.accepted_sequence())
-        current = self._read_text(self._trust_list_path)
-        if current is not None:
-            try:
-                anchor.accept(current, now=now, leeway=LEEWAY)
-            except CoreError:
-                # An expired current list must not block installing a newer one; the
-                # persisted sequence still guards against rollback.
-                anchor = TrustAnchor(self.root(), accepted_sequence=self.accepted_sequence())
+    def install(self, token: str, *, now: datetime) -> Bundle:
+        """Verify a bundle given whole (an exported file) and make it current."""
         try:
-            trust_list = anchor.accept(token.strip(), now=now, leeway=LEEWAY)
+            return self.verifier.update(token.strip(), now=now)
         except VerificationError as exc:
-            raise CacheError(f"trust list refused: {exc.detail}", check=exc.check) from None
+            raise CacheError(f"bundle refused: {exc.detail}", check=exc.check) from None
         except CoreError as exc:
-            raise CacheError(f"trust list refused: {exc.detail}", check="decode") from None
-        self._write(self._trust_list_path, token.strip().encode())
-        self._write(
-            self._anchor_path, json.dumps({"accepted_sequence": trust_list.sequence}).encode()
-        )
-        return trust_list
+            raise CacheError(f"bundle refused: {exc.detail}", check="decode") from None
+        except OSError as exc:
+            raise CacheError(f"cannot write {self._state_dir}: {exc}", check="io") from None
+
+    def refresh(self, url: str, *, now: datetime) -> Refresh:
+        """One refresh from the bundle URL (a delta when one applies). Never raises for
+        the network: a failed or refused refresh keeps the held bundle and says why."""
+        fetcher = self._fetcher(url)
+        return fetcher.refresh(now=now)
+
+    def _fetcher(self, url: str) -> BundleFetcher:
+        fetcher = self._fetchers.get(url)
+        if fetcher is None:
+            fetcher = BundleFetcher(
+                self.verifier, url, state_dir=self._state_dir, timeout=10.0, clock=self._clock
+            )
+            self._fetchers[url] = fetcher
+        return fetcher
+
+    def bundle(self) -> Bundle:
+        bundle = self.verifier.bundle
+        if bundle is None:
+            raise CacheError(
+                "no verifier bundle cached: run `reader-agent cache update`", check="no-bundle"
+            )
+        return bundle
+
+    def confirmed_at(self) -> datetime | None:
+        """When the issuer last confirmed the held bundle current (any bundle URL)."""
+        times = [f.confirmed_at for f in self._fetchers.values()]
+        times += [self._persisted_confirmation()]
+        known = [t for t in times if t is not None]
+        return max(known) if known else None
+
+    def _persisted_confirmation(self) -> datetime | None:
+        # A new process has no fetcher yet: the memo on disk says when and from where.
+        try:
+            memo = json.loads((self._state_dir / FETCH_FILE).read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        url = memo.get("url") if isinstance(memo, dict) else None
+        return self._fetcher(url).confirmed_at if isinstance(url, str) else None
+
+    # -- what the checks read -----------------------------------------------------------
 
     def trust_list(self, *, now: datetime) -> TrustList:
-        """The cached trust list, verified again now (expired -> CacheError('expired'))."""
-        token = self._read_text(self._trust_list_path)
-        if token is None:
+        """The held bundle's trust list, still within its validity at ``now``."""
+        trust_list = self.bundle().trust_list
+        if now > trust_list.expires_at + LEEWAY:
             raise CacheError(
-                "no cached trust list: run `reader-agent cache update`", check="no-trust-list"
-            )
-        try:
-            trust_list = TrustList.verify(token, root=self.root(), now=now, leeway=LEEWAY)
-        except VerificationError as exc:
-            raise CacheError(f"cached trust list: {exc.detail}", check=exc.check) from None
-        except CoreError as exc:
-            raise CacheError(f"cached trust list: {exc.detail}", check="decode") from None
-        if trust_list.sequence < self.accepted_sequence():
-            raise CacheError(
-                "cached trust list is older than the accepted sequence (file rolled back)",
-                check="rollback",
+                f"cached trust list expired at {trust_list.expires_at:%Y-%m-%dT%H:%M:%SZ}",
+                check="expired",
             )
         return trust_list
 
-    # -- status lists -------------------------------------------------------------------
-
-    def add_status_list(self, token: str, *, now: datetime) -> StatusEntry:
-        """Verify a Status List Token with the cached trust list and store it under its
-        ``sub`` (the list's URI). An older token than the cached one is refused."""
-        entry = self._verify_status(token.strip(), now=now)
-        existing = self.find_status_list(entry.uri, now=now)
-        if existing is not None and entry.token.iat < existing.token.iat:
-            raise CacheError(
-                f"status list {entry.uri} issued {entry.token.iat:%Y-%m-%dT%H:%M:%SZ} is older "
-                f"than the cached one ({existing.token.iat:%Y-%m-%dT%H:%M:%SZ})",
-                check="rollback",
-            )
-        self._write(self._status_path(entry.uri), token.strip().encode())
-        return entry
-
-    def status_list(self, uri: str, *, now: datetime) -> StatusEntry:
-        """The cached, re-verified status list token for ``uri``."""
-        entry = self.find_status_list(uri, now=now)
-        if entry is None:
-            raise CacheError(f"no cached status list for {uri}", check="no-status-list")
-        return entry
-
-    def find_status_list(self, uri: str, *, now: datetime) -> StatusEntry | None:
-        """As :meth:`status_list`, but None when nothing is cached for ``uri``."""
-        token = self._read_text(self._status_path(uri))
-        if token is None:
-            return None
-        return self._verify_status(token, now=now, expected_sub=uri)
-
-    def _verify_status(
-        self, token: str, *, now: datetime, expected_sub: str | None = None
-    ) -> StatusEntry:
-        trust_list = self.trust_list(now=now)
+    def status(self, ref: StatusReference, *, now: datetime) -> CardStatus:
+        """The card's status entry ``ref`` in the held bundle, and how current it is."""
+        bundle = self.bundle()
+        shard = bundle.status_lists.get(ref.uri)
+        fresh_until = self.verifier.fresh_until(ref.uri)
+        if shard is None or fresh_until is None:
+            raise CacheError(f"the cached bundle holds no status list {ref.uri}",
+                             check="no-status-list")  # fmt: skip
+        if now > fresh_until + LEEWAY:
+            raise CacheError(f"cached status list {ref.uri} expired", check="expired")
         try:
-            verified = verify_status_list_token(
-                token, trust_list=trust_list, expected_sub=expected_sub, now=now, leeway=LEEWAY
-            )
-        except VerificationError as exc:
-            raise CacheError(f"status list: {exc.detail}", check=exc.check) from None
+            value = shard.status_list.get(ref.idx)
         except CoreError as exc:
-            raise CacheError(f"status list: {exc.detail}", check="decode") from None
-        return StatusEntry(uri=verified.sub, token=verified)
-
-    # -- files --------------------------------------------------------------------------
-
-    def _read_text(self, path: Path) -> str | None:
-        try:
-            return path.read_text("ascii").strip()
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CacheError(f"cannot read {path}: {exc}", check="io") from None
-
-    def _write(self, path: Path, data: bytes) -> None:
-        try:
-            write_atomically(path, data)
-        except OSError as exc:
-            raise CacheError(f"cannot write {path}: {exc.strerror}", check="io") from None
-
-
-def fetch_text(source: str, *, timeout: float = 10.0) -> str:
-    """Text from an ``http(s)://`` URL or a local file path (status lists have no issuer
-    endpoint yet, so a file exported by the issuer works too). Raises CacheError('fetch')."""
-    if source.startswith(("http://", "https://")):
-        request = urllib.request.Request(source, headers={"Accept": "*/*"})  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
-                body: bytes = answer.read(_MAX_FETCH + 1)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise CacheError(f"cannot fetch {source}: {exc}", check="fetch") from None
-    else:
-        try:
-            with open(source, "rb") as handle:
-                body = handle.read(_MAX_FETCH + 1)
-        except OSError as exc:
-            raise CacheError(f"cannot read {source}: {exc.strerror}", check="fetch") from None
-    if len(body) > _MAX_FETCH:
-        raise CacheError(f"{source} is larger than {_MAX_FETCH} bytes", check="fetch")
-    try:
-        return body.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise CacheError(f"{source} is not a compact JWS (non-ASCII)", check="fetch") from None
+            raise CacheError(f"index {ref.idx}: {exc.detail}", check="index") from None
+        confirmed = self.confirmed_at()
+        as_of = bundle.issued_at
+        if confirmed is not None and confirmed > as_of:
+            as_of = confirmed
+        return CardStatus(
+            status=Status(value) if value in _NAMED_STATUSES else value,
+            as_of=as_of,
+            confirmed=as_of == confirmed,
+            bundle_version=bundle.version,
+        )

@@ -2,9 +2,10 @@
 
 Order matters and is fixed: read the card document; verify it with the cached trust list;
 challenge the chip with a fresh random nonce and verify the answer with the chip key *from
-the document* (a document copied onto another chip fails here: a clone); check the cached
-status list and its age; only then the PIN. The PIN is never asked of a card that failed an
-earlier step, and at its last try it is not presented without an explicit override.
+the document* (a document copied onto another chip fails here: a clone); check the card's
+status in the cached verifier bundle and how current it is; only then the PIN. The PIN is
+never asked of a card that failed an earlier step, and at its last try it is not presented
+without an explicit override.
 
 :func:`check_card` never raises for what it finds on the card: every step is recorded in
 :class:`CheckResult` with passed/failed/skipped and the reason. Transport failures (card
@@ -34,12 +35,23 @@ from reader_agent.errors import (
     PinBlockedError,
 )
 
-__all__ = ["CheckResult", "Outcome", "Step", "StepResult", "Verdict", "check_card"]
+__all__ = [
+    "DEFAULT_MAX_STATUS_AGE",
+    "ONLINE_MAX_STATUS_AGE",
+    "CheckResult",
+    "Outcome",
+    "Step",
+    "StepResult",
+    "Verdict",
+    "check_card",
+]
 
 #: A status list older than this is not trusted offline (the issuer's lists live 7 days,
 #: but a revoked card must not keep working at a counter for a week).
 DEFAULT_MAX_STATUS_AGE = timedelta(hours=24)
-_NAMED_STATUSES = frozenset(s.value for s in Status)
+#: While the issuer answers, a check uses status no older than this: a card reported lost
+#: in the wallet is refused at every online counter within half a minute.
+ONLINE_MAX_STATUS_AGE = timedelta(seconds=30)
 
 
 class Step(StrEnum):
@@ -87,6 +99,7 @@ class CheckResult:
     document: CardDocument | None
     status: Status | int | None
     pin_tries_left: int | None
+    status_age: timedelta | None = None  # how current the status used was, if one was
 
     @property
     def genuine(self) -> bool:
@@ -112,6 +125,7 @@ def check_card(
     ``pin`` None skips the PIN (the tries left are still read and reported).
     """
     steps: list[StepResult] = []
+    status_age: timedelta | None = None
 
     def record(step: Step, outcome: Outcome, reason: str) -> None:
         steps.append(StepResult(step=step, outcome=outcome, reason=reason))
@@ -132,6 +146,7 @@ def check_card(
             document=document,
             status=status,
             pin_tries_left=tries,
+            status_age=status_age,
         )
 
     # 1. Read the card document.
@@ -180,36 +195,35 @@ def check_card(
         return finish(Verdict.CLONE, document)
     record(Step.CHIP_AUTHENTICATION, Outcome.PASSED, "chip signed a fresh nonce")
 
-    # 4. Status from the cached status list, and its age.
+    # 4. Status from the cached bundle, and how current it is.
     ref = document.status
     try:
-        entry = cache.status_list(ref.uri, now=now)
+        entry = cache.status(ref, now=now)
     except CacheError as exc:
         record(Step.STATUS, Outcome.FAILED, exc.detail)
         return finish(Verdict.STATUS_UNKNOWN, document)
-    age = now - entry.token.iat
+    age = entry.age(now)
+    status_age = age
+    source = (
+        f"status confirmed by the issuer {human_age(age)} ago"
+        if entry.confirmed
+        else f"status signed by the issuer {human_age(age)} ago"
+    ) + f" (bundle version {entry.bundle_version})"
     if age > max_status_age:
         record(
             Step.STATUS,
             Outcome.FAILED,
-            f"cached status list is {_hours(age)} old (limit {_hours(max_status_age)}): "
-            "run `reader-agent cache update`",
+            f"{source}: older than the {human_age(max_status_age)} allowed; "
+            "refresh the cache (`reader-agent cache update`)",
         )
         return finish(Verdict.STATUS_UNKNOWN, document)
-    try:
-        status: Status | int = entry.token.status_list.get(ref.idx)
-    except CoreError as exc:
-        record(Step.STATUS, Outcome.FAILED, f"index {ref.idx}: {exc.detail}")
-        return finish(Verdict.STATUS_UNKNOWN, document)
-    # 4- or 8-bit lists may carry values the draft does not name: those stay plain ints.
-    if status in _NAMED_STATUSES:
-        status = Status(status)
+    status = entry.status
     if status != Status.VALID:
         verdict = Verdict.SUSPENDED if status == Status.SUSPENDED else Verdict.REVOKED
         name = status.name if isinstance(status, Status) else f"status value {status}"
-        record(Step.STATUS, Outcome.FAILED, f"card status is {name} ({verdict.value})")
+        record(Step.STATUS, Outcome.FAILED, f"card status is {name} ({verdict.value}); {source}")
         return finish(verdict, document, status)
-    record(Step.STATUS, Outcome.PASSED, f"VALID in a status list {_hours(age)} old")
+    record(Step.STATUS, Outcome.PASSED, f"VALID; {source}")
 
     # 5. PIN: tries left first; at the last try only with an explicit override.
     pin_status = session.pin_status()
@@ -247,6 +261,11 @@ def check_card(
     return finish(Verdict.GENUINE, document, status, None)
 
 
-def _hours(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:.1f} h"
+def human_age(delta: timedelta) -> str:
+    """An age as a clerk reads it: seconds, minutes, or hours."""
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"

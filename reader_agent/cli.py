@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +14,6 @@ from reader_agent.errors import AgentError
 if TYPE_CHECKING:
     from cardsvc.core.keys import VerifyingKey
     from reader_agent.issuer import IssuerClient
-    from reader_agent.personalize import CardDocumentSigner
 
 app = typer.Typer(
     help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False
@@ -166,30 +165,28 @@ def pin_unblock(reader: ReaderOpt = None, timeout: TimeoutOpt = 5.0) -> None:
 @cache_app.command("update")
 def cache_update(
     issuer: Annotated[
-        str | None, typer.Option(help="Issuer base URL: fetches {issuer}/v1/trust-list")
+        str | None, typer.Option(help="Issuer base URL: follows {issuer}/v1/bundles/latest")
     ] = None,
-    trust_list: Annotated[
-        str | None, typer.Option(help="Trust list URL or file instead of the issuer's")
+    bundle: Annotated[
+        str | None, typer.Option(help="Verifier bundle URL, or a file exported by the issuer")
     ] = None,
     root: Annotated[
         Path | None, typer.Option(help="Root public JWK to pin (first run only)")
     ] = None,
-    status_list: Annotated[
-        list[str] | None,
-        typer.Option(help="Status list token URL or file (repeatable)"),
-    ] = None,
     cache_dir: CacheDir = _DEFAULT_CACHE,
 ) -> None:
-    """Refresh the offline cache: trust list (rollback-protected), then status lists.
+    """Refresh the offline cache from the issuer's signed verifier bundle.
 
-    With --issuer both come from the issuer (every status list shard it publishes);
-    --trust-list and --status-list take URLs or files instead (an exported copy).
+    From a URL the bundle comes as a delta on the one held (changed entries only; nothing
+    when nothing changed); a file is taken whole. The trust list inside is rollback-
+    protected under the pinned root.
     """
     import json
 
     from cardsvc.core.errors import CoreError
+    from cardsvc.core.fetch import RefreshOutcome
     from cardsvc.core.keys import VerifyingKey
-    from reader_agent.cache import AgentCache, CacheError, fetch_text
+    from reader_agent.cache import AgentCache, CacheError
 
     cache = AgentCache(cache_dir)
     if root is not None:
@@ -197,21 +194,26 @@ def cache_update(
             cache.pin_root(VerifyingKey.from_jwk(json.loads(root.read_text())))
         except (OSError, ValueError, CoreError) as exc:
             raise CacheError(f"cannot use {root} as the root key: {exc}", check="root") from None
+    source = bundle or (f"{issuer.rstrip('/')}/v1/bundles/latest" if issuer else None)
+    if source is None:
+        raise typer.BadParameter("give --issuer or --bundle")
     now = _now()
-    source = trust_list or (f"{issuer.rstrip('/')}/v1/trust-list" if issuer else None)
-    if source is not None:
-        accepted = cache.update_trust_list(fetch_text(source), now=now)
-        typer.echo(f"trust list sequence {accepted.sequence}, {len(accepted.keys)} keys")
-    sources = list(status_list or [])
-    if issuer is not None and not sources:
-        from reader_agent.issuer import status_list_uris
-
-        sources = status_list_uris(issuer)
-    for item in sources:
-        entry = cache.add_status_list(fetch_text(item), now=now)
-        typer.echo(f"status list {entry.uri} issued {entry.token.iat:%Y-%m-%dT%H:%M:%SZ}")
-    if source is None and not status_list:
-        raise typer.BadParameter("give --issuer, --trust-list or --status-list")
+    if source.startswith(("http://", "https://")):
+        refresh = cache.refresh(source, now=now)
+        if refresh.outcome in (RefreshOutcome.FAILED, RefreshOutcome.REFUSED):
+            raise CacheError(refresh.detail, check="fetch")
+        held = refresh.bundle
+        what = refresh.detail if refresh.outcome is RefreshOutcome.UPDATED else "unchanged"
+    else:
+        try:
+            token = Path(source).read_text("ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CacheError(f"cannot read {source}: {exc}", check="fetch") from None
+        held = cache.install(token, now=now)
+        what = f"version {held.version} from {source}"
+    assert held is not None  # noqa: S101 - an updated or unchanged refresh holds one
+    typer.echo(f"bundle {what}: trust list sequence {held.trust_list.sequence}, "
+               f"{len(held.status_lists)} status lists")  # fmt: skip
 
 
 @app.command()
@@ -252,16 +254,6 @@ def personalize(
     client_key: Annotated[
         Path | None, typer.Option(help="This terminal's private key (PEM)")
     ] = None,
-    key_dir: Annotated[
-        Path | None, typer.Option(help="Development only: sign with this local key store")
-    ] = None,
-    citizen_id: Annotated[str | None, typer.Option(help="--key-dir: citizen ID number")] = None,
-    name: Annotated[str | None, typer.Option(help="--key-dir: cardholder name")] = None,
-    status_uri: Annotated[str | None, typer.Option(help="--key-dir: status list URI")] = None,
-    status_idx: Annotated[int, typer.Option(min=0, help="--key-dir: status index")] = 0,
-    region: Annotated[str | None, typer.Option(help="--key-dir: region (default: ID's)")] = None,
-    issue_date: Annotated[str | None, typer.Option(help="--key-dir: YYYY-MM-DD")] = None,
-    valid_years: Annotated[int, typer.Option(min=1, max=30)] = 10,
     reader: ReaderOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
@@ -269,28 +261,21 @@ def personalize(
 
     With --client-id and --client-key (the real path) the issuer signs: the card must have
     been issued there (pending personalisation); this terminal authenticates with its key
-    (private_key_jwt) and sends the chip's public key. With --key-dir (development only) a
-    local cardsvc key store signs a document built from the --key-dir options.
+    (private_key_jwt) and sends the chip's public key. (Development: `python -m
+    demo.personalize` signs with a local cardsvc key store instead.)
     """
     from reader_agent import pcsc
     from reader_agent.card.session import SscSession
     from reader_agent.personalize import personalize as run_personalize
 
-    sign_document: CardDocumentSigner
-    if client_id is not None and client_key is not None:
-        client = _issuer_client(issuer, client_id, client_key)
-        client.access_token()  # authenticate before touching the card
+    if client_id is None or client_key is None:
+        raise typer.BadParameter("give --client-id and --client-key (this terminal at the issuer)")
+    client = _issuer_client(issuer, client_id, client_key)
+    client.access_token()  # authenticate before touching the card
 
-        def sign_document(chip_key: VerifyingKey) -> str:
-            return client.personalize(card_number, chip_key)
+    def sign_document(chip_key: VerifyingKey) -> str:
+        return client.personalize(card_number, chip_key)
 
-    elif key_dir is not None:
-        sign_document = _local_signer(
-            key_dir, issuer, card_number, citizen_id, name, status_uri, status_idx,
-            region, issue_date, valid_years,
-        )  # fmt: skip
-    else:
-        raise typer.BadParameter("give --client-id and --client-key, or --key-dir")
     pin = typer.prompt("initial PIN", hide_input=True, confirmation_prompt=True)
     puk = typer.prompt("PUK", hide_input=True, confirmation_prompt=True)
     target = _pick_reader(reader, timeout)
@@ -526,64 +511,6 @@ def _issuer_client(issuer: str, client_id: str, client_key: Path) -> IssuerClien
     return IssuerClient(issuer, client_id=client_id, signer=LocalSigner(private))
 
 
-def _local_signer(
-    key_dir: Path,
-    issuer: str,
-    card_number: str,
-    citizen_id: str | None,
-    name: str | None,
-    status_uri: str | None,
-    status_idx: int,
-    region: str | None,
-    issue_date: str | None,
-    valid_years: int,
-) -> CardDocumentSigner:
-    from cardsvc.core.carddoc import CardDocument
-    from cardsvc.core.errors import CoreError
-    from cardsvc.core.identity import CardNumber, CitizenId, RegionCode
-    from cardsvc.core.keys import KeyPurpose
-    from cardsvc.core.references import StatusReference
-    from cardsvc.keystore.files import FileKeyBackend
-    from cardsvc.keystore.service import KeyPolicy, KeyService
-    from cardsvc.settings import Settings
-    from reader_agent.personalize import local_document_signer
-
-    if citizen_id is None or name is None or status_uri is None:
-        raise typer.BadParameter("--key-dir needs --citizen-id, --name and --status-uri")
-    now = _now()
-    try:
-        cid = CitizenId.parse(citizen_id)
-        issued = date.fromisoformat(issue_date) if issue_date else now.date()
-        template = CardDocument(
-            issuer=issuer,
-            card_number=CardNumber.parse(card_number),
-            citizen_id=cid,
-            name=name,
-            sex=cid.sex,
-            birth_date=cid.birth_date,
-            region=RegionCode.parse(region) if region else cid.region_code,
-            issue_date=issued,
-            expiry_date=issued.replace(year=issued.year + valid_years),
-            chip_key=_placeholder_key(),
-            status=StatusReference(idx=status_idx, uri=status_uri),
-            issued_at=now,
-        )
-    except (CoreError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from None
-    passphrase = Settings(key_dir=key_dir).passphrase()
-    keys = KeyService(FileKeyBackend(key_dir, passphrase), KeyPolicy(), issuer=issuer)
-    return local_document_signer(template, keys.signer(KeyPurpose.CARD_DOCUMENT, now=now))
-
-
-def _placeholder_key() -> VerifyingKey:
-    """A throwaway key for the template; personalisation puts the chip's key in its place."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from cardsvc.core.keys import VerifyingKey
-
-    return VerifyingKey(public_key=ec.generate_private_key(ec.SECP256R1()).public_key())
-
-
 def main() -> None:
     """Console entry point: typed errors become one line on stderr and exit status 1."""
     from cardsvc.core.errors import CoreError
@@ -593,11 +520,4 @@ def main() -> None:
     except (AgentError, CoreError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
-    except Exception as exc:
-        # Key store errors (cardsvc.errors) when personalising with a local key store.
-        from cardsvc.errors import CardsvcError
 
-        if not isinstance(exc, CardsvcError):
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None

@@ -37,9 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cardsvc.core.errors import CoreError
 from cardsvc.core.files import write_atomically
-from cardsvc.core.keys import b64url_decode
 from cardsvc.core.signing import Signer
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
 from reader_agent.cache import AgentCache, CacheError
@@ -60,7 +58,6 @@ __all__ = [
 ]
 
 CERTIFICATE_FILE = "terminal-certificate.jwt"
-BATCH_PATH = "/v1/transactions/batches"
 BATCH_SIZE = 100  # ~50 KB: under the issuer's default 64 KB request limit
 _OUTCOMES = {"accepted": RecordState.ACCEPTED, "duplicate": RecordState.DUPLICATE,
              "conflict": RecordState.CONFLICT}  # fmt: skip
@@ -114,15 +111,12 @@ def load_certificate(state_dir: Path, issuer: IssuerClient | None) -> str:
     if issuer is None:
         raise CounterRefusedError("no terminal certificate yet", reason="certificate")
     try:
-        answer = issuer.call("POST", "/v1/terminal-certificates", {})
+        certificate = issuer.terminal_certificate()
     except IssuerUnreachableError:
         raise CounterRefusedError(
             "no terminal certificate yet and the issuer is unreachable: connect once",
             reason="certificate",
         ) from None
-    certificate = answer.get("certificate") if isinstance(answer, dict) else None
-    if not isinstance(certificate, str):
-        raise IssuerError("terminal-certificates: malformed answer")
     write_atomically(path, certificate.encode())
     return certificate
 
@@ -156,10 +150,10 @@ def _offline_allowed(
         trust_list = cache.trust_list(now=now)
         if check.document is None:
             refuse("status", "no card document")
-        status = cache.status_list(check.document.status.uri, now=now)
+        status = cache.status(check.document.status, now=now)
     except CacheError as exc:
         refuse("cache", exc.detail)
-    if now - status.token.iat > policy.max_status_age:
+    if status.age(now) > policy.max_status_age:
         refuse("status-age", "the cached status list is too old for offline use")
     if now - trust_list.issued_at > policy.max_trust_list_age:
         refuse("trust-list-age", "the cached trust list is too old for offline use")
@@ -228,15 +222,12 @@ def transact_checked(
     nonce: bytes
     try:
         certificate = load_certificate(state_dir, issuer)
-        answer = issuer.call("POST", "/v1/transactions/challenges", {})
-        nonce = b64url_decode(str(answer["nonce"]), what="nonce")
+        nonce = issuer.transaction_challenge()
         mode = "online"
     except IssuerUnreachableError:
         certificate = load_certificate(state_dir, None)
         nonce = secrets.token_bytes(16)  # see the module doc: offline nonce
         mode = "offline"
-    except (KeyError, TypeError, CoreError):
-        raise IssuerError("challenge: malformed answer") from None
     data = TransactionData(
         kind=kind, card=card, terminal=journal.terminal_id, seq=journal.next_seq(),
         at=int(now().timestamp()), amount_fen=amount_fen, entitlement=entitlement,
@@ -271,11 +262,11 @@ def transact_checked(
 def submit_online(
     issuer: IssuerClient, journal: Journal, record: JournalRecord, certificate: str
 ) -> dict[str, Any]:
-    body = {**record.signed_record().to_json(), "terminal_certificate": certificate}
     try:
-        answer = issuer.call(
-            "POST", "/v1/transactions", body, headers={"Idempotency-Key": record.idempotency_key}
-        )
+        answer = issuer.submit_transaction(
+            record.signed_record().to_json(), certificate=certificate,
+            idempotency_key=record.idempotency_key,
+        )  # fmt: skip
     except IssuerUnreachableError:
         raise
     except IssuerError as exc:
@@ -327,31 +318,23 @@ def sync(
             if record.damaged:
                 item["flag"] = DAMAGED_FLAG
             items.append(item)
-        answer = issuer.call(
-            "POST", BATCH_PATH, {"terminal_certificate": certificate, "records": items}
-        )
-        results = answer.get("results") if isinstance(answer, dict) else None
-        if not isinstance(results, list):
-            raise IssuerError("batch: malformed answer")
+        results = issuer.upload_batch(items, certificate=certificate)
         settled: dict[int, tuple[RecordState, dict[str, Any]]] = {}
         by_seq = {r.seq: r for r in chunk}
         for result in results:
-            if not isinstance(result, dict) or result.get("seq") not in by_seq:
-                continue
-            outcome = str(result.get("outcome"))
-            seq = int(result["seq"])
-            if outcome == "retry":  # stored concurrently elsewhere: the next sync settles it
-                continue
+            seq, outcome = result.seq, result.outcome
+            if seq not in by_seq or outcome == "retry":
+                continue  # retry: stored concurrently elsewhere, the next sync settles it
             if by_seq[seq].state is RecordState.VOID:
-                settled[seq] = (RecordState.VOID, result)
+                settled[seq] = (RecordState.VOID, result.answer)
                 continue
             state = _OUTCOMES.get(outcome, RecordState.REJECTED)
-            if outcome == "duplicate" and result.get("reason"):
+            if outcome == "duplicate" and result.reason:
                 # Stored before (its first answer was lost), held for review, not accepted:
                 # the issuer repeats the conflict's reason.
                 state = RecordState.CONFLICT
             counts[state.value] += 1
-            settled[seq] = (state, result)
+            settled[seq] = (state, result.answer)
         journal.settle(settled)
     return SyncReport(uploaded=len(todo), held_back=len(held), **counts)
 

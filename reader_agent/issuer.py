@@ -14,11 +14,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cardsvc.core.assertion import ASSERTION_TYPE, make_client_assertion
-from cardsvc.core.keys import VerifyingKey
+from cardsvc.core.errors import CoreError
+from cardsvc.core.keys import VerifyingKey, b64url_decode
+from cardsvc.core.qrtoken import Purpose
 from cardsvc.core.signing import Signer
 from reader_agent.errors import IssuerError, IssuerUnreachableError
 
@@ -84,15 +87,15 @@ class IssuerClient:
             self._token = (token, time.monotonic() + max(0, lifetime - 30))
             return token
 
-    def call(
+    def _call(
         self,
         method: str,
         path: str,
         body: Mapping[str, Any] | None = None,
         *,
         headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        """An authenticated JSON request; returns the decoded answer or raises IssuerError."""
+    ) -> dict[str, Any]:
+        """An authenticated JSON request; the answer must be a JSON object."""
         data = None if body is None else json.dumps(body).encode()
         headers = {
             **(headers or {}),
@@ -104,17 +107,132 @@ class IssuerClient:
         request = urllib.request.Request(  # noqa: S310 - the configured issuer URL
             f"{self.base_url}{path}", data=data, headers=headers, method=method
         )
-        return self._json(*self._send(request), f"{method} {path}")
+        what = f"{method} {path}"
+        answer = self._json(*self._send(request), what)
+        if not isinstance(answer, dict):
+            raise IssuerError(f"{what}: the answer is not a JSON object")
+        return answer
+
+    # -- one method per call the agent makes ------------------------------------------
+
+    @property
+    def bundle_url(self) -> str:
+        """The verifier bundle the offline cache follows (public, no credentials)."""
+        return f"{self.base_url}/v1/bundles/latest"
 
     def personalize(self, card_number: str, chip_key: VerifyingKey) -> str:
         """Send the chip's public key; the issuer answers with the signed card document."""
         jwk = {k: v for k, v in chip_key.jwk().items() if k in ("kty", "crv", "x", "y")}
         path = f"/v1/cards/{urllib.parse.quote(card_number)}/personalization"
-        answer = self.call("POST", path, {"chip_jwk": jwk})
-        document = answer.get("document") if isinstance(answer, dict) else None
+        document = self._call("POST", path, {"chip_jwk": jwk}).get("document")
         if not isinstance(document, str):
             raise IssuerError("personalization: the answer holds no card document")
         return document
+
+    def terminal_certificate(self) -> str:
+        """This terminal's certificate (compact JWS), for records signed offline."""
+        certificate = self._call("POST", "/v1/terminal-certificates", {}).get("certificate")
+        if not isinstance(certificate, str):
+            raise IssuerError("terminal-certificates: malformed answer")
+        return certificate
+
+    def transaction_challenge(self) -> bytes:
+        """A fresh issuer nonce for one online transaction."""
+        nonce = self._call("POST", "/v1/transactions/challenges", {}).get("nonce")
+        if not isinstance(nonce, str):
+            raise IssuerError("challenge: malformed answer")
+        try:
+            return b64url_decode(nonce, what="nonce")
+        except CoreError:
+            raise IssuerError("challenge: malformed nonce") from None
+
+    def submit_transaction(
+        self, record: Mapping[str, Any], *, certificate: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        """One signed record online; the issuer's answer (the stored transaction)."""
+        body = {**record, "terminal_certificate": certificate}
+        return self._call(
+            "POST", "/v1/transactions", body, headers={"Idempotency-Key": idempotency_key}
+        )
+
+    def upload_batch(
+        self, items: Sequence[Mapping[str, Any]], *, certificate: str
+    ) -> list[BatchResult]:
+        """Records (or voids) signed offline; one result per item the issuer settled."""
+        answer = self._call(
+            "POST", "/v1/transactions/batches",
+            {"terminal_certificate": certificate, "records": list(items)},
+        )  # fmt: skip
+        results = answer.get("results")
+        if not isinstance(results, list):
+            raise IssuerError("batch: malformed answer")
+        return [
+            BatchResult(
+                seq=r["seq"],
+                outcome=str(r.get("outcome")),
+                reason=r.get("reason") if isinstance(r.get("reason"), str) else None,
+                answer=r,
+            )
+            for r in results
+            if isinstance(r, dict) and isinstance(r.get("seq"), int)
+            and not isinstance(r.get("seq"), bool)
+        ]
+
+    def open_entitlements(self, card_number: str) -> list[OpenEntitlement]:
+        """The holder's entitlements this terminal may pay out now."""
+        path = f"/v1/cards/{urllib.parse.quote(card_number)}/open-entitlements"
+        items = self._call("GET", path).get("items")
+        if not isinstance(items, list):
+            raise IssuerError("open entitlements: malformed answer")
+        return [
+            OpenEntitlement(
+                id=str(i.get("id")),
+                benefit=str(i.get("benefit")),
+                period=str(i.get("period")),
+                amount_fen=i["amount_fen"],
+            )
+            for i in items
+            if isinstance(i, dict) and isinstance(i.get("amount_fen"), int)
+        ]
+
+    def verify_token(self, text: str, purpose: Purpose) -> VerifiedToken:
+        """Online verification of a QR token; a refusal raises IssuerError (its problem
+        names the failed ``check``)."""
+        answer = self._call("POST", "/v1/verify", {"token": text, "purpose": purpose.name.lower()})
+        claims = answer.get("claims")
+        if not isinstance(claims, dict):
+            raise IssuerError("verify: malformed answer")
+        attributes, expires = claims.get("attributes"), claims.get("exp")
+        return VerifiedToken(
+            attributes=attributes if isinstance(attributes, dict) else {},
+            expires_at=expires if isinstance(expires, int) else None,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BatchResult:
+    """The issuer's answer to one item of an uploaded batch."""
+
+    seq: int
+    outcome: str  # accepted | duplicate | conflict | rejected | retry | void ...
+    reason: str | None
+    answer: dict[str, Any]  # kept whole in the journal
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OpenEntitlement:
+    id: str
+    benefit: str
+    period: str
+    amount_fen: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VerifiedToken:
+    """A QR token the issuer verified: what its purpose discloses, and until when."""
+
+    attributes: dict[str, Any]
+    expires_at: int | None
 
 
 def _send(request: urllib.request.Request, base_url: str, timeout: float) -> tuple[int, bytes]:
@@ -142,26 +260,6 @@ def _json(status: int, body: bytes, what: str) -> Any:
     if data is None:
         raise IssuerError(f"{what}: issuer answered {status} without JSON", status=status)
     return data
-
-
-def status_list_uris(base_url: str, *, timeout: float = 10.0) -> list[str]:
-    """Every status list shard the issuer publishes (a public listing, paged)."""
-    base_url = base_url.rstrip("/")
-    uris: list[str] = []
-    cursor: str | None = None
-    while True:
-        query = "?limit=200" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
-        request = urllib.request.Request(  # noqa: S310 - the configured issuer URL
-            f"{base_url}/v1/status-lists{query}", headers={"Accept": "application/json"}
-        )
-        page = _json(*_send(request, base_url, timeout), "status lists")
-        items = page.get("items") if isinstance(page, dict) else None
-        if not isinstance(items, list):
-            raise IssuerError("status lists: malformed listing")
-        uris += [str(item["uri"]) for item in items if isinstance(item, dict) and "uri" in item]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return uris
 
 
 def reachable(base_url: str, *, timeout: float = 2.0) -> bool:

@@ -348,6 +348,16 @@ class OfflineVerifier:
         """The newest issuer-signed time seen; the clock may not go back before it."""
         return self._newest_signed
 
+    def fresh_until(self, uri: str) -> datetime | None:
+        """Until when the held bundle vouches for status list ``uri`` (``None``: not held).
+
+        A shard a delta carried over or patched is vouched for by the newer bundle's
+        signature, so this can be later than the shard token's own ``exp``.
+        """
+        bundle = self._bundle
+        shard = bundle.status_lists.get(uri) if bundle is not None else None
+        return None if shard is None else self._fresh.get(uri, shard.exp)
+
     def bundle_age(self, now: datetime | None = None) -> timedelta | None:
         """How old the held bundle is (now minus its signed time), ``None`` without one."""
         if self._bundle is None:

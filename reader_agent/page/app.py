@@ -10,7 +10,6 @@ and dropped; validation errors never echo input back.
 from __future__ import annotations
 
 import secrets
-import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -30,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cardsvc.core.transaction import Kind
 from reader_agent.cache import AgentCache
-from reader_agent.errors import AgentError, IssuerError
+from reader_agent.errors import AgentError
 from reader_agent.issuer import IssuerClient
 from reader_agent.page.books import Books
 from reader_agent.page.desk import Desk, DeskError, DeskSettings
@@ -67,7 +66,9 @@ class PageConfig:
     port: int = 8100
     desk: DeskSettings = field(default_factory=DeskSettings)
     probe_every: float = 5.0  # seconds between issuer probes (and syncs)
-    cache_every: float = 600.0  # seconds between offline cache refreshes while online
+    #: While online, the bundle is refreshed when its status is older than this (s): a
+    #: delta, or a 304 when nothing changed. Keeps checks within the 30 s online limit.
+    cache_every: float = 15.0
     watch_wait: float = 0.25  # longest block in SCardGetStatusChange per watcher round
     #: None: a fresh random token per process (pages from before a restart must reload).
     csrf_token: str | None = None
@@ -174,7 +175,8 @@ def create_app(
     link = Link(issuer=issuer, books=books, cache=cache_, clock=clock, changed=changed,
                 probe_every=config.probe_every, cache_every=config.cache_every)  # fmt: skip
     desk = Desk(settings=config.desk, cache=cache_, issuer=issuer, books=books, clock=clock,
-                changed=changed, after_transaction=link.wake)  # fmt: skip
+                changed=changed, after_transaction=link.wake,
+                status_limit=link.status_limit)  # fmt: skip
 
     def build() -> dict[str, Any]:
         return {"terminal": issuer.client_id, "issuer": issuer.base_url, **desk.view(),
@@ -261,16 +263,11 @@ def create_app(
     @app.get("/api/entitlements")
     async def entitlements() -> JSONResponse:
         identity = desk.identity()
-        path = f"/v1/cards/{urllib.parse.quote(identity.card_number)}/open-entitlements"
-        answer = await run_in_threadpool(lambda: issuer.call("GET", path))
-        items = answer.get("items") if isinstance(answer, dict) else None
-        if not isinstance(items, list):
-            raise IssuerError("open entitlements: malformed answer")
+        items = await run_in_threadpool(lambda: issuer.open_entitlements(identity.card_number))
         out = [
-            {"id": str(i.get("id")), "benefit": str(i.get("benefit")),
-             "period": str(i.get("period")), "amount_fen": int(i.get("amount_fen", 0)),
-             "amount_yuan": yuan(int(i.get("amount_fen", 0)))}
-            for i in items if isinstance(i, dict) and isinstance(i.get("amount_fen"), int)
+            {"id": i.id, "benefit": i.benefit, "period": i.period, "amount_fen": i.amount_fen,
+             "amount_yuan": yuan(i.amount_fen)}
+            for i in items
         ]  # fmt: skip
         return JSONResponse({"card_number": identity.card_number, "items": out})
 

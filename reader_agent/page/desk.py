@@ -32,7 +32,7 @@ from cardsvc.core.transaction import Kind
 from reader_agent import pcsc
 from reader_agent.cache import AgentCache
 from reader_agent.card.session import SscSession
-from reader_agent.check import CheckResult, check_card
+from reader_agent.check import DEFAULT_MAX_STATUS_AGE, CheckResult, check_card
 from reader_agent.counter import OfflinePolicy, transact_checked
 from reader_agent.errors import AgentError, NoCardError, ReaderError
 from reader_agent.issuer import IssuerClient
@@ -81,6 +81,7 @@ class Desk:
         clock: Callable[[], datetime],
         changed: Callable[[], None],
         after_transaction: Callable[[], None] = lambda: None,
+        status_limit: Callable[[], timedelta] = lambda: DEFAULT_MAX_STATUS_AGE,
     ) -> None:
         self._settings = settings
         self._cache = cache
@@ -89,6 +90,7 @@ class Desk:
         self._clock = clock
         self._changed = changed
         self._after_transaction = after_transaction
+        self._status_limit = status_limit
         self._state = threading.Lock()  # the fields below; held only briefly
         self._op = threading.Lock()  # one card operation at a time
         self._readers: tuple[pcsc.ReaderState, ...] = ()
@@ -247,10 +249,11 @@ class Desk:
                 self._connection = pcsc.connect(reader, timeout=self._settings.card_timeout)
                 self._session = SscSession(self._connection)
                 self._session_generation = current
+                max_status_age = self._status_limit()
                 result = check_card(
                     self._session, cache=self._cache, now=self._clock(),
                     pin=(lambda _tries: pin) if pin is not None else None,
-                    allow_last_try=allow_last_try,
+                    allow_last_try=allow_last_try, max_status_age=max_status_age,
                 )  # fmt: skip
             except AgentError as exc:
                 raise self._fail(exc, current) from None

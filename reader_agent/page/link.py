@@ -2,25 +2,32 @@
 
 A daemon thread probes the issuer's public ``/health`` every few seconds. While it
 answers, the thread fetches the terminal certificate once (needed to work offline later),
-refreshes the offline cache (trust list and status lists) when due, and uploads the
+refreshes the offline cache (the verifier bundle, as a delta with changed entries: a 304
+when nothing changed) whenever its status is older than ``cache_every``, and uploads the
 journal's pending records with :func:`reader_agent.counter.sync`, so the pending count
 goes back to 0 on its own once the issuer is back. Every change is published.
+
+Before each card check the desk asks :meth:`Link.status_limit`: online, the cache is
+refreshed there and then if its status is not current enough, and the check may use
+status no older than :data:`~reader_agent.check.ONLINE_MAX_STATUS_AGE` (30 s); a counter
+that cannot reach the issuer says so and checks against its cache, with the age shown.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from reader_agent.cache import AgentCache, fetch_text
+from cardsvc.core.fetch import RefreshOutcome
+from reader_agent.cache import AgentCache
+from reader_agent.check import DEFAULT_MAX_STATUS_AGE, ONLINE_MAX_STATUS_AGE
 from reader_agent.counter import load_certificate, sync
 from reader_agent.errors import AgentError, IssuerUnreachableError
-from reader_agent.issuer import IssuerClient, reachable, status_list_uris
+from reader_agent.issuer import IssuerClient, reachable
 from reader_agent.page.books import Books, JournalSummary
 from reader_agent.page.words import explain
 
@@ -67,9 +74,9 @@ class Link:
         self._clock = clock
         self._changed = changed
         self._probe_every = probe_every
-        self._cache_every = cache_every
-        self._cache_due = 0.0
+        self._cache_every = timedelta(seconds=cache_every)
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()  # one bundle refresh at a time
         self._state = LinkState(online=None, detail="checking the issuer…",
                                 journal=books.summary())  # fmt: skip
         self._wake = threading.Event()
@@ -129,21 +136,44 @@ class Link:
             detail = f"connected, but: {explain(exc).detail}"
         self._set(online=True, detail=detail, journal=self._books.summary())
 
-    def _refresh_cache(self) -> None:
-        if time.monotonic() < self._cache_due:
-            return
-        now = self._clock()
-        base = self._issuer.base_url
+    def status_limit(self) -> timedelta:
+        """Before a card check: how old a status it may use.
+
+        Online (the issuer answered the last probe), the cache is refreshed now if its
+        status is older than ``cache_every``, and the limit is 30 s: a refresh that fails
+        leaves status too old to pass, never a stale "good standing" while online.
+        Offline, the cache is used as it is, within the offline limit.
+        """
+        if not self.state.online:
+            return DEFAULT_MAX_STATUS_AGE
         try:
-            self._cache.update_trust_list(fetch_text(f"{base}/v1/trust-list"), now=now)
-            for uri in status_list_uris(base):
-                self._cache.add_status_list(fetch_text(uri), now=now)
-        except AgentError as exc:
-            # Kept, shown, retried next round; the cache stays as it was.
-            self._set(cache=exc.detail)
-            return
-        self._cache_due = time.monotonic() + self._cache_every
-        self._set(cache=None)
+            self._refresh_cache()
+        except IssuerUnreachableError:
+            return DEFAULT_MAX_STATUS_AGE
+        return ONLINE_MAX_STATUS_AGE if self.state.online else DEFAULT_MAX_STATUS_AGE
+
+    def _refresh_cache(self) -> None:
+        """Refresh the bundle when its status is older than ``cache_every``.
+
+        Raises IssuerUnreachableError (and marks the link offline) when the issuer does
+        not answer; a refused bundle is shown and the held one kept.
+        """
+        with self._refreshing:
+            now = self._clock()
+            confirmed = self._cache.confirmed_at()
+            if confirmed is not None and now - confirmed < self._cache_every:
+                return
+            try:
+                refresh = self._cache.refresh(self._issuer.bundle_url, now=now)
+            except AgentError as exc:  # no root pinned, cache directory unwritable
+                self._set(cache=exc.detail)
+                return
+        if refresh.outcome is RefreshOutcome.FAILED:
+            self._set(online=False, detail=f"no answer from {self._issuer.base_url}",
+                      cache=refresh.detail, journal=self._books.summary())  # fmt: skip
+            raise IssuerUnreachableError(refresh.detail)
+        # Kept, shown, retried next round; the cache stays as it was.
+        self._set(cache=None if refresh.current else refresh.detail)
 
     def _sync(self) -> None:
         with self._books.open() as journal:

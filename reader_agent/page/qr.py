@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cardsvc.core.qrtoken import Purpose
 from reader_agent.errors import IssuerError, IssuerUnreachableError
 from reader_agent.issuer import IssuerClient
 
@@ -54,7 +55,7 @@ class QrOutcome:
 def verify_qr(issuer: IssuerClient, text: str, purpose: str) -> QrOutcome:
     """Ask the issuer; every answer, including none, becomes a :class:`QrOutcome`."""
     try:
-        answer = issuer.call("POST", "/v1/verify", {"token": text, "purpose": purpose})
+        verified = issuer.verify_token(text, Purpose[purpose.upper()])
     except IssuerUnreachableError:
         return QrOutcome(
             outcome="unverified", purpose=purpose,
@@ -77,15 +78,8 @@ def verify_qr(issuer: IssuerClient, text: str, purpose: str) -> QrOutcome:
             message=f"NOT VERIFIED: the issuer did not check the code ({exc.detail}). "
             "Ask for the physical card instead.",
         )  # fmt: skip
-    claims = answer.get("claims") if isinstance(answer, dict) else None
-    if not isinstance(claims, dict):
-        return QrOutcome(outcome="unverified", purpose=purpose,
-                         message="NOT VERIFIED: the issuer's answer was malformed.")  # fmt: skip
-    attributes = claims.get("attributes")
-    expires = claims.get("exp")
     return QrOutcome(
         outcome="valid", purpose=purpose,
         message=f"VALID e-card for {purpose}, checked online by the issuer just now.",
-        attributes=attributes if isinstance(attributes, dict) else {},
-        expires_at=expires if isinstance(expires, int) else None,
+        attributes=verified.attributes, expires_at=verified.expires_at,
     )  # fmt: skip

@@ -90,6 +90,10 @@ def check_view(check: CheckResult) -> dict[str, Any]:
         ],
         "pin_tries_left": check.pin_tries_left,
         "pin_verified": pin_passed(check),
+        # How current the card status used was (online: at most 30 s; offline: shown).
+        "status_age_seconds": (
+            int(check.status_age.total_seconds()) if check.status_age is not None else None
+        ),
     }
 
 

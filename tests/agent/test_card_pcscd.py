@@ -131,7 +131,6 @@ def test_stale_status_list_gives_no_verdict(emulated_card: CardFactory, tmp_path
     card = emulated_card(0)
     personalized(card, world)
     cache = world.cache(tmp_path / "cache")
-    cache.add_status_list(world.status_list(), now=world.now)
     old = World(root=world.root, documents=world.documents, statuses=world.statuses)
     old.now = world.now + timedelta(hours=30)  # the counter PC's clock, a day later
     result = run_check(card, old, tmp_path, cache=cache)

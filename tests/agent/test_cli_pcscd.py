@@ -1,6 +1,7 @@
 """The reader-agent CLI end to end: `emulate` as a subprocess in slot 1, a cardsvc file key
-store as the development signer, `personalize`, `cache update` (trust list over HTTP from a
-stand-in for GET /v1/trust-list, status list from a file), `check`, `pin change|unblock`."""
+store as the development signer (`python -m demo.personalize`), `cache update` (the verifier
+bundle over HTTP from a stand-in for GET /v1/bundles/latest), `check`,
+`pin change|unblock`."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cardsvc.core.bundle import encode_bundle
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.statuslist import StatusList, encode_status_list_jwt
 from cardsvc.keystore.files import FileKeyBackend
 from cardsvc.keystore.service import KeyPolicy, KeyService
+from demo.personalize import app as personalize_app
 from reader_agent.cli import app
 from tests.agent.world import emulator_process
 
@@ -48,12 +51,12 @@ def issuer_keys(tmp_path: Path) -> tuple[Path, KeyService]:
 def _serve(body: str) -> tuple[ThreadingHTTPServer, str]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path != "/v1/trust-list":
+            if self.path.split("?")[0] != "/v1/bundles/latest":
                 self.send_error(404)
                 return
             data = body.encode()
             self.send_response(200)
-            self.send_header("Content-Type", "application/trustlist+jwt")
+            self.send_header("Content-Type", "application/verifier-bundle+jwt")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -75,9 +78,8 @@ def test_cli_personalize_cache_check_and_pin(
     env = {"CARDSVC_KEY_PASSPHRASE": PASSPHRASE}
 
     done = runner.invoke(
-        app,
+        personalize_app,
         [
-            "personalize",
             "--reader", READER,
             "--key-dir", str(key_dir),
             "--issuer", "https://issuer.test",
@@ -96,31 +98,29 @@ def test_cli_personalize_cache_check_and_pin(
 
     root = tmp_path / "root.jwk"
     root.write_text(json.dumps(keys.root_key().jwk()))
-    status_file = tmp_path / "status.jwt"
-    statuses = StatusList.new(1024, bits=2)
-    status_file.write_text(
-        encode_status_list_jwt(
-            statuses,
-            sub=STATUS_URI,
-            iat=now,
-            exp=now + timedelta(days=1),
-            ttl=300,
-            signer=keys.signer(KeyPurpose.STATUS_LIST, now=now),
-        )
-    )
-    server, base = _serve(keys.issue_trust_list(now=now))
+    signer = keys.signer(KeyPurpose.STATUS_LIST, now=now)
+    status_list = encode_status_list_jwt(
+        StatusList.new(1024, bits=2), sub=STATUS_URI, iat=now, exp=now + timedelta(days=1),
+        ttl=300, signer=signer,
+    )  # fmt: skip
+    bundle = encode_bundle(
+        issuer="https://issuer.test", version=1, issued_at=now, expires_at=now + timedelta(days=1),
+        base=None, trust_list=keys.issue_trust_list(now=now),
+        status_lists={STATUS_URI: status_list}, signer=signer,
+    )  # fmt: skip
+    server, base = _serve(bundle)
     cache = tmp_path / "cache"
     try:
         done = runner.invoke(
             app,
             ["cache", "update", "--issuer", base, "--root", str(root),
-             "--status-list", str(status_file), "--cache-dir", str(cache)],
+             "--cache-dir", str(cache)],
         )  # fmt: skip
     finally:
         server.shutdown()
     assert done.exit_code == 0, done.output
     assert "trust list sequence" in done.output
-    assert STATUS_URI in done.output
+    assert "1 status lists" in done.output
 
     check = ["check", "--reader", READER, "--cache-dir", str(cache)]
     done = runner.invoke(app, check, input="123456\n")

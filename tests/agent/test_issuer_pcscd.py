@@ -8,32 +8,40 @@ file key store, pcscd with vpcd, and the card emulator.
 from __future__ import annotations
 
 import json
+import secrets
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from cardsvc.api.app import create_app
 from cardsvc.auth.clients import ClientKind
 from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.keys import public_jwk
+from cardsvc.core.signing import LocalSigner, sign_jws
 from cardsvc.db.migrate import upgrade
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 from reader_agent.cli import app
+from reader_agent.issuer import IssuerClient
+from reader_agent.page.app import PageConfig
+from reader_agent.page.app import create_app as create_page_app
 from tests.agent.world import emulator_process
 from tests.live import free_port, serving
 
 pytestmark = pytest.mark.pcscd
 
 READER = "Virtual PCD 00 00"
+PIN = "123456"
 
 
 @dataclass
@@ -86,16 +94,15 @@ def blank_card(tmp_path: Path, pcscd: object) -> Iterator[Path]:
         yield state
 
 
-def test_personalise_through_the_issuer_then_check_and_revoke(
-    issuer: LiveIssuer, blank_card: Path, tmp_path: Path
-) -> None:
-    # The issuing authority enrols a person and issues a card pending personalisation.
-    person = issuer.call(
-        "POST", "/v1/persons", {"citizen_id": "440524188001010014", "name": "李四"}
-    )
-    card = issuer.call("POST", f"/v1/persons/{person['id']}/cards", {"reason": "new card"})
-    assert card["state"] == "pending_personalization"
+@dataclass
+class Counter:
+    """A terminal registered at the issuer, holding its key in a file."""
 
+    client_id: str
+    key_file: Path
+
+
+def _terminal(issuer: LiveIssuer, tmp_path: Path) -> Counter:
     # The counter terminal has its own key; only its public half is registered.
     terminal_key = ec.generate_private_key(ec.SECP256R1())
     key_file = tmp_path / "terminal.pem"
@@ -113,36 +120,48 @@ def test_personalise_through_the_issuer_then_check_and_revoke(
         created_by="test",
         now=utcnow(),
     )
+    return Counter(client_id=terminal.client_id, key_file=key_file)
 
-    runner = CliRunner()
-    done = runner.invoke(app, [
+
+def _personalised(
+    issuer: LiveIssuer, counter: Counter, citizen_id: str, name: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Enrol, issue, personalise through the issuer onto the emulated card: (person, card)."""
+    person = issuer.call("POST", "/v1/persons", {"citizen_id": citizen_id, "name": name})
+    card = issuer.call("POST", f"/v1/persons/{person['id']}/cards", {"reason": "new card"})
+    assert card["state"] == "pending_personalization"
+    done = CliRunner().invoke(app, [
         "personalize", "--reader", READER, "--issuer", issuer.base,
-        "--client-id", terminal.client_id, "--client-key", str(key_file),
+        "--client-id", counter.client_id, "--client-key", str(counter.key_file),
         "--card-number", card["card_number"],
-    ], input="123456\n123456\n87654321\n87654321\n")  # fmt: skip
+    ], input=f"{PIN}\n{PIN}\n87654321\n87654321\n")  # fmt: skip
     assert done.exit_code == 0, done.output
     assert "personalised and locked" in done.output
-    live = issuer.call("GET", f"/v1/cards/{card['card_number']}")
-    assert live["state"] == "active" and live["personalized"]
+    return person, card
 
+
+def _pinned_cache(issuer: LiveIssuer, tmp_path: Path) -> tuple[Path, str]:
+    """``reader-agent cache update --root``: the cache directory and what it printed."""
     root = tmp_path / "root.jwk"
     root.write_text(json.dumps(issuer.services.keys.root_key().jwk()))
     cache = tmp_path / "cache"
-    done = runner.invoke(
-        app,
-        [
-            "cache",
-            "update",
-            "--issuer",
-            issuer.base,
-            "--root",
-            str(root),
-            "--cache-dir",
-            str(cache),
-        ],
-    )
+    done = CliRunner().invoke(app, ["cache", "update", "--issuer", issuer.base,
+                                    "--root", str(root), "--cache-dir", str(cache)])  # fmt: skip
     assert done.exit_code == 0, done.output
-    assert live["status"]["uri"] in done.output
+    return cache, done.output
+
+
+def test_personalise_through_the_issuer_then_check_and_revoke(
+    issuer: LiveIssuer, blank_card: Path, tmp_path: Path
+) -> None:
+    counter = _terminal(issuer, tmp_path)
+    _person, card = _personalised(issuer, counter, "440524188001010014", "李四")
+    live = issuer.call("GET", f"/v1/cards/{card['card_number']}")
+    assert live["state"] == "active" and live["personalized"]
+    runner = CliRunner()
+
+    cache, printed = _pinned_cache(issuer, tmp_path)
+    assert "bundle version 1 (full" in printed and "trust list sequence" in printed
 
     check = ["check", "--reader", READER, "--cache-dir", str(cache)]
     done = runner.invoke(app, check, input="123456\n")
@@ -159,9 +178,11 @@ def test_personalise_through_the_issuer_then_check_and_revoke(
         app, ["cache", "update", "--issuer", issuer.base, "--cache-dir", str(cache)]
     )
     assert done.exit_code == 0, done.output
+    assert "delta from 1" in done.output  # only what changed came down
     done = runner.invoke(app, check, input="123456\n")
     assert done.exit_code == 2
     assert "verdict: REVOKED" in done.output
+    assert "status confirmed by the issuer" in done.output  # the age of the status it used
 
 
 def test_a_terminal_without_a_valid_key_cannot_personalise(
@@ -198,3 +219,105 @@ def test_a_terminal_without_a_valid_key_cannot_personalise(
     assert issuer.call("GET", f"/v1/cards/{card['card_number']}")["state"] == (
         "pending_personalization"
     )
+
+
+def _wallet_loss_report(issuer: LiveIssuer, person: dict[str, Any]) -> None:
+    """What the holder does in the wallet: activate the e-card, then report the card lost."""
+    code = issuer.call("POST", f"/v1/persons/{person['id']}/ecard-activation-codes")["code"]
+    phone = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+    device_jwk = public_jwk(phone.private_key.public_key())
+    ecard = _public(issuer, "POST", "/v1/ecards/activations",
+                    {"citizen_id": person["citizen_id"], "code": code, "device_jwk": device_jwk})
+    path = f"/v1/ecards/{ecard['ecard_id']}/loss-report"
+    nonce = _public(issuer, "GET", "/v1/ecards/nonce")["nonce"]
+    proof = sign_jws(
+        {"typ": "dpop+jwt", "jwk": device_jwk},
+        {"htm": "POST", "htu": issuer.base + path, "iat": int(time.time()), "nonce": nonce,
+         "jti": secrets.token_urlsafe(12)},
+        phone,
+    )  # fmt: skip
+    answer = _public(issuer, "POST", path, {}, headers={"DPoP": proof})
+    assert answer["card_status"] == "suspended"
+
+
+def _public(
+    issuer: LiveIssuer, method: str, path: str, body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:  # fmt: skip
+    request = urllib.request.Request(  # noqa: S310 - loopback test server
+        issuer.base + path, data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})}, method=method,
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        return json.load(answer)
+
+
+def test_an_online_counter_refuses_a_card_reported_lost_within_30_seconds(
+    issuer: LiveIssuer, blank_card: Path, tmp_path: Path
+) -> None:
+    """The counter page with its issuer link running (default refresh settings): every
+    check uses status at most 30 s old and says how old; after the holder reports the card
+    lost in the wallet, the first check on status confirmed after the report refuses it."""
+    counter = _terminal(issuer, tmp_path)
+    person, card = _personalised(issuer, counter, "11010519491231002X", "王芳")
+    cache, _printed = _pinned_cache(issuer, tmp_path)
+    config = PageConfig(state_dir=tmp_path / "state", cache_dir=cache, port=PAGE_PORT,
+                        csrf_token=CSRF, probe_every=1.0)  # fmt: skip
+    client = IssuerClient(issuer.base, client_id=counter.client_id,
+                          signer=_load_signer(counter.key_file))  # fmt: skip
+    with TestClient(create_page_app(config, issuer=client),
+                    base_url=f"http://127.0.0.1:{PAGE_PORT}") as page:  # fmt: skip
+        _wait(lambda: page.get("/api/state").json()["link"]["online"] is True, "link online")
+        _wait(lambda: page.get("/api/state").json()["card"]["present"], "card present")
+
+        before = _check(page)
+        assert before["verdict"] == "genuine", before
+        assert "confirmed by the issuer" in before["status"]["reason"]
+        assert before["status_age_seconds"] <= 30
+
+        reported = datetime.now(UTC)
+        _wallet_loss_report(issuer, person)
+        refused = None
+        for _ in range(30):  # bounded: the page's own 30 s rule must end this well before
+            seen = _check(page)
+            # Every check online uses status at most 30 s old, and says so.
+            assert seen["status_age_seconds"] is not None and seen["status_age_seconds"] <= 30
+            as_of = datetime.now(UTC) - timedelta(seconds=seen["status_age_seconds"] + 1)
+            if seen["verdict"] != "genuine":
+                refused = seen
+                break
+            # Still genuine only on status from before the report (inside the 30 s).
+            assert as_of <= reported, seen
+            time.sleep(2)
+        assert refused is not None and refused["verdict"] == "suspended", refused
+        assert "SUSPENDED" in refused["status"]["reason"]
+        assert "confirmed by the issuer" in refused["status"]["reason"]
+    assert issuer.call("GET", f"/v1/cards/{card['card_number']}")["state"] == "suspended"
+
+
+PAGE_PORT = 8100
+CSRF = "test-csrf-token"
+
+
+def _check(page: TestClient) -> dict[str, Any]:
+    answer = page.post("/api/check", content=b"{}", headers={
+        "Content-Type": "application/json", "X-CSRF-Token": CSRF,
+        "Origin": f"http://127.0.0.1:{PAGE_PORT}"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    check: dict[str, Any] = answer.json()["check"]
+    check["status"] = next(s for s in check["steps"] if s["step"] == "status")
+    return check
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout} s")
+        time.sleep(0.2)
+
+
+def _load_signer(key_file: Path) -> LocalSigner:
+    private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    return LocalSigner(private)

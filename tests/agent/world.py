@@ -1,5 +1,6 @@
 """An in-process issuer for agent tests: root, card-document and status-list keys, a
-signed trust list, status list tokens and card documents, all made with cardsvc.core."""
+signed trust list, status list tokens, verifier bundles and card documents, all made with
+cardsvc.core."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cardsvc.core.bundle import encode_bundle
 from cardsvc.core.carddoc import CardDocument
 from cardsvc.core.identity import CardNumber, CitizenId, RegionCode
 from cardsvc.core.keys import KeyPurpose
@@ -90,11 +92,23 @@ class World:
             issued_at=self.now - timedelta(hours=1),
         )
 
+    def bundle(
+        self, statuses: dict[int, int] | None = None, *, version: int = 1,
+        age: timedelta = timedelta(0),
+    ) -> str:  # fmt: skip
+        """A full verifier bundle: the trust list and the one status list."""
+        issued = self.now - age
+        return encode_bundle(
+            issuer=ISSUER, version=version, issued_at=issued,
+            expires_at=issued + timedelta(days=7), base=None, trust_list=self.trust_list(),
+            status_lists={STATUS_URI: self.status_list(statuses, age=age)},
+            signer=self.statuses,
+        )  # fmt: skip
+
     def cache(self, directory: Path, *, statuses: dict[int, int] | None = None) -> AgentCache:
-        cache = AgentCache(directory)
+        cache = AgentCache(directory, clock=lambda: self.now)
         cache.pin_root(self.root.verifying_key())
-        cache.update_trust_list(self.trust_list(), now=self.now)
-        cache.add_status_list(self.status_list(statuses), now=self.now)
+        cache.install(self.bundle(statuses), now=self.now)
         return cache
 
 
