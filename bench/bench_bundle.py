@@ -21,6 +21,7 @@ import json
 import random
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,38 +45,48 @@ def signer() -> LocalSigner:
     return LocalSigner(ec.generate_private_key(ec.SECP256R1()))
 
 
-def main() -> None:
-    rng = random.Random(8)
-    root, status_key = signer(), signer()
-    trust = TrustList(
-        issuer="https://issuer.test",
-        sequence=1,
-        issued_at=NOW,
-        expires_at=NOW + timedelta(days=7),
-        keys=(
-            TrustedKey(
-                key=status_key.verifying_key(),
-                purpose=KeyPurpose.STATUS_LIST,
-                not_before=NOW - timedelta(days=1),
-                not_after=NOW + timedelta(days=365),
-            ),
-        ),
-    ).sign(root)
-    uri = "https://issuer.test/v1/status-lists/{}".format
-    lists = []
-    for _ in range(SHARDS):
-        lst = StatusList.new(SHARD)
-        for idx in rng.sample(range(SHARD), int(SHARD * REVOKED)):
-            lst.set(idx, Status.INVALID)
-        lists.append(lst)
+@dataclass
+class Issuer:
+    """SHARDS shards at REVOKED, the keys and trust list that sign them (real encoders)."""
 
-    def token(i: int) -> str:
+    root: LocalSigner
+    status_key: LocalSigner
+    trust: str
+    lists: list[StatusList]
+
+    @staticmethod
+    def make(rng: random.Random) -> Issuer:
+        root, status_key = signer(), signer()
+        trust = TrustList(
+            issuer="https://issuer.test",
+            sequence=1,
+            issued_at=NOW,
+            expires_at=NOW + timedelta(days=7),
+            keys=(
+                TrustedKey(
+                    key=status_key.verifying_key(),
+                    purpose=KeyPurpose.STATUS_LIST,
+                    not_before=NOW - timedelta(days=1),
+                    not_after=NOW + timedelta(days=365),
+                ),
+            ),
+        ).sign(root)
+        lists = []
+        for _ in range(SHARDS):
+            lst = StatusList.new(SHARD)
+            for idx in rng.sample(range(SHARD), int(SHARD * REVOKED)):
+                lst.set(idx, Status.INVALID)
+            lists.append(lst)
+        return Issuer(root=root, status_key=status_key, trust=trust, lists=lists)
+
+    def token(self, i: int) -> str:
         return encode_status_list_jwt(
-            lists[i], sub=uri(i), iat=NOW, exp=NOW + timedelta(days=1), ttl=300,
-            signer=status_key,
+            self.lists[i], sub=uri(i), iat=NOW, exp=NOW + timedelta(days=1), ttl=300,
+            signer=self.status_key,
         )  # fmt: skip
 
     def bundle(
+        self,
         version: int,
         base: int | None,
         shards: dict[str, str],
@@ -83,9 +94,52 @@ def main() -> None:
     ) -> str:
         return encode_bundle(
             issuer="https://issuer.test", version=version, issued_at=NOW,
-            expires_at=NOW + timedelta(hours=12), base=base, trust_list=trust,
-            status_lists=shards, status_patches=patches, signer=status_key,
+            expires_at=NOW + timedelta(hours=12), base=base, trust_list=self.trust,
+            status_lists=shards, status_patches=patches, signer=self.status_key,
         )  # fmt: skip
+
+    def change(self, rng: random.Random) -> tuple[list[StatusList], set[int]]:
+        """CHANGES random entries suspended: (the lists before, the shards touched)."""
+        before = [StatusList(bytearray(lst.to_bytes()), lst.bits, len(lst)) for lst in self.lists]
+        touched: set[int] = set()
+        for _ in range(CHANGES):
+            shard, idx = rng.randrange(SHARDS), rng.randrange(SHARD)
+            self.lists[shard].set(idx, Status.SUSPENDED)
+            touched.add(shard)
+        return before, touched
+
+
+def uri(i: int) -> str:
+    return f"https://issuer.test/v1/status-lists/{i}"
+
+
+def entry_delta_at_target(issuer: Issuer, rng: random.Random) -> tuple[int, str]:
+    """The entry-level delta at TARGET cards: (patches, token).
+
+    The same encoders on CHANGES random changes over the target's shards; the digests
+    stand in (same length) for 1,336 real lists (building them would take 350 MB).
+    """
+    target_shards = -(-TARGET // SHARD)
+    spread: dict[int, set[int]] = defaultdict(set)
+    for _ in range(CHANGES):
+        spread[rng.randrange(target_shards)].add(rng.randrange(SHARD))
+    stand_in = b64url_encode(list_digest(StatusList.new(8)))
+    patches = {
+        uri(shard): {
+            "entries": b64url_encode(
+                encode_entries([Run(idx, 1, Status.SUSPENDED) for idx in sorted(indexes)])
+            ),
+            "sha256": stand_in,
+        }
+        for shard, indexes in sorted(spread.items())
+    }
+    return len(spread), issuer.bundle(2, 1, {}, patches)
+
+
+def main() -> None:
+    rng = random.Random(8)
+    issuer = Issuer.make(rng)
+    root, lists, token, bundle = issuer.root, issuer.lists, issuer.token, issuer.bundle
 
     tick = time.perf_counter()
     full = bundle(1, None, {uri(i): token(i) for i in range(SHARDS)})
@@ -96,12 +150,7 @@ def main() -> None:
     cards = SHARDS * SHARD
     per_card = len(full) / cards
 
-    before = [StatusList(bytearray(lst.to_bytes()), lst.bits, len(lst)) for lst in lists]
-    touched: set[int] = set()
-    for _ in range(CHANGES):
-        shard, idx = rng.randrange(SHARDS), rng.randrange(SHARD)
-        lists[shard].set(idx, Status.SUSPENDED)
-        touched.add(shard)
+    before, touched = issuer.change(rng)
     leeway = timedelta(seconds=30)
     delta = bundle(2, 1, {uri(i): token(i) for i in sorted(touched)})
     verify_bundle(delta, root=root.verifying_key(), now=NOW, leeway=leeway, previous=held)
@@ -130,22 +179,7 @@ def main() -> None:
     target_shards = -(-TARGET // SHARD)
     # Random indexes: expected shards touched by CHANGES changes among target_shards.
     expected_touched = target_shards * (1 - (1 - 1 / target_shards) ** CHANGES)
-    # The entry-level delta at the target: the same encoders on CHANGES random changes
-    # over target_shards shards; the digests stand in (same length) for 1,336 real lists.
-    spread: dict[int, set[int]] = defaultdict(set)
-    for _ in range(CHANGES):
-        spread[rng.randrange(target_shards)].add(rng.randrange(SHARD))
-    stand_in = b64url_encode(list_digest(StatusList.new(8)))
-    target_patches = {
-        uri(shard): {
-            "entries": b64url_encode(
-                encode_entries([Run(idx, 1, Status.SUSPENDED) for idx in sorted(indexes)])
-            ),
-            "sha256": stand_in,
-        }
-        for shard, indexes in sorted(spread.items())
-    }
-    target_delta = bundle(2, 1, {}, target_patches)
+    target_patches, target_delta = entry_delta_at_target(issuer, rng)
 
     print(f"measured: {cards:,} entries in {SHARDS} shards of {SHARD:,}, {REVOKED:.0%} revoked")
     print(f"  full bundle      {len(full):>14,} bytes  ({per_card:.4f} B/card)")
@@ -173,7 +207,7 @@ def main() -> None:
         f"shards, ~{expected_touched * len(full) / SHARDS / 2**20:,.0f} MiB"
     )
     print(
-        f"  delta after {CHANGES:,} random changes, entry-level: {len(spread):,} patches, "
+        f"  delta after {CHANGES:,} random changes, entry-level: {target_patches:,} patches, "
         f"{len(target_delta):,} bytes ({len(target_delta) / 2**10:,.0f} KiB, "
         f"{len(target_delta) / (per_card * TARGET):.2%} of full)"
     )
