@@ -22,6 +22,7 @@ age is shown and bounded by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from cardsvc.core.keys import VerifyingKey
 from cardsvc.core.references import StatusReference
 from cardsvc.core.statuslist import Status
 from cardsvc.core.trustlist import TrustList
-from cardsvc.core.verifier import OfflineVerifier
+from cardsvc.core.verifier import STATE_FILE, OfflineVerifier
 from reader_agent.errors import AgentError
 
 __all__ = ["LEEWAY", "AgentCache", "CacheError", "CardStatus"]
@@ -140,18 +141,47 @@ class AgentCache:
 
     @property
     def verifier(self) -> OfflineVerifier:
-        """The offline verifier holding the bundle (loaded and re-verified on first use)."""
+        """The offline verifier holding the bundle (loaded and re-verified on first use).
+
+        A held chain that no longer verifies (damaged or edited on disk) is refused:
+        CacheError('damaged'); :meth:`install` and :meth:`refresh` then start afresh.
+        """
         if self._verifier is None:
-            self._verifier = OfflineVerifier(
-                self.root(), state_dir=self._state_dir, max_age=_NO_BUNDLE_AGE_LIMIT,
-                leeway=LEEWAY, clock=self._clock,
-            )  # fmt: skip
+            try:
+                self._verifier = self._open_verifier()
+            except CoreError as exc:
+                raise CacheError(
+                    f"the cached bundle in {self._state_dir} does not verify ({exc.detail}): "
+                    "run `reader-agent cache update` to download a fresh one",
+                    check="damaged",
+                ) from None
+        return self._verifier
+
+    def _open_verifier(self) -> OfflineVerifier:
+        return OfflineVerifier(
+            self.root(), state_dir=self._state_dir, max_age=_NO_BUNDLE_AGE_LIMIT,
+            leeway=LEEWAY, clock=self._clock,
+        )  # fmt: skip
+
+    def _updatable_verifier(self) -> OfflineVerifier:
+        """The verifier, or a fresh one after moving a chain that does not verify aside
+        (kept for inspection; the next bundle must verify from the pinned root)."""
+        try:
+            return self.verifier
+        except CacheError as exc:
+            if exc.check != "damaged":
+                raise
+        state = self._state_dir / STATE_FILE
+        with contextlib.suppress(OSError):
+            state.replace(state.with_name(f"{STATE_FILE}.damaged"))
+        self._verifier = self._open_verifier()
         return self._verifier
 
     def install(self, token: str, *, now: datetime) -> Bundle:
         """Verify a bundle given whole (an exported file) and make it current."""
+        verifier = self._updatable_verifier()
         try:
-            return self.verifier.update(token.strip(), now=now)
+            return verifier.update(token.strip(), now=now)
         except VerificationError as exc:
             raise CacheError(f"bundle refused: {exc.detail}", check=exc.check) from None
         except CoreError as exc:
@@ -169,8 +199,9 @@ class AgentCache:
         fetcher = self._fetchers.get(url)
         if fetcher is None:
             fetcher = BundleFetcher(
-                self.verifier, url, state_dir=self._state_dir, timeout=10.0, clock=self._clock
-            )
+                self._updatable_verifier(), url, state_dir=self._state_dir, timeout=10.0,
+                clock=self._clock,
+            )  # fmt: skip
             self._fetchers[url] = fetcher
         return fetcher
 

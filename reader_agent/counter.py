@@ -37,12 +37,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cardsvc.core.fetch import RefreshOutcome
 from cardsvc.core.files import write_atomically
 from cardsvc.core.signing import Signer
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
 from reader_agent.cache import AgentCache, CacheError
 from reader_agent.card.session import SscSession
-from reader_agent.check import CheckResult, Outcome, PinPrompt, Step, check_card
+from reader_agent.check import (
+    DEFAULT_MAX_STATUS_AGE,
+    ONLINE_MAX_STATUS_AGE,
+    CheckResult,
+    Outcome,
+    PinPrompt,
+    Step,
+    check_card,
+)
 from reader_agent.errors import AgentError, IssuerError, IssuerUnreachableError
 from reader_agent.issuer import IssuerClient
 from reader_agent.journal import DAMAGED_FLAG, Journal, JournalRecord, RecordState
@@ -159,6 +168,22 @@ def _offline_allowed(
         refuse("trust-list-age", "the cached trust list is too old for offline use")
 
 
+def refreshed_status_limit(cache: AgentCache, issuer: IssuerClient, now: datetime) -> timedelta:
+    """Refresh the cache from the issuer; how old a status a check may then use.
+
+    The issuer answered: 30 s, so an online check never passes a card on status from
+    before a loss report (an answer that did not verify leaves the held status too old to
+    pass). No answer: the offline limit, and the check says how old the cached status is.
+    """
+    try:
+        refresh = cache.refresh(issuer.bundle_url, now=now)
+    except CacheError:
+        return DEFAULT_MAX_STATUS_AGE  # nothing pinned yet: the check says so
+    if refresh.outcome is RefreshOutcome.FAILED:
+        return DEFAULT_MAX_STATUS_AGE
+    return ONLINE_MAX_STATUS_AGE
+
+
 def transact(
     session: SscSession,
     *,
@@ -178,7 +203,8 @@ def transact(
     """Check the card, then collect or pay online, or offline by the rules."""
     if not journal.report.intact:
         raise CounterRefusedError(f"journal damaged: {journal.report.reason}", reason="journal")
-    check = check_card(session, cache=cache, now=now(), pin=pin)
+    check = check_card(session, cache=cache, now=now(), pin=pin,
+                       max_status_age=refreshed_status_limit(cache, issuer, now()))  # fmt: skip
     return transact_checked(
         session, check, kind=kind, amount_fen=amount_fen, entitlement=entitlement,
         reference=reference, journal=journal, cache=cache, issuer=issuer, signer=signer,
