@@ -18,6 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from counter_fixtures import PIN, PUK, counter_cache
+from fixtures import NOW, Issuer, card_document
+
+from cardsvc.core.keys import KeyPurpose
 from reader_agent import pcsc
 from reader_agent.card.session import SscSession
 from reader_agent.check import Verdict, check_card
@@ -25,7 +29,6 @@ from reader_agent.emulator.applet import Applet
 from reader_agent.emulator.state import StateFile
 from reader_agent.emulator.vpcd import VpcdCard
 from reader_agent.personalize import local_document_signer, personalize
-from tests.agent.world import PIN, PUK, World
 
 READER = "Virtual PCD 00 00"
 
@@ -52,15 +55,17 @@ def main() -> None:
     card = VpcdCard(Applet(store=StateFile(work / "card.json"), t0=args.t0), slot=0).start()
     try:
         pcsc.wait_for_card(READER, timeout=10.0)
-        world = World()
+        issuer = Issuer.new()
         with pcsc.connect(READER, timeout=5.0) as connection:
             personalize(
                 SscSession(connection),
-                sign_document=local_document_signer(world.template(), world.documents),
+                sign_document=local_document_signer(
+                    card_document(), issuer.signer(KeyPurpose.CARD_DOCUMENT)
+                ),
                 pin=PIN,
                 puk=PUK,
             )
-        cache = world.cache(work / "cache")
+        cache = counter_cache(issuer, work / "cache")
 
         # Baseline: one APDU round trip through pcscd (GET COUNTER, 4 bytes back).
         with pcsc.connect(READER, timeout=5.0) as connection:
@@ -76,7 +81,7 @@ def main() -> None:
             start = time.perf_counter()
             with pcsc.connect(READER, timeout=5.0) as connection:
                 counting = Counting(connection)
-                result = check_card(SscSession(counting), cache=cache, now=world.now)
+                result = check_card(SscSession(counting), cache=cache, now=NOW)
             checks.append(time.perf_counter() - start)
             assert result.verdict is Verdict.GENUINE, result.steps
             apdus.add(counting.count)
@@ -86,7 +91,7 @@ def main() -> None:
             inner = []
             for _ in range(args.runs):
                 start = time.perf_counter()
-                check_card(SscSession(counting), cache=cache, now=world.now)
+                check_card(SscSession(counting), cache=cache, now=NOW)
                 inner.append(time.perf_counter() - start)
     finally:
         card.stop()

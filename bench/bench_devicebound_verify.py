@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fixtures import NOW, Issuer, new_signer
 from gate import gate
 from timing import median_seconds, print_table
 
@@ -45,7 +46,6 @@ from cardsvc.core.devicebound import SCHEME_PREFIX, SLOT_SECONDS, present, verif
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.qrtoken import Attribute, Purpose
 from cardsvc.core.verifier import Outcome
-from tests.core.conftest import NOW, Issuer, make_trust_list, new_signer
 
 ECDSA = ec.ECDSA(hashes.SHA256())
 ONE_RAW = "raw ES256 verify x1 (baseline)"
@@ -73,8 +73,7 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=60_000, help="codes to make beforehand")
     args = parser.parse_args()
 
-    signers = {p: new_signer() for p in KeyPurpose if p is not KeyPurpose.ROOT}
-    issuer = Issuer(root=new_signer(), signers=signers, trust_list=make_trust_list(signers))
+    issuer = Issuer.new()
     phone = new_signer()
     # Mid-slot, so the whole run stays in one slot's acceptance window.
     now = datetime.fromtimestamp(

@@ -188,6 +188,8 @@ def wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
 def build_world(workdir: Path, redis_url: str | None, count: int) -> tuple[list[str], str, Any]:
     """An activated e-card and ``count`` fresh transport tokens; returns (tokens, bearer)."""
     from fastapi.testclient import TestClient
+    from fixtures import new_signer
+    from issuer_fixtures import activate_ecard, active_card
 
     from cardsvc.api.app import create_app
     from cardsvc.auth.tokens import issue_access_token
@@ -195,14 +197,12 @@ def build_world(workdir: Path, redis_url: str | None, count: int) -> tuple[list[
     from cardsvc.core.qrtoken import Purpose
     from cardsvc.db.migrate import upgrade
     from cardsvc.services import Services, utcnow
-    from tests.issuer.ecard_helpers import Phone, activate, active_holder
 
     services = Services.from_settings(settings_for(workdir, redis_url))
+    upgrade(services.engine)  # first, so the key events reach the audit log
     services.keys.init(now=utcnow() - timedelta(days=1))
-    upgrade(services.engine)
     client = TestClient(create_app(services.settings, services=services))
-    holder = active_holder(client, services)
-    ecard = activate(client, services, holder, Phone())
+    ecard = activate_ecard(client, services, active_card(client, services), new_signer())
     view = services.ecards.get(__import__("uuid").UUID(ecard["ecard_id"]), now=utcnow())
     now = utcnow()
     tokens = [

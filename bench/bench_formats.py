@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fixtures import NOW, Issuer, card_document, qr_token
 from timing import median_seconds, print_table
 
 from cardsvc.core import cose
@@ -32,9 +33,6 @@ from cardsvc.core.base45 import b45decode
 from cardsvc.core.carddoc import verify_card_document
 from cardsvc.core.keys import KeyPurpose, b64url_decode
 from cardsvc.core.qrtoken import SCHEME_PREFIX, Purpose, encode_qr_token, verify_qr_token
-from tests.core.conftest import NOW, Issuer, make_trust_list, new_signer
-from tests.core.test_carddoc import sample
-from tests.core.test_qrtoken import token
 
 ECDSA = ec.ECDSA(hashes.SHA256())
 
@@ -57,12 +55,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.25)
     args = parser.parse_args()
 
-    signers = {p: new_signer() for p in KeyPurpose if p is not KeyPurpose.ROOT}
-    issuer = Issuer(root=new_signer(), signers=signers, trust_list=make_trust_list(signers))
+    issuer = Issuer.new()
     now, leeway = NOW + timedelta(seconds=10), timedelta(seconds=5)
 
     # QR token and its raw baseline over the very same Sig_structure bytes.
-    text = encode_qr_token(token(Purpose.IDENTITY), issuer.signer(KeyPurpose.ECARD))
+    text = encode_qr_token(qr_token(Purpose.IDENTITY), issuer.signer(KeyPurpose.ECARD))
     msg = cose.decode_sign1(b45decode(text[len(SCHEME_PREFIX) :]))
     tbs = cose._to_be_signed(msg, b"")
     qr_der = der_of(msg.signature)
@@ -70,7 +67,7 @@ def main() -> None:
     qr_key.verify(qr_der, tbs, ECDSA)
 
     # Card document, raw baseline over its signing input, and pyjwt alone.
-    doc = sample(issuer).sign(issuer.signer(KeyPurpose.CARD_DOCUMENT))
+    doc = card_document().sign(issuer.signer(KeyPurpose.CARD_DOCUMENT))
     signing_input = doc.rsplit(".", 1)[0].encode()
     doc_der = der_of(b64url_decode(doc.rsplit(".", 1)[1]))
     doc_key = issuer.signer(KeyPurpose.CARD_DOCUMENT).verifying_key().public_key
@@ -109,7 +106,7 @@ def main() -> None:
     print()
     print(f"{'purpose':<10} {'chars':>5} {'QR version (ECC M)':>19}")
     for purpose in Purpose:
-        encoded = encode_qr_token(token(purpose), issuer.signer(KeyPurpose.ECARD))
+        encoded = encode_qr_token(qr_token(purpose), issuer.signer(KeyPurpose.ECARD))
         print(f"{purpose.name.lower():<10} {len(encoded):>5} {qr_version(encoded):>19}")
     print("goal: every purpose at version 10 or less")
 

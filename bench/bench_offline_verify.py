@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fixtures import NOW, Issuer, qr_token
 from gate import gate
 from timing import median_seconds, print_table
 
@@ -34,8 +35,6 @@ from cardsvc.core.base45 import b45decode
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.qrtoken import SCHEME_PREFIX, Purpose, encode_qr_token, verify_qr_token
 from cardsvc.core.verifier import OfflineVerifier, Outcome
-from tests.core.conftest import NOW, Issuer, make_trust_list, new_signer
-from tests.core.test_qrtoken import token
 
 ECDSA = ec.ECDSA(hashes.SHA256())
 BASELINE = "raw ES256 verify, QR bytes (baseline)"
@@ -49,15 +48,14 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=0, help="tokens to mint (0: estimate)")
     args = parser.parse_args()
 
-    signers = {p: new_signer() for p in KeyPurpose if p is not KeyPurpose.ROOT}
-    issuer = Issuer(root=new_signer(), signers=signers, trust_list=make_trust_list(signers))
+    issuer = Issuer.new()
     now, leeway = NOW + timedelta(seconds=10), timedelta(seconds=5)
     ecard = issuer.signer(KeyPurpose.ECARD)
 
     verifier = gate(issuer)
 
     def mint() -> str:
-        return encode_qr_token(token(Purpose.IDENTITY, jti=secrets.token_bytes(8)), ecard)
+        return encode_qr_token(qr_token(Purpose.IDENTITY, jti=secrets.token_bytes(8)), ecard)
 
     text = mint()
     assert verifier.verify(text, purpose=Purpose.IDENTITY, now=now).valid

@@ -26,14 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fastapi.testclient import TestClient
+from issuer_fixtures import active_card, services_on, signed, terminal
 
 from cardsvc.api.app import create_app
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
 from cardsvc.services import utcnow
 from cardsvc.settings import Settings
 from cardsvc.transactions.models import TransactionRow
-from tests.issuer.registry_helpers import registry_services
-from tests.issuer.transaction_helpers import active_card, signed, terminal
 
 ONLINE = 300
 OFFLINE = 10_000
@@ -53,7 +52,7 @@ def main() -> None:
             key_passphrase="bench",  # type: ignore[arg-type]  # noqa: S106 - throwaway keys
             issuer="https://issuer.bench",
         )
-        services = registry_services(settings)
+        services = services_on(settings)
         client = TestClient(create_app(services.settings, services=services))
         card = active_card(client, services)
         t = terminal(client, services)

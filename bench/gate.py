@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from fixtures import NOW, Issuer
+
 from cardsvc.core.bundle import encode_bundle
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.statuslist import Status, StatusList, encode_status_list_jwt
 from cardsvc.core.verifier import OfflineVerifier
-from tests.core.conftest import NOW, Issuer
 
 BASE = "https://issuer.test/v1/status-lists"
 SHARD = 3

@@ -14,14 +14,24 @@ Device-bound QR tokens (``SSC2:``), made by a phone that is offline too, verify 
 :func:`verify_device_bound` (or through the same :class:`OfflineVerifier`).
 
 A partner's gate keeps an :class:`OfflineVerifier` (pinned root, the newest good verifier
-bundle) and gets a :class:`Verdict` per scan: valid, invalid, or status unknown.
+bundle, a :class:`Bundle`) and gets a :class:`Verdict` per scan, whose :class:`Outcome` is
+valid, invalid, or status unknown. A :class:`BundleFetcher` keeps it current: one
+:class:`Refresh` per call (a delta on the held bundle, the ETag, the held bundle kept when
+the issuer is away).
+
+Terminals sign what they do with a :class:`Signer`: a :class:`SignedRecord` over
+:class:`TransactionData` of a :class:`Kind` for transactions, and
+:func:`make_client_assertion` to authenticate to the issuer.
 
 Every failure raises a :class:`CoreError`; a :class:`VerificationError` names the failed
 check in ``.check``.
 """
 
+from cardsvc.core.assertion import make_client_assertion
+from cardsvc.core.bundle import Bundle
 from cardsvc.core.carddoc import CardDocument, verify_card_document
-from cardsvc.core.devicebound import verify_device_bound
+from cardsvc.core.credential import CompactCredential
+from cardsvc.core.devicebound import DeviceBoundToken, verify_device_bound
 from cardsvc.core.errors import (
     CoreError,
     DecodeError,
@@ -30,46 +40,62 @@ from cardsvc.core.errors import (
     StatusListError,
     VerificationError,
 )
+from cardsvc.core.fetch import BundleFetcher, Refresh, RefreshOutcome
 from cardsvc.core.identity import CardNumber, CitizenId, Fen, RegionCode, Sex
 from cardsvc.core.keys import KeyPurpose, VerifyingKey
 from cardsvc.core.qrtoken import Attribute, Purpose, QrToken, verify_qr_token
 from cardsvc.core.references import StatusReference
+from cardsvc.core.signing import LocalSigner, Signer
 from cardsvc.core.statuslist import (
     Status,
     StatusList,
     StatusListToken,
     verify_status_list_token,
 )
+from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
 from cardsvc.core.trustlist import TrustAnchor, TrustedKey, TrustList
-from cardsvc.core.verifier import OfflineVerifier, Verdict
+from cardsvc.core.verifier import OfflineVerifier, Outcome, Verdict
 
 __all__ = [
     "Attribute",
+    "Bundle",
+    "BundleFetcher",
     "CardDocument",
     "CardNumber",
     "CitizenId",
+    "CompactCredential",
     "CoreError",
     "DecodeError",
+    "DeviceBoundToken",
     "Fen",
     "InputTooLargeError",
     "InvalidIdentityError",
     "KeyPurpose",
+    "Kind",
+    "LocalSigner",
     "OfflineVerifier",
+    "Outcome",
     "Purpose",
     "QrToken",
+    "Refresh",
+    "RefreshOutcome",
     "RegionCode",
     "Sex",
+    "SignedRecord",
+    "Signer",
     "Status",
     "StatusList",
     "StatusListError",
     "StatusListToken",
     "StatusReference",
+    "TransactionData",
     "TrustAnchor",
     "TrustList",
     "TrustedKey",
     "Verdict",
     "VerificationError",
     "VerifyingKey",
+    "make_client_assertion",
     "verify_card_document",
     "verify_device_bound",
     "verify_qr_token",

@@ -61,7 +61,7 @@ def strict_json_object(data: bytes | str, *, what: str) -> dict[str, Any]:
 MAX_NUMERIC_DATE = 253402300799
 
 
-def numeric_date(claims: Mapping[str, Any], name: str) -> int | None:
+def _numeric_date(claims: Mapping[str, Any], name: str) -> int | None:
     """The claim ``name`` as whole seconds, ``None`` if absent; a mistyped one is refused."""
     if name not in claims:
         return None
@@ -88,9 +88,9 @@ def check_times(
             raise VerificationError("claims", f"missing required claim {name}")
     t = now.timestamp()
     slack = leeway.total_seconds()
-    iat = numeric_date(claims, "iat")
-    nbf = numeric_date(claims, "nbf")
-    exp = numeric_date(claims, "exp")
+    iat = _numeric_date(claims, "iat")
+    nbf = _numeric_date(claims, "nbf")
+    exp = _numeric_date(claims, "exp")
     if iat is not None and exp is not None and exp < iat:
         raise VerificationError("claims", "exp is before iat")
     if iat is not None and iat > t + slack:

@@ -105,7 +105,7 @@ def short_kid(kid: str) -> bytes:
     return b64url_decode(kid, what="kid")[:8]
 
 
-def public_key_from_jwk(jwk: Mapping[str, object]) -> ec.EllipticCurvePublicKey:
+def _public_key_from_jwk(jwk: Mapping[str, object]) -> ec.EllipticCurvePublicKey:
     """Parse a P-256 public JWK; raises :class:`DecodeError` naming what is wrong."""
     if not isinstance(jwk, Mapping):
         raise DecodeError("jwk", "not a JSON object")
@@ -155,7 +155,7 @@ class VerifyingKey:
             raise DecodeError("jwk", f"alg {alg!r} does not match a P-256 key (ES256)")
         # The members were checked canonical, so the thumbprint of the given JWK is the
         # key's; computing it from them skips re-encoding the point.
-        return cls(public_key=public_key_from_jwk(jwk), kid=jwk_thumbprint(jwk))
+        return cls(public_key=_public_key_from_jwk(jwk), kid=jwk_thumbprint(jwk))
 
     def jwk(self) -> dict[str, str]:
         """The public JWK with ``kid`` and ``alg``."""

@@ -48,6 +48,8 @@ _TERMINAL = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class Kind(StrEnum):
+    """What a transaction records: an identity verification, a benefit collected, a fee paid."""
+
     IDENTITY = "identity"
     BENEFIT = "benefit"
     FEE = "fee"

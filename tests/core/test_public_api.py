@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import io
 import re
 import subprocess
 import sys
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import cardsvc.core
@@ -15,9 +19,75 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_public_surface_fits_on_a_screen() -> None:
-    assert len(cardsvc.core.__all__) <= 30
+    assert len(cardsvc.core.__all__) <= 45
     for name in cardsvc.core.__all__:
         assert getattr(cardsvc.core, name).__doc__, f"{name} has no docstring"
+
+
+def test_star_import_gives_exactly_the_public_names_each_made_in_core() -> None:
+    names = cardsvc.core.__all__
+    assert names == sorted(set(names), key=lambda n: (n[0].islower(), n)), "keep it sorted"
+    namespace: dict[str, object] = {}
+    exec("from cardsvc.core import *", namespace)  # noqa: S102
+    del namespace["__builtins__"]
+    assert sorted(namespace) == sorted(names)
+    for name, value in namespace.items():
+        assert getattr(value, "__module__", "").startswith("cardsvc.core."), name
+
+
+def _core_types_in(annotation: object) -> Iterator[type]:
+    if inspect.isclass(annotation) and annotation.__module__.startswith("cardsvc.core."):
+        yield annotation
+    for argument in typing.get_args(annotation):
+        yield from _core_types_in(argument)
+
+
+def _signatures(value: object) -> Iterator[tuple[str, object]]:
+    """(where, callable or dataclass) for a public name, its public methods and properties."""
+    if not inspect.isclass(value):
+        yield "", value
+        return
+    if dataclasses.is_dataclass(value):
+        yield " fields", value
+    for name, member in inspect.getmembers(value):
+        if name.startswith("_") and name != "__init__":
+            continue
+        if isinstance(member, property) and member.fget is not None:
+            yield f".{name}", member.fget
+        elif inspect.isfunction(member) or inspect.ismethod(member):
+            yield f".{name}", member
+
+
+def test_every_core_type_a_public_signature_mentions_is_public() -> None:
+    """What a caller gets back or passes in (a Verdict's Outcome, the Bundle that
+    ``OfflineVerifier.update`` returns, what ``verify_device_bound`` returns) is importable
+    from ``cardsvc.core`` itself."""
+    missing = set()
+    for name in cardsvc.core.__all__:
+        for where, typed in _signatures(getattr(cardsvc.core, name)):
+            for hint in typing.get_type_hints(typed).values():
+                for found in _core_types_in(hint):
+                    if found.__name__ not in cardsvc.core.__all__:
+                        missing.add(f"{found.__module__}.{found.__name__} (in {name}{where})")
+    assert not missing
+
+
+def test_names_the_readme_shows_partners_are_public() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Verifying, as a partner (`cardsvc.core`)", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    imported = {
+        name.strip()
+        for groups in re.findall(r"^from cardsvc\.core import (?:\(([^)]*)\)|(.*))", section, re.M)
+        for name in "".join(groups).split(",")
+        if name.strip()
+    }
+    table = section.split("The public surface (`from cardsvc.core import ...`):", 1)[1]
+    table = table.split("\n\n", 2)[1]  # the table itself, after its blank line
+    shown = set(re.findall(r"`([A-Z]\w*|verify_\w+)[(.`]", table))
+    assert {"TrustAnchor", "verify_qr_token"} <= imported
+    assert {"OfflineVerifier", "DeviceBoundToken", "VerificationError"} <= shown
+    assert (imported | shown) - set(cardsvc.core.__all__) == set()
 
 
 def test_core_imports_nothing_but_its_three_dependencies() -> None:
