@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cardsvc.core.fetch import FETCH_FILE, BundleFetcher, RefreshOutcome
 from cardsvc.core.keys import KeyPurpose
@@ -206,3 +208,22 @@ def test_status_list_key_purpose_is_pinned(issuer: Issuer, server: tuple[StandIn
     stand_in.reply = lambda _q, _e: Answer(body=wrong.encode())
     refresh = fetcher(verifier(issuer), url).refresh(now=NOW)
     assert refresh.outcome is RefreshOutcome.REFUSED and "purpose" in refresh.detail
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.binary(max_size=300), status=st.sampled_from([200, 200, 304, 404, 500]))
+def test_any_answer_is_a_typed_outcome_and_keeps_the_held_bundle(
+    issuer: Issuer, server: tuple[StandIn, str], body: bytes, status: int
+) -> None:
+    stand_in, url = server
+    v1 = make_bundle(issuer, version=1)
+    stand_in.reply = lambda _q, _e: Answer(body=v1.encode())
+    held = verifier(issuer)
+    fetch = fetcher(held, url)
+    fetch.refresh(now=NOW)
+    stand_in.reply = lambda _q, _e: Answer(status=status, body=body if status != 304 else b"")
+    refresh = fetch.refresh(now=NOW)  # never raises
+    assert refresh.outcome in set(RefreshOutcome)
+    assert held.bundle is not None and held.bundle.version == 1
