@@ -34,6 +34,7 @@ from cardsvc.registry.persons import PersonService
 from cardsvc.registry.status import StatusLists
 from cardsvc.replay import ReplayCache, make_replay_cache
 from cardsvc.settings import Settings
+from cardsvc.transactions.batch import BatchService
 from cardsvc.transactions.idempotency import IdempotencyStore
 from cardsvc.transactions.service import TransactionService
 
@@ -99,6 +100,7 @@ class Services:
     verifier: OnlineVerifier = field(init=False)
     ledger: LedgerService = field(init=False)
     transactions: TransactionService = field(init=False)
+    transaction_batches: BatchService = field(init=False)
     idempotency: IdempotencyStore = field(init=False)
     audit: AuditLog = field(init=False)
 
@@ -145,6 +147,7 @@ class Services:
         self.transactions = TransactionService(
             self.engine, self.keys, issuer=settings.issuer, leeway=self.leeway
         )
+        self.transaction_batches = BatchService(self.engine, self.transactions)
         self.idempotency = IdempotencyStore(self.engine)
         self.audit = AuditLog(self.engine, self.keys, issuer=settings.issuer)
         self.keys.on_event = self._key_event
