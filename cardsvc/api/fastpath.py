@@ -21,13 +21,13 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from cardsvc.api.problems import problem, problem_for
+from cardsvc.auth.partners import PURPOSES
 from cardsvc.auth.scopes import Scope as AuthScope
 from cardsvc.auth.tokens import AuthenticationError, verify_access_token
 from cardsvc.services import Services
 
 PATH = "/v1/verify"
 MAX_BODY = 32 * 1024
-_PURPOSES = frozenset({"identity", "benefit", "medical", "fee", "transport", "tourism", "culture"})
 _MAX_TOKEN = 16384
 
 
@@ -54,8 +54,8 @@ def _parse(body: bytes) -> tuple[str, str] | Any:
     token, purpose = data.get("token"), data.get("purpose")
     if not isinstance(token, str) or not 1 <= len(token) <= _MAX_TOKEN:
         return _invalid("token", f"a string of 1 to {_MAX_TOKEN} characters")
-    if purpose not in _PURPOSES:
-        return _invalid("purpose", f"one of {', '.join(sorted(_PURPOSES))}")
+    if purpose not in PURPOSES:
+        return _invalid("purpose", f"one of {', '.join(sorted(PURPOSES))}")
     return token, purpose
 
 

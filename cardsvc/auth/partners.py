@@ -20,13 +20,14 @@ from sqlalchemy import Engine
 from cardsvc.audit import log as audit
 from cardsvc.auth.models import ClientRow, PartnerRow
 from cardsvc.auth.tokens import Principal
+from cardsvc.core.qrtoken import Purpose
 from cardsvc.errors import CardsvcError, Forbidden, NotFound, Throttled
 from cardsvc.ratelimit import Admission, RateLimiter
 from cardsvc.registry.db import write_session
 from cardsvc.replay import OneTimeUse
 
 #: Every purpose a QR token can be minted for; a partner is allowed a subset.
-PURPOSES = frozenset({"identity", "benefit", "medical", "fee", "transport", "tourism", "culture"})
+PURPOSES = frozenset(p.name.lower() for p in Purpose)
 #: Requests per minute when none is given at registration.
 DEFAULT_RATE_LIMIT = 600
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cardsvc.core.qrtoken import Purpose
 from reader_agent.errors import IssuerError, IssuerUnreachableError
 from reader_agent.issuer import IssuerClient
 
 __all__ = ["PURPOSES", "QrOutcome", "verify_qr"]
 
-PURPOSES = ("identity", "benefit", "fee", "medical", "transport", "tourism", "culture")
+PURPOSES = tuple(p.name.lower() for p in Purpose)
 
 _CHECKS = {
     "signature": "its signature does not verify: it was not made by the issuer",

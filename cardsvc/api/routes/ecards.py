@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api.deps import ServicesDep
-from cardsvc.api.schemas import AUTH, problems
+from cardsvc.api.schemas import AUTH, PurposeName, problems
 from cardsvc.api.security import require
 from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import Principal
@@ -32,7 +32,6 @@ router = APIRouter(tags=["e-cards"])
 CardsWrite = Annotated[Principal, Security(require(Scope.CARDS_WRITE))]
 Terminal = Annotated[Principal, Security(require(Scope.CARDS_PERSONALIZE))]
 Verifier = Annotated[Principal, Security(require(Scope.VERIFY))]
-PurposeName = Literal["identity", "benefit", "medical", "fee", "transport", "tourism", "culture"]
 DPoP = Annotated[str | None, Header(alias="DPoP", description="Device proof (dpop+jwt)")]
 
 
