@@ -36,11 +36,11 @@ from cardsvc.ecards.errors import (
 )
 from cardsvc.ecards.policy import ECardPolicy
 from cardsvc.ecards.proofs import Sealer
-from cardsvc.ecards.states import ECardState
 from cardsvc.ecards.views import ECardDirectory, ECardView, view_of
 from cardsvc.keystore.service import KeyService
 from cardsvc.registry.cards import parse_card_number
 from cardsvc.registry.db import read_session, write_session
+from cardsvc.registry.ecard_states import ECardState
 from cardsvc.registry.errors import CardNotFoundError, PersonNotFoundError
 from cardsvc.registry.lifecycle import CardState
 from cardsvc.registry.status import StatusLists
