@@ -9,7 +9,7 @@
   load client keeps ``--connections`` keep-alive HTTP/1.1 connections busy on 127.0.0.1;
   every request carries a fresh token (``jti`` is one-time). Goal: >= 0.70 of the bare
   endpoint's rate, p99 <= 10 ms, zero errors.
-- Token minting (``ECardService.mint``: claims, CBOR, COSE_Sign1, base45) vs raw ES256 sign.
+- Token minting (``TokenService.mint``: claims, CBOR, COSE_Sign1, base45) vs raw ES256 sign.
 - Offline QR verify vs raw verify: ``bench/bench_formats.py``.
 """
 
@@ -208,7 +208,7 @@ def build_world(workdir: Path, redis_url: str | None, count: int) -> tuple[list[
     tokens = [
         m.token
         for _ in range(count)
-        for m in services.ecards.mint(
+        for m in services.ecard_tokens.mint(
             view, Purpose.TRANSPORT, now=now, lifetime=timedelta(minutes=10)
         )
     ]
@@ -239,10 +239,10 @@ def mint_bench(services: Any, view: Any, repeats: int, seconds: float) -> None:
     medians = median_seconds(
         {
             "raw ES256 sign (120 bytes)": lambda: signer.sign(payload),
-            "mint one transport token": lambda: services.ecards.mint(
+            "mint one transport token": lambda: services.ecard_tokens.mint(
                 view, Purpose.TRANSPORT, now=now
             ),
-            "mint one identity token": lambda: services.ecards.mint(
+            "mint one identity token": lambda: services.ecard_tokens.mint(
                 view, Purpose.IDENTITY, now=now
             ),
         },

@@ -1,7 +1,10 @@
 """Errors raised by the issuer (everything in ``cardsvc`` outside ``cardsvc.core``).
 
-One root, :class:`CardsvcError`; subclasses carry data. The HTTP layer maps them to
-RFC 9457 problem documents in one place; the CLI prints ``detail`` and exits non-zero.
+One root, :class:`CardsvcError`; subclasses carry data, never an HTTP status. What kind
+of failure an error is comes from a kind mixed into its class (:class:`NotFound`,
+:class:`Conflict`, :class:`Invalid`, ...), listed first among its bases so a subclass can
+change its parent's kind; the HTTP layer (``cardsvc.api.problems``) alone maps kinds to
+status codes and words, and the CLI prints ``detail`` and exits non-zero.
 """
 
 from __future__ import annotations
@@ -10,11 +13,46 @@ from datetime import datetime
 from pathlib import Path
 
 
+class ErrorKind:
+    """What kind of failure an error is (a mixin: ``class X(NotFound, RegistryError)``)."""
+
+
+class NotFound(ErrorKind):
+    """What the request names does not exist."""
+
+
+class Conflict(ErrorKind):
+    """The request is sound, but what the issuer holds now forbids it."""
+
+
+class Invalid(ErrorKind):
+    """The request is readable but refused: a value, a proof or a check fails."""
+
+
+class Malformed(ErrorKind):
+    """The request cannot be read as what it must be."""
+
+
+class Unauthenticated(ErrorKind):
+    """No valid credentials or proof of possession."""
+
+
+class Forbidden(ErrorKind):
+    """The caller is known but may not do this."""
+
+
+class Throttled(ErrorKind):
+    """The caller asked too often; it may retry later."""
+
+
+class Unavailable(ErrorKind):
+    """Something the issuer depends on does not answer; retrying may help."""
+
+
 class CardsvcError(Exception):
-    """Root of every error raised by the issuer."""
+    """Root of every error raised by the issuer (no kind: an internal failure)."""
 
     code: str = "cardsvc-error"
-    http_status: int = 500
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)

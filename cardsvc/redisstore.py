@@ -21,17 +21,16 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cardsvc.errors import CardsvcError
+from cardsvc.errors import CardsvcError, Unavailable
 
 #: Seconds to connect and to wait for a reply; the verify path answers 503 after that.
 TIMEOUT_SECONDS = 2.0
 
 
-class SharedStoreUnavailableError(CardsvcError):
-    """Redis (one-time use, rate limits) did not answer: 503, so nothing passes unchecked."""
+class SharedStoreUnavailableError(Unavailable, CardsvcError):
+    """Redis (one-time use, rate limits) did not answer, so nothing passes unchecked."""
 
     code = "store-unavailable"
-    http_status = 503
 
     def __init__(self, cause: BaseException) -> None:
         # The cause's text names the server's address: it goes to the log through

@@ -16,7 +16,12 @@ from cardsvc.auth.clients import ClientService
 from cardsvc.auth.tokens import VerifiedTokenCache
 from cardsvc.bundles import BundleService
 from cardsvc.db.engine import make_engine
-from cardsvc.ecards.service import ECardPolicy, ECardService
+from cardsvc.ecards.activation import ActivationService
+from cardsvc.ecards.policy import ECardPolicy
+from cardsvc.ecards.proofs import Sealer
+from cardsvc.ecards.tokens import TokenService
+from cardsvc.ecards.verifier import OnlineVerifier
+from cardsvc.ecards.views import ECardDirectory
 from cardsvc.keystore.files import FileKeyBackend
 from cardsvc.keystore.service import KeyService
 from cardsvc.ledger.service import LedgerService
@@ -29,6 +34,7 @@ from cardsvc.registry.persons import PersonService
 from cardsvc.registry.status import StatusLists
 from cardsvc.replay import ReplayCache, make_replay_cache
 from cardsvc.settings import Settings
+from cardsvc.transactions.batch import BatchService
 from cardsvc.transactions.idempotency import IdempotencyStore
 from cardsvc.transactions.service import TransactionService
 
@@ -88,9 +94,13 @@ class Services:
     replay: ReplayCache = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
     clients: ClientService = field(init=False)
-    ecards: ECardService = field(init=False)
+    ecards: ECardDirectory = field(init=False)
+    ecard_activation: ActivationService = field(init=False)
+    ecard_tokens: TokenService = field(init=False)
+    verifier: OnlineVerifier = field(init=False)
     ledger: LedgerService = field(init=False)
     transactions: TransactionService = field(init=False)
+    transaction_batches: BatchService = field(init=False)
     idempotency: IdempotencyStore = field(init=False)
     audit: AuditLog = field(init=False)
 
@@ -137,29 +147,59 @@ class Services:
         self.transactions = TransactionService(
             self.engine, self.keys, issuer=settings.issuer, leeway=self.leeway
         )
+        self.transaction_batches = BatchService(self.engine, self.transactions)
         self.idempotency = IdempotencyStore(self.engine)
         self.audit = AuditLog(self.engine, self.keys, issuer=settings.issuer)
         self.keys.on_event = self._key_event
         nonce_secret = settings.ecard_nonce_secret
-        self.ecards = ECardService(
+        # One sealer for both: nonces and chip challenges are sealed under different labels.
+        sealer = Sealer(
+            nonce_secret.get_secret_value().encode()
+            if nonce_secret is not None
+            else secrets.token_bytes(32)
+        )
+        policy = ECardPolicy(
+            token_lifetime=timedelta(seconds=settings.ecard_token_lifetime_seconds),
+            offline_period=timedelta(hours=settings.ecard_offline_hours),
+            code_lifetime=timedelta(minutes=settings.ecard_activation_code_minutes),
+            code_attempts=settings.ecard_activation_attempts,
+            proof_max_age=timedelta(seconds=settings.ecard_proof_max_age_seconds),
+        )
+        self.ecards = ECardDirectory(self.engine, self.status)
+        self.ecard_activation = ActivationService(
             self.engine,
             self.keys,
             self.status,
+            self.ecards,
             self.replay,
-            ECardPolicy(
-                token_lifetime=timedelta(seconds=settings.ecard_token_lifetime_seconds),
-                offline_period=timedelta(hours=settings.ecard_offline_hours),
-                code_lifetime=timedelta(minutes=settings.ecard_activation_code_minutes),
-                code_attempts=settings.ecard_activation_attempts,
-                proof_max_age=timedelta(seconds=settings.ecard_proof_max_age_seconds),
-            ),
+            policy,
+            sealer=sealer,
             issuer=settings.issuer,
-            secret=(
-                nonce_secret.get_secret_value().encode()
-                if nonce_secret is not None
-                else secrets.token_bytes(32)
-            ),
         )
+        self.ecard_tokens = TokenService(
+            self.keys, self.ecards, self.replay, policy, sealer=sealer, issuer=settings.issuer
+        )
+        self.verifier = OnlineVerifier(
+            self.keys,
+            self.ecards,
+            self.status,
+            self.trust_list,
+            self.replay,
+            self.rate_limiter,
+            issuer=settings.issuer,
+            status_base_uri=settings.issuer.rstrip("/") + "/v1/status-lists",
+            status_sync_interval=settings.status_sync_interval_seconds,
+        )
+
+    def use_stores(self, *, replay: ReplayCache, rate_limiter: RateLimiter) -> None:
+        """Put the e-card paths (online verify, activation, device proofs) on these
+        stores: tests give each its own Redis prefix."""
+        self.replay = replay
+        self.rate_limiter = rate_limiter
+        self.ecard_activation.replay = replay
+        self.ecard_tokens.replay = replay
+        self.verifier.replay = replay
+        self.verifier.rate_limiter = rate_limiter
 
     def _key_event(self, kind: str, subject: str, data: dict[str, object], now: datetime) -> None:
         self.audit.record_key_event(kind, subject=subject, data=data, actor="keystore", now=now)

@@ -143,7 +143,7 @@ def _personalise(services: Services, world: DemoWorld) -> None:
 def _activation_code(services: Services, world: DemoWorld) -> str:
     """A fresh one-time code for the wallet page (it needs the card personalised)."""
     try:
-        return services.ecards.issue_code(world.person_id, actor=ACTOR, now=utcnow()).code
+        return services.ecard_activation.issue_code(world.person_id, actor=ACTOR, now=utcnow()).code
     except CardsvcError as exc:
         return f"(none: {exc.detail})"
 

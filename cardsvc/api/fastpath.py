@@ -5,10 +5,11 @@ FastAPI's middleware stack, routing, dependency resolution and response validati
 more than the signature check itself. :class:`IssuerApp` hands this one request to
 :class:`VerifyFastPath` first, which does only what the route does — read a bounded JSON
 body, authenticate the bearer token (verified-token cache), check the ``verify`` scope,
-run :func:`cardsvc.api.routes.ecards.verify_online` (which holds a partner to its purposes
-and rate limit) — and answers errors with the same problem documents. It catches every
-exception itself, so nothing it does needs the error middleware it skips. The FastAPI
-route stays for OpenAPI and as the behaviour this one must match (tests compare the two).
+run :meth:`cardsvc.ecards.verifier.OnlineVerifier.verify_online`, the one the route calls
+(which holds a partner to its purposes and rate limit) — and answers errors with the same
+problem documents. It catches every exception itself, so nothing it does needs the error
+middleware it skips. The FastAPI route stays for OpenAPI and as the behaviour this one
+must match (tests compare the two).
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from cardsvc.api.problems import problem, problem_for
-from cardsvc.api.routes.ecards import verify_online
+from cardsvc.auth.partners import PURPOSES
 from cardsvc.auth.scopes import Scope as AuthScope
 from cardsvc.auth.tokens import AuthenticationError, verify_access_token
 from cardsvc.services import Services
 
 PATH = "/v1/verify"
 MAX_BODY = 32 * 1024
-_PURPOSES = frozenset({"identity", "benefit", "medical", "fee", "transport", "tourism", "culture"})
 _MAX_TOKEN = 16384
 
 
@@ -54,8 +54,8 @@ def _parse(body: bytes) -> tuple[str, str] | Any:
     token, purpose = data.get("token"), data.get("purpose")
     if not isinstance(token, str) or not 1 <= len(token) <= _MAX_TOKEN:
         return _invalid("token", f"a string of 1 to {_MAX_TOKEN} characters")
-    if purpose not in _PURPOSES:
-        return _invalid("purpose", f"one of {', '.join(sorted(_PURPOSES))}")
+    if purpose not in PURPOSES:
+        return _invalid("purpose", f"one of {', '.join(sorted(PURPOSES))}")
     return token, purpose
 
 
@@ -119,7 +119,9 @@ class VerifyFastPath:
             return parsed
         token, purpose = parsed
         try:
-            claims = await verify_online(services, token, purpose, principal)
+            claims = await services.verifier.verify_online(
+                token, purpose, principal, now=services.clock()
+            )
         except Exception as exc:  # every error becomes its problem document
             return await problem_for(exc)
         # The route's VerifyOut, serialised without building the pydantic model.

@@ -1,4 +1,9 @@
-"""RFC 9457 problem+json for every error the API returns, mapped in one place."""
+"""RFC 9457 problem+json for every error the API returns, mapped in one place.
+
+Domain errors carry a kind (:mod:`cardsvc.errors`), never an HTTP status: the status
+and the title a person reads come from the tables here. ``type`` ends in the error's
+stable ``code``.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cardsvc.audit.service import ProofRangeError
 from cardsvc.core.errors import CoreError, DecodeError, InputTooLargeError, VerificationError
-from cardsvc.errors import CardsvcError
+from cardsvc.errors import (
+    CardsvcError,
+    Conflict,
+    ErrorKind,
+    Forbidden,
+    Invalid,
+    Malformed,
+    NotFound,
+    Throttled,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +40,111 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
     body = {"type": PROBLEM_BASE + code, "title": title, "status": status, "detail": detail}
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+#: Status code and the title of an error of each kind that has no title of its own.
+KINDS: dict[type[ErrorKind], tuple[int, str]] = {
+    Malformed: (400, "Malformed request"),
+    Unauthenticated: (401, "Not authenticated"),
+    Forbidden: (403, "Not allowed"),
+    NotFound: (404, "Not found"),
+    Conflict: (409, "Conflicts with the current state"),
+    Invalid: (422, "Request refused"),
+    Throttled: (429, "Too many requests"),
+    Unavailable: (503, "Service unavailable"),
+}
+#: Errors of packages that still name no kind (the audit log's proof range).
+_STATUS_OF_CLASS: dict[type[CardsvcError], int] = {ProofRangeError: 400}
+_INTERNAL = (500, "Internal error")
+
+#: Titles by error code: what went wrong, in words a person reads.
+TITLES: dict[str, str] = {
+    "not-found": "Not found",
+    "person-not-found": "No such person",
+    "card-not-found": "No such card",
+    "ecard-not-found": "No such e-card",
+    "status-list-not-found": "No such status list",
+    "conflict-not-found": "No such conflict",
+    "client-not-found": "No such client",
+    "partner-not-found": "No such partner",
+    "entitlement-not-found": "No such entitlement",
+    "conflict": "Conflicts with the current state",
+    "person-exists": "Person already enrolled",
+    "live-card-exists": "The person already has a live card",
+    "holder-deceased": "The holder is deceased",
+    "illegal-transition": "Not allowed in the card's current state",
+    "chip-key-in-use": "Chip key already in use",
+    "no-active-card": "No active card",
+    "ecard-inactive": "E-card not active",
+    "already-resolved": "Conflict already resolved",
+    "entitlement-exists": "Entitlement already exists",
+    "entitlement-unavailable": "Entitlement not available",
+    "transaction-conflict": "Transaction conflicts with an earlier one",
+    "idempotency-request-in-flight": "Request still in progress",
+    "invalid-chip-key": "Invalid chip key",
+    "bad-request": "Invalid request",
+    "invalid-device-key": "Invalid device key",
+    "activation-failed": "Activation failed",
+    "activation-locked": "Activation code locked",
+    "batch-file": "Unusable batch file",
+    "token-rejected": "Token rejected",
+    "invalid-entitlement": "Invalid entitlement",
+    "transaction-refused": "Transaction refused",
+    "idempotency-key-reused": "Idempotency key reused",
+    "idempotency-key-missing": "Idempotency key missing",
+    "idempotency-key-invalid": "Invalid idempotency key",
+    "audit-proof-range": "Proof out of range",
+    "unauthenticated": "Not authenticated",
+    "invalid-device-proof": "Invalid device proof",
+    "invalid-client": "Client authentication failed",
+    "invalid-request": "Invalid token request",
+    "invalid-grant": "Grant refused",
+    "invalid-scope": "Scope not allowed",
+    "unsupported-grant-type": "Unsupported grant type",
+    "forbidden": "Not allowed",
+    "purpose-forbidden": "Purpose not allowed for this partner",
+    "rate-limited": "Too many requests",
+    "store-unavailable": "Shared store unavailable",
+}
+
+
+def status_and_title(exc: CardsvcError) -> tuple[int, str]:
+    """The status code of ``exc`` (from its kind) and its title."""
+    status, title = _INTERNAL
+    fixed = _STATUS_OF_CLASS.get(type(exc))
+    if fixed is not None:
+        status = fixed
+    else:
+        # The first kind in the class's method resolution order: a subclass that lists
+        # another kind first changes its parent's.
+        for cls in type(exc).__mro__:
+            if cls in KINDS:
+                status, title = KINDS[cls]
+                break
+    return status, TITLES.get(exc.code, title)
+
+
+def problem_body(exc: CardsvcError) -> dict[str, Any]:
+    """The problem document of ``exc``, as JSON-ready members."""
+    status, title = status_and_title(exc)
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + exc.code,
+        "title": title,
+        "status": status,
+        "detail": exc.detail,
+    }
+    extra = getattr(exc, "fields", None)
+    if isinstance(extra, dict):
+        body.update(extra)
+    return body
+
+
+#: Titles of core's errors (the partner verifier's), by class.
+_CORE_TITLES = {
+    InputTooLargeError: "Input too large",
+    DecodeError: "Malformed input",
+    VerificationError: "Verification failed",
+}
 
 
 def _core_status(exc: CoreError) -> int:
@@ -38,12 +160,12 @@ def _core_status(exc: CoreError) -> int:
 async def _cardsvc_error(_request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, CardsvcError):  # registered for this type only
         raise exc
-    if exc.http_status >= 500:
+    body = problem_body(exc)
+    status = body["status"]
+    if status >= 500:
         log.error("request failed: %s", exc.detail)
-    extra = getattr(exc, "fields", None)
-    fields = extra if isinstance(extra, dict) else {}
-    response = problem(exc.http_status, exc.code, type(exc).__name__, exc.detail, **fields)
-    if exc.http_status == 401:
+    response = JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int):
@@ -55,7 +177,8 @@ async def _core_error(_request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, CoreError):  # registered for this type only
         raise exc
     extra = {"check": exc.check} if isinstance(exc, VerificationError) else {}
-    return problem(_core_status(exc), exc.code, type(exc).__name__, exc.detail, **extra)
+    title = next((t for cls, t in _CORE_TITLES.items() if isinstance(exc, cls)), "Invalid input")
+    return problem(_core_status(exc), exc.code, title, exc.detail, **extra)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
+from cardsvc.auth.partners import PURPOSES
 from cardsvc.db.models import Card, CardEvent, Person, PersonChange
 from cardsvc.registry.lifecycle import CardState, OperatorAction
+
+
+def _purpose_name(value: str) -> str:
+    if value not in PURPOSES:
+        raise ValueError(f"one of {', '.join(sorted(PURPOSES))}")
+    return value
+
+
+#: A purpose by its lower-case name (``cardsvc.core.Purpose``), listed in the OpenAPI schema.
+PurposeName = Annotated[
+    str,
+    AfterValidator(_purpose_name),
+    WithJsonSchema({"type": "string", "enum": sorted(PURPOSES)}),
+]
 
 
 class _Request(BaseModel):

@@ -25,7 +25,7 @@ from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.assertion import unverified_client_id, verify_client_assertion
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import VerifyingKey
-from cardsvc.errors import CardsvcError
+from cardsvc.errors import CardsvcError, Malformed, NotFound, Unauthenticated
 from cardsvc.keystore.service import KeyService
 from cardsvc.replay import ReplayCache
 
@@ -53,19 +53,24 @@ MACHINE_SCOPES = {
 }
 
 
-class OAuthError(CardsvcError):
+class OAuthError(Malformed, CardsvcError):
     """A token request refused, with the RFC 6749 ``error`` code in the problem document."""
 
-    def __init__(self, error: str, detail: str, *, status: int = 400) -> None:
+    def __init__(self, error: str, detail: str) -> None:
         super().__init__(detail)
         self.code = error.replace("_", "-")
-        self.http_status = status
         self.fields = {"error": error, "error_description": detail}
 
 
-class ClientNotFoundError(CardsvcError):
+class InvalidClientError(Unauthenticated, OAuthError):
+    """RFC 6749 ``invalid_client``: the client could not be authenticated."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("invalid_client", detail)
+
+
+class ClientNotFoundError(NotFound, CardsvcError):
     code = "client-not-found"
-    http_status = 404
 
     def __init__(self, client_id: str) -> None:
         super().__init__(f"no client {client_id!r}")
@@ -239,10 +244,8 @@ class ClientService:
         if grant_type != "client_credentials":
             raise OAuthError("unsupported_grant_type", "grant_type must be client_credentials")
         if assertion_type != ASSERTION_TYPE or not assertion:
-            raise OAuthError(
-                "invalid_client",
-                f"authenticate with client_assertion_type {ASSERTION_TYPE} and a client_assertion",
-                status=401,
+            raise InvalidClientError(
+                f"authenticate with client_assertion_type {ASSERTION_TYPE} and a client_assertion"
             )
         try:
             client = self.get(unverified_client_id(assertion))
@@ -256,16 +259,14 @@ class ClientService:
             )
         except (CoreError, ClientNotFoundError) as exc:
             # One answer for unknown client and bad signature: no oracle for client ids.
-            raise OAuthError(
-                "invalid_client", f"client authentication failed: {exc}", status=401
-            ) from None
+            raise InvalidClientError(f"client authentication failed: {exc}") from None
         if not client.active:
-            raise OAuthError("invalid_client", "this client is suspended", status=401)
+            raise InvalidClientError("this client is suspended")
         ttl = max(1, int(claims["exp"] - now.timestamp() + self._leeway.total_seconds()))
         if not self._replay.first_use(
             f"assertion:{client.client_id}:{claims['jti']}", ttl_seconds=ttl
         ):
-            raise OAuthError("invalid_client", "client_assertion was already used", status=401)
+            raise InvalidClientError("client_assertion was already used")
         requested = frozenset(scope.split()) if scope else client.scopes
         if not requested <= client.scopes:
             extra = ", ".join(sorted(requested - client.scopes))

@@ -20,13 +20,14 @@ from sqlalchemy import Engine
 from cardsvc.audit import log as audit
 from cardsvc.auth.models import ClientRow, PartnerRow
 from cardsvc.auth.tokens import Principal
-from cardsvc.errors import CardsvcError
+from cardsvc.core.qrtoken import Purpose
+from cardsvc.errors import CardsvcError, Forbidden, NotFound, Throttled
 from cardsvc.ratelimit import Admission, RateLimiter
 from cardsvc.registry.db import write_session
 from cardsvc.replay import OneTimeUse
 
 #: Every purpose a QR token can be minted for; a partner is allowed a subset.
-PURPOSES = frozenset({"identity", "benefit", "medical", "fee", "transport", "tourism", "culture"})
+PURPOSES = frozenset(p.name.lower() for p in Purpose)
 #: Requests per minute when none is given at registration.
 DEFAULT_RATE_LIMIT = 600
 
@@ -51,11 +52,10 @@ class PartnerPolicy:
             raise CardsvcError("the rate limit is 1 to 1000000 requests per minute")
 
 
-class PartnerNotFoundError(CardsvcError):
-    """No partner client with this id (an unknown id, or an operator or terminal): 404."""
+class PartnerNotFoundError(NotFound, CardsvcError):
+    """No partner client with this id (an unknown id, or an operator or terminal)."""
 
     code = "partner-not-found"
-    http_status = 404
 
     def __init__(self, client_id: str) -> None:
         super().__init__(f"no partner client {client_id!r}")
@@ -111,11 +111,10 @@ def change_partner_policy(
     return after
 
 
-class PurposeForbiddenError(CardsvcError):
-    """A partner asked to verify for a purpose it is not registered for: 403."""
+class PurposeForbiddenError(Forbidden, CardsvcError):
+    """A partner asked to verify for a purpose it is not registered for."""
 
     code = "purpose-forbidden"
-    http_status = 403
 
     def __init__(self, purpose: str, allowed: frozenset[str]) -> None:
         shown = ", ".join(sorted(allowed)) or "none"
@@ -123,11 +122,10 @@ class PurposeForbiddenError(CardsvcError):
         self.fields = {"purpose": purpose, "allowed_purposes": sorted(allowed)}
 
 
-class RateLimitedError(CardsvcError):
-    """Too many requests in the current window: 429 with ``Retry-After``."""
+class RateLimitedError(Throttled, CardsvcError):
+    """Too many requests in the current window; ``retry_after`` seconds to wait."""
 
     code = "rate-limited"
-    http_status = 429
 
     def __init__(self, limit: int, retry_after: int) -> None:
         super().__init__(

@@ -17,25 +17,23 @@ from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.jws import check_times, verify_jws
 from cardsvc.core.keys import KeyPurpose, VerifyingKey
 from cardsvc.core.signing import sign_jws
-from cardsvc.errors import CardsvcError
+from cardsvc.errors import CardsvcError, Forbidden, Unauthenticated
 from cardsvc.keystore.service import KeyService
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
 MAX_ACCESS_TOKEN_SIZE = 4096
 
 
-class AuthenticationError(CardsvcError):
-    """No valid credentials: answer 401 with a WWW-Authenticate challenge."""
+class AuthenticationError(Unauthenticated, CardsvcError):
+    """No valid credentials (the API answers with a WWW-Authenticate challenge)."""
 
     code = "unauthenticated"
-    http_status = 401
 
 
-class ForbiddenError(CardsvcError):
-    """Valid credentials without the scope the endpoint needs: 403."""
+class ForbiddenError(Forbidden, CardsvcError):
+    """Valid credentials without the scope the endpoint needs."""
 
     code = "forbidden"
-    http_status = 403
 
     def __init__(self, scope: str) -> None:
         super().__init__(f"this needs the scope {scope}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardsvc.errors import CardsvcError
+from cardsvc.errors import CardsvcError, Forbidden, Invalid, Unauthenticated
 from cardsvc.registry.errors import ConflictError, NotFoundError, RegistryError
 
 
@@ -24,34 +24,30 @@ class ECardInactiveError(ConflictError):
     code = "ecard-inactive"
 
 
-class DeviceKeyError(RegistryError):
+class DeviceKeyError(Invalid, RegistryError):
     code = "invalid-device-key"
-    http_status = 422
 
 
-class ActivationError(RegistryError):
+class ActivationError(Invalid, RegistryError):
     """An activation attempt failed; ``reason`` says which check (and attempts left)."""
 
     code = "activation-failed"
-    http_status = 422
 
     def __init__(self, reason: str, detail: str, **fields: Any) -> None:
         super().__init__(detail, reason=reason, **fields)
         self.reason = reason
 
 
-class ActivationLockedError(ActivationError):
+class ActivationLockedError(Forbidden, ActivationError):
     """Too many wrong codes: the code is locked; an operator must issue a new one."""
 
     code = "activation-locked"
-    http_status = 403
 
 
-class DeviceProofError(CardsvcError):
+class DeviceProofError(Unauthenticated, CardsvcError):
     """A token request's device proof failed; ``reason`` names the check."""
 
     code = "invalid-device-proof"
-    http_status = 401
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -59,11 +55,10 @@ class DeviceProofError(CardsvcError):
         self.fields: dict[str, Any] = {"reason": reason}
 
 
-class TokenRejectedError(CardsvcError):
+class TokenRejectedError(Invalid, CardsvcError):
     """Online verification refused a QR token; ``check`` names the failed check."""
 
     code = "token-rejected"
-    http_status = 422
 
     def __init__(self, check: str, detail: str) -> None:
         super().__init__(detail)

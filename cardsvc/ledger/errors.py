@@ -4,27 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardsvc.errors import CardsvcError
+from cardsvc.errors import CardsvcError, Conflict, Invalid, NotFound
 
 
 class LedgerError(CardsvcError):
     """Root of ledger errors; ``fields`` become members of the problem document."""
 
     code = "ledger"
-    http_status = 422
 
     def __init__(self, detail: str, **fields: Any) -> None:
         super().__init__(detail)
         self.fields: dict[str, Any] = fields
 
 
-class InvalidEntitlementError(LedgerError):
+class InvalidEntitlementError(Invalid, LedgerError):
     code = "invalid-entitlement"
 
 
-class DuplicateEntitlementError(LedgerError):
+class DuplicateEntitlementError(Conflict, LedgerError):
     code = "entitlement-exists"
-    http_status = 409
 
     def __init__(self, entitlement_id: str) -> None:
         super().__init__(
@@ -34,13 +32,11 @@ class DuplicateEntitlementError(LedgerError):
         self.entitlement_id = entitlement_id
 
 
-class EntitlementNotFoundError(LedgerError):
+class EntitlementNotFoundError(NotFound, LedgerError):
     code = "entitlement-not-found"
-    http_status = 404
 
 
-class EntitlementUnavailableError(LedgerError):
+class EntitlementUnavailableError(Conflict, LedgerError):
     """Already collected, stopped, or not the holder's: it is never paid."""
 
     code = "entitlement-unavailable"
-    http_status = 409

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from cardsvc.core.errors import CoreError
 from cardsvc.core.identity import CitizenId, RegionCode, Sex
 from cardsvc.db.models import LIVE_STATES, Card, CardEvent, Person
+from cardsvc.errors import Invalid
 from cardsvc.registry.cards import add_years, china_date, new_card_number
 from cardsvc.registry.errors import RegistryError
 from cardsvc.registry.lifecycle import Action, CardState
@@ -41,11 +42,10 @@ CHUNK = 5_000
 _RETRIES = 5
 
 
-class BatchFileError(RegistryError):
+class BatchFileError(Invalid, RegistryError):
     """The file as a whole is unusable (no header, unknown columns)."""
 
     code = "batch-file"
-    http_status = 422
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardsvc.errors import CardsvcError
+from cardsvc.errors import CardsvcError, Conflict, Invalid, NotFound
 
 
 class RegistryError(CardsvcError):
     """Root of registry errors; ``fields`` become extra members of the problem document."""
 
     code = "registry"
-    http_status = 400
 
     def __init__(self, detail: str, **fields: Any) -> None:
         super().__init__(detail)
         self.fields: dict[str, Any] = fields
 
 
-class NotFoundError(RegistryError):
+class NotFoundError(NotFound, RegistryError):
     code = "not-found"
-    http_status = 404
 
 
 class PersonNotFoundError(NotFoundError):
@@ -31,11 +29,10 @@ class CardNotFoundError(NotFoundError):
     code = "card-not-found"
 
 
-class ConflictError(RegistryError):
-    """The request is well-formed but the registry's current state forbids it: 409."""
+class ConflictError(Conflict, RegistryError):
+    """The request is well-formed but the registry's current state forbids it."""
 
     code = "conflict"
-    http_status = 409
 
 
 class DuplicatePersonError(ConflictError):
@@ -77,15 +74,13 @@ class IllegalTransitionError(ConflictError):
         self.reason = reason
 
 
-class ChipKeyError(RegistryError):
+class ChipKeyError(Invalid, RegistryError):
     code = "invalid-chip-key"
-    http_status = 422
 
 
 class ChipKeyInUseError(ConflictError):
     code = "chip-key-in-use"
 
 
-class BadRequestError(RegistryError):
+class BadRequestError(Invalid, RegistryError):
     code = "bad-request"
-    http_status = 422

@@ -37,9 +37,9 @@ from sqlalchemy.exc import IntegrityError
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.statuslist import Status, StatusList, encode_status_list_jwt
 from cardsvc.db.models import Card, CardEvent, ECard, StatusShard
-from cardsvc.ecards.states import ecard_card_state
 from cardsvc.keystore.service import KeyService
 from cardsvc.publication import Publication, etag_of
+from cardsvc.registry.ecard_states import ecard_card_state
 from cardsvc.registry.errors import NotFoundError
 from cardsvc.registry.lifecycle import STATUS_OF, CardState
 

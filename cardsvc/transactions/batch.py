@@ -30,29 +30,32 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, String, Text, select
+from sqlalchemy import BigInteger, Engine, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cardsvc.auth.clients import Client
-from cardsvc.core.errors import CoreError, VerificationError
-from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
-from cardsvc.core.transaction import Kind, SignedRecord, TransactionData, issue_receipt
+from cardsvc.core.errors import CoreError
+from cardsvc.core.keys import VerifyingKey
+from cardsvc.core.signing import Signer
+from cardsvc.core.transaction import SignedRecord
 from cardsvc.db.models import Base, Card, UtcDateTime
 from cardsvc.ledger import audit
-from cardsvc.ledger.errors import EntitlementNotFoundError, EntitlementUnavailableError
-from cardsvc.ledger.service import consume
 from cardsvc.registry.db import write_session
+from cardsvc.transactions.acceptance import (
+    AlreadyStored,
+    Arrival,
+    Fork,
+    Refused,
+    Submission,
+)
 from cardsvc.transactions.models import TransactionRow
-from cardsvc.transactions.service import TransactionService, _row
+from cardsvc.transactions.service import TransactionService
 
 MAX_BATCH = 200
-DAMAGED_FLAG = "journal-damaged"
-#: Terminal clocks drift: counter order contradicts record times only beyond this.
-CLOCK_SLACK = timedelta(minutes=15)
 MAX_GAPS_LISTED = 100
 
 
@@ -139,28 +142,30 @@ class _Context:
     terminal: Client
     terminal_key: VerifyingKey
     now: datetime
+    signer: Signer
     cards: dict[str, Card | None] = field(default_factory=dict)
 
 
 class BatchService:
     """Accepts a terminal's batch of offline (or late) records."""
 
-    def __init__(self, transactions: TransactionService) -> None:
+    def __init__(self, engine: Engine, transactions: TransactionService) -> None:
+        self._engine = engine
         self._tx = transactions
 
     def upload(
         self, items: Sequence[BatchItem], *, certificate: str, terminal: Client, now: datetime
     ) -> BatchResult:
         cert = self._tx.verify_certificate(certificate, terminal=terminal, now=now)
-        ctx = _Context(terminal=terminal, terminal_key=cert.key, now=now)
-        signer = self._tx._keys.signer(KeyPurpose.TERMINAL_CERTIFICATE, now=now)
+        signer = self._tx.acceptance.receipt_signer(now=now)
+        ctx = _Context(terminal=terminal, terminal_key=cert.key, now=now, signer=signer)
         results: list[ItemResult] = []
-        with write_session(self._tx._engine) as session:
+        with write_session(self._engine) as session:
             for item in items:
                 for attempt in (1, 2):
                     try:
                         with session.begin_nested():
-                            results.append(self._one(session, item, ctx, signer))
+                            results.append(self._one(session, item, ctx))
                         break
                     except IntegrityError:
                         # A concurrent upload stored this seq, counter or entitlement
@@ -172,15 +177,16 @@ class BatchService:
 
     # -- one record -------------------------------------------------------------------------
 
-    def _one(self, session: Session, item: BatchItem, ctx: _Context, signer: Any) -> ItemResult:
+    def _one(self, session: Session, item: BatchItem, ctx: _Context) -> ItemResult:
         terminal_id = ctx.terminal.client_id
-        existing = session.scalar(
-            select(TransactionRow).where(
-                TransactionRow.terminal_id == terminal_id, TransactionRow.terminal_seq == item.seq
-            )
-        )
         void = session.get(TerminalVoid, (terminal_id, item.seq))
         if item.void is not None:
+            existing = session.scalar(
+                select(TransactionRow.id).where(
+                    TransactionRow.terminal_id == terminal_id,
+                    TransactionRow.terminal_seq == item.seq,
+                )
+            )
             if existing is not None:
                 return ItemResult(seq=item.seq, outcome="conflict", reason="fork",
                                   detail="the journal voids a seq that holds a record")  # fmt: skip
@@ -197,125 +203,35 @@ class BatchService:
         if record is None:
             return ItemResult(seq=item.seq, outcome="rejected", reason="record",
                               detail="an item needs a record or a void")  # fmt: skip
-        try:
-            data = record.transaction
-        except CoreError as exc:
-            return ItemResult(seq=item.seq, outcome="rejected", reason="data", detail=str(exc))
-        if data.terminal != terminal_id or data.seq != item.seq:
-            return ItemResult(seq=item.seq, outcome="rejected", reason="terminal",
-                              detail="the record names another terminal or seq")  # fmt: skip
-        card_signature = b64url_encode(record.card_signature)
-        if existing is not None:
-            if existing.card_signature == card_signature and existing.data == b64url_encode(
-                record.data
-            ):
-                return ItemResult(seq=item.seq, outcome="duplicate",
-                                  reason=existing.conflict if existing.state == "conflict"
-                                  else None, detail=f"already {existing.state}",
-                                  transaction_id=existing.id, receipt=existing.receipt)  # fmt: skip
-            return self._hold(
-                session,
-                item.seq,
-                record,
-                ctx,
-                "fork",
-                f"terminal seq {item.seq} already holds another record",
-            )
-        if void is not None:
-            return self._hold(
-                session, item.seq, record, ctx, "fork", f"terminal seq {item.seq} was reported void"
-            )
-        card = self._card(session, data.card, ctx)
-        if card is None or card.chip_jwk is None:
-            return ItemResult(seq=item.seq, outcome="rejected", reason="card",
-                              detail="no personalised card with this number")  # fmt: skip
-        try:
-            record.verify(chip_key=VerifyingKey.from_jwk(json.loads(card.chip_jwk)),
-                          terminal_key=ctx.terminal_key)  # fmt: skip
-        except VerificationError as exc:
-            return ItemResult(seq=item.seq, outcome="rejected", reason=exc.check,
-                              detail=exc.detail)  # fmt: skip
-        transaction_id = uuid.uuid4()
-        conflict = self._conflict(session, item, record, data, card, transaction_id, ctx)
-        receipt = None
-        if conflict is None:
-            receipt = issue_receipt(signer, issuer=self._tx._issuer,
-                                    transaction_id=transaction_id, record=record, data=data,
-                                    now=ctx.now)  # fmt: skip
-        why = f"{conflict[0]}: {conflict[1]}"[:200] if conflict else None
-        row = _row(transaction_id, record, data, card, mode="offline", now=ctx.now,
-                   receipt=receipt, state="conflict" if conflict else "accepted",
-                   conflict=why)  # fmt: skip
-        session.add(row)
-        session.flush()
-        audit.append(
-            session,
-            kind=f"transaction.{data.kind.value}" + (".conflict" if conflict else ""),
-            actor=terminal_id,
-            subject=f"transaction:{transaction_id}",
-            data={"card": str(card.id), "counter": record.counter, "seq": data.seq,
-                  "amount_fen": data.amount_fen, "mode": "offline",
-                  "conflict": conflict[0] if conflict else None,
-                  "entitlement": str(data.entitlement) if data.entitlement else None},
+        submission = Submission(
+            record=record,
+            arrival=Arrival.OFFLINE,
+            terminal_id=terminal_id,
+            terminal_key=ctx.terminal_key,
             now=ctx.now,
-        )  # fmt: skip
-        if conflict:
-            return ItemResult(seq=item.seq, outcome="conflict", reason=conflict[0],
-                              detail=conflict[1], transaction_id=transaction_id)  # fmt: skip
-        return ItemResult(seq=item.seq, outcome="accepted", transaction_id=transaction_id,
-                          receipt=receipt)  # fmt: skip
-
-    def _conflict(
-        self, session: Session, item: BatchItem, record: SignedRecord, data: TransactionData,
-        card: Card, transaction_id: uuid.UUID, ctx: _Context,
-    ) -> tuple[str, str] | None:  # fmt: skip
-        """Why this record must be reviewed instead of paid, or None (then it is paid)."""
-        if item.flag == DAMAGED_FLAG:
-            return ("journal-damaged", "from a damaged part of the terminal's journal")
-        same = session.scalar(
-            select(TransactionRow.id).where(
-                TransactionRow.card_id == card.id,
-                TransactionRow.card_counter == record.counter,
-                TransactionRow.state == "accepted",
-            )
+            signer=ctx.signer,
+            seq=item.seq,
+            flag=item.flag,
+            seq_voided=void is not None,
         )
-        if same is not None:
-            return ("counter-reused",
-                    f"card counter {record.counter} is already used by transaction {same}: "
-                    "a clone or a replay")  # fmt: skip
-        time = data.time
-        contradiction = session.scalar(
-            select(TransactionRow.card_counter)
-            .where(
-                TransactionRow.card_id == card.id,
-                TransactionRow.state == "accepted",
-                (
-                    (TransactionRow.card_counter < record.counter)
-                    & (TransactionRow.at > time + CLOCK_SLACK)
-                )
-                | (
-                    (TransactionRow.card_counter > record.counter)
-                    & (TransactionRow.at < time - CLOCK_SLACK)
-                ),
-            )
-            .limit(1)
-        )
-        if contradiction is not None:
-            return ("counter-order",
-                    f"card counter {record.counter} contradicts counter {contradiction} of the "
-                    "same card at another time: a decreasing counter (a clone)")  # fmt: skip
-        if card.state != "active":
-            return ("card-status", f"the card is {card.state} at the issuer")
-        if data.kind is Kind.BENEFIT:
-            assert data.entitlement is not None  # noqa: S101 - TransactionData checks
-            try:
-                with session.begin_nested():
-                    consume(session, data.entitlement, person_id=card.person_id,
-                            amount_fen=data.amount_fen, transaction_id=transaction_id,
-                            now=ctx.now)  # fmt: skip
-            except (EntitlementNotFoundError, EntitlementUnavailableError) as exc:
-                return ("entitlement", exc.detail)
-        return None
+        outcome = self._tx.acceptance.accept(session, submission, cards=ctx.cards)
+        if isinstance(outcome, Refused):
+            return ItemResult(seq=item.seq, outcome="rejected", reason=outcome.check,
+                              detail=outcome.detail)  # fmt: skip
+        if isinstance(outcome, Fork):
+            return self._hold(session, item.seq, record, ctx, "fork", outcome.detail)
+        if isinstance(outcome, AlreadyStored):
+            return ItemResult(seq=item.seq, outcome="duplicate",
+                              reason=outcome.conflict if outcome.state == "conflict" else None,
+                              detail=f"already {outcome.state}",
+                              transaction_id=outcome.transaction_id,
+                              receipt=outcome.receipt)  # fmt: skip
+        if outcome.conflict:
+            reason, detail = outcome.conflict
+            return ItemResult(seq=item.seq, outcome="conflict", reason=reason,
+                              detail=detail, transaction_id=outcome.transaction_id)  # fmt: skip
+        return ItemResult(seq=item.seq, outcome="accepted", transaction_id=outcome.transaction_id,
+                          receipt=outcome.receipt)  # fmt: skip
 
     def _hold(
         self, session: Session, seq: int, record: SignedRecord, ctx: _Context, reason: str,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardsvc.errors import CardsvcError
+from cardsvc.errors import CardsvcError, Conflict, Invalid, Malformed
 
 
-class TransactionError(CardsvcError):
+class TransactionError(Invalid, CardsvcError):
     """Root of transaction errors; ``fields`` become members of the problem document."""
 
     code = "transaction-refused"
-    http_status = 422
 
     def __init__(self, check: str, detail: str, **fields: Any) -> None:
         super().__init__(detail)
@@ -19,19 +18,33 @@ class TransactionError(CardsvcError):
         self.fields: dict[str, Any] = {"check": check, **fields}
 
 
-class TransactionConflictError(TransactionError):
+class TransactionConflictError(Conflict, TransactionError):
     """The record contradicts what the issuer already holds (replayed counter, used nonce)."""
 
     code = "transaction-conflict"
-    http_status = 409
 
 
 class IdempotencyError(CardsvcError):
-    """Idempotency-Key misuse (REFERENCE.md): 400 missing, 422 other payload, 409 in flight."""
+    """Idempotency-Key misuse (REFERENCE.md)."""
 
     code = "idempotency"
 
-    def __init__(self, code: str, status: int, detail: str) -> None:
+
+class IdempotencyKeyError(Malformed, IdempotencyError):
+    """The Idempotency-Key header is missing or not 1-255 printable ASCII."""
+
+    def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
         self.code = code
-        self.http_status = status
+
+
+class IdempotencyKeyReusedError(Invalid, IdempotencyError):
+    """The key was used with another request payload."""
+
+    code = "idempotency-key-reused"
+
+
+class RequestInFlightError(Conflict, IdempotencyError):
+    """A request with this key is still being processed."""
+
+    code = "idempotency-request-in-flight"

@@ -26,7 +26,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cardsvc.registry.db import read_session, write_session
-from cardsvc.transactions.errors import IdempotencyError
+from cardsvc.transactions.errors import (
+    IdempotencyKeyError,
+    IdempotencyKeyReusedError,
+    RequestInFlightError,
+)
 from cardsvc.transactions.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
@@ -39,12 +43,12 @@ def request_hash(method: str, path: str, body: Mapping[str, Any]) -> str:
 
 def check_key(key: str | None) -> str:
     if key is None or not key.strip():
-        raise IdempotencyError(
-            "idempotency-key-missing", 400, "this endpoint requires an Idempotency-Key header"
+        raise IdempotencyKeyError(
+            "idempotency-key-missing", "this endpoint requires an Idempotency-Key header"
         )
     if len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-        raise IdempotencyError(
-            "idempotency-key-invalid", 400, "Idempotency-Key must be 1-255 printable ASCII"
+        raise IdempotencyKeyError(
+            "idempotency-key-invalid", "Idempotency-Key must be 1-255 printable ASCII"
         )
     return key
 
@@ -92,19 +96,15 @@ class IdempotencyStore:
         if row is None:  # deleted after a failure in between: try once more
             return self.begin(client_id, key, digest, now=now)
         if row.request_hash != digest:
-            raise IdempotencyError(
-                "idempotency-key-reused",
-                422,
-                "this Idempotency-Key was used with a different request payload",
+            raise IdempotencyKeyReusedError(
+                "this Idempotency-Key was used with a different request payload"
             )
         if row.state == "done" and row.status_code is not None and row.response is not None:
             return StoredResponse(status_code=row.status_code, body=json.loads(row.response))
         if now - row.created_at >= self._stale_after and self._take_over(row, now):
             return Claim(client_id=client_id, key=key, request_hash=digest)
-        raise IdempotencyError(
-            "idempotency-request-in-flight",
-            409,
-            "a request with this Idempotency-Key is still being processed; retry later",
+        raise RequestInFlightError(
+            "a request with this Idempotency-Key is still being processed; retry later"
         )
 
     def _take_over(self, row: IdempotencyRecord, now: datetime) -> bool:

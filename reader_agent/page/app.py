@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,7 +35,7 @@ from reader_agent.page.books import Books
 from reader_agent.page.desk import Desk, DeskError, DeskSettings
 from reader_agent.page.hub import Hub
 from reader_agent.page.link import Link
-from reader_agent.page.qr import verify_qr
+from reader_agent.page.qr import PURPOSES, verify_qr
 from reader_agent.page.security import BodyTooLargeError, LocalOnly
 from reader_agent.page.views import yuan
 from reader_agent.page.words import Words, explain, verdict_words
@@ -96,10 +96,19 @@ class PayIn(_Body):
     reference: str = Field(pattern=r"^[A-Za-z0-9._:/-]{1,64}$")
 
 
+def _purpose_name(value: str) -> str:
+    if value not in PURPOSES:
+        raise ValueError(f"one of {', '.join(PURPOSES)}")
+    return value
+
+
 class QrIn(_Body):
     text: str = Field(min_length=1, max_length=8192)
-    # The purposes of reader_agent.page.qr.PURPOSES.
-    purpose: Literal["identity", "benefit", "fee", "medical", "transport", "tourism", "culture"]
+    purpose: Annotated[
+        str,
+        AfterValidator(_purpose_name),
+        WithJsonSchema({"type": "string", "enum": list(PURPOSES)}),
+    ]
 
 
 class EmptyIn(_Body):

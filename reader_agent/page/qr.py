@@ -16,7 +16,7 @@ from reader_agent.issuer import IssuerClient
 
 __all__ = ["PURPOSES", "QrOutcome", "verify_qr"]
 
-PURPOSES = ("identity", "benefit", "fee", "medical", "transport", "tourism", "culture")
+PURPOSES = tuple(p.name.lower() for p in Purpose)
 
 _CHECKS = {
     "signature": "its signature does not verify: it was not made by the issuer",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -114,4 +115,6 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
     assert response.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = response.json()
     assert body["status"] == status and body["type"].startswith("https://") and body["detail"]
+    # Words a person reads, never a class name such as IllegalTransitionError.
+    assert not re.search(r"\b(?:[A-Z][a-z0-9]+){2,}\b|Error\b", body["title"]), body["title"]
     return body

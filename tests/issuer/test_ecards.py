@@ -29,9 +29,9 @@ from cardsvc.core.qrtoken import (
 from cardsvc.core.signing import LocalSigner
 from cardsvc.core.statuslist import Status, verify_status_list_token
 from cardsvc.db.models import ECard
+from cardsvc.ecards.activation import CHIP_AUTH_CONTEXT
 from cardsvc.ecards.errors import TokenRejectedError
 from cardsvc.ecards.render import MAX_VERSION, qr_code
-from cardsvc.ecards.service import CHIP_AUTH_CONTEXT
 from cardsvc.registry.db import read_session
 from cardsvc.replay import RedisReplayCache
 from cardsvc.services import Services
@@ -125,7 +125,9 @@ def test_codes_expire_and_need_an_active_card(
 ) -> None:
     code = activation_code(client, services, holder)
     start = services.clock()
-    services.clock = lambda: start + services.ecards.policy.code_lifetime + timedelta(seconds=1)
+    services.clock = lambda: (
+        start + services.ecard_activation.policy.code_lifetime + timedelta(seconds=1)
+    )
     late = client.post(
         "/v1/ecards/activations",
         json={"citizen_id": holder.person["citizen_id"], "code": code, "device_jwk": Phone().jwk},
@@ -295,7 +297,7 @@ def test_a_proof_signed_by_another_key_without_a_jwk_header(services: Services) 
         "htm": "POST",
         "htu": "u",
         "iat": int(now.timestamp()),
-        "nonce": services.ecards.nonce(now=now),
+        "nonce": services.ecard_tokens.nonce(now=now),
         "jti": "j" * 16,
     }
     proof = sign_jws({"typ": "dpop+jwt"}, claims, other.signer)
@@ -307,7 +309,7 @@ def test_a_proof_signed_by_another_key_without_a_jwk_header(services: Services) 
             htu="u",
             now=now,
             max_age=timedelta(seconds=60),
-            sealer=services.ecards.sealer,
+            sealer=services.ecard_tokens.sealer,
             replay=MemoryReplayCache(),
         )
     assert info.value.reason == "proof-signature"
@@ -368,14 +370,14 @@ def test_offline_batch_windows_are_consecutive_and_each_valid_only_in_its_window
     start = services.clock()
     for offset, check in ((0, "issued-in-future"), (lifetime * 4, "expired")):
         with pytest.raises(TokenRejectedError) as info:
-            services.ecards.verify(
+            services.verifier.verify(
                 third,
                 purpose=Purpose.TOURISM,
                 trust_list=trust,
                 now=start + timedelta(seconds=offset),
             )
         assert info.value.check == check
-    services.ecards.verify(
+    services.verifier.verify(
         third,
         purpose=Purpose.TOURISM,
         trust_list=trust,
@@ -386,7 +388,7 @@ def test_offline_batch_windows_are_consecutive_and_each_valid_only_in_its_window
 def _trust(services: Services) -> Any:
     now = services.clock()
     publication = services.trust_list.current(now=now)
-    return services.ecards.trust_list(now=now, published=(publication.etag, publication.body))
+    return services.verifier.trust_list(now=now, published=(publication.etag, publication.body))
 
 
 # -- online verification --------------------------------------------------------------------
@@ -397,8 +399,7 @@ def replay_store(request: pytest.FixtureRequest, services: Services) -> str:
     if request.param == "redis":
         redis, prefix = request.getfixturevalue("redis_store")
         store = RedisReplayCache(redis, prefix=prefix)
-        services.replay = store
-        services.ecards._replay = store
+        services.use_stores(replay=store, rate_limiter=services.rate_limiter)
     return str(request.param)
 
 
@@ -499,7 +500,7 @@ def test_mutated_tokens_are_rejected_with_a_named_check(services: Services, data
     if text == token:
         return
     with pytest.raises(TokenRejectedError) as info:
-        services.ecards.verify(text, purpose=Purpose.TRANSPORT, trust_list=trust, now=now)
+        services.verifier.verify(text, purpose=Purpose.TRANSPORT, trust_list=trust, now=now)
     assert info.value.check in {
         "prefix",
         "format",

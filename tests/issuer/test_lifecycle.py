@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cardsvc.core.statuslist import Status
+from cardsvc.errors import Conflict
 from cardsvc.registry.errors import IllegalTransitionError
 from cardsvc.registry.lifecycle import RULES, Action, CardState, transition
 from cardsvc.services import Services, utcnow
@@ -47,7 +48,7 @@ def test_rules_table_is_total(action: Action, state: CardState) -> None:
     else:
         with pytest.raises(IllegalTransitionError) as info:
             transition(action, state)
-        assert info.value.http_status == 409 and info.value.state == state.value
+        assert isinstance(info.value, Conflict) and info.value.state == state.value
 
 
 def test_revoked_and_expired_are_final() -> None:

@@ -16,7 +16,7 @@ from cardsvc.core.assertion import ASSERTION_TYPE, make_client_assertion
 from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner
 from cardsvc.errors import CardsvcError
-from cardsvc.ratelimit import MemoryRateLimiter, RedisRateLimiter
+from cardsvc.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from cardsvc.services import Services
 from tests.issuer.ecard_helpers import Phone, activate, active_holder, mint
 from tests.issuer.registry_helpers import registry_services
@@ -158,9 +158,10 @@ def test_partner_without_a_stored_policy_may_verify_nothing(services: Services) 
 def limiter_services(request: pytest.FixtureRequest, services: Services) -> Services:
     if request.param == "redis":
         store, prefix = request.getfixturevalue("redis_store")
-        services.rate_limiter = RedisRateLimiter(store, prefix=prefix)
+        limiter: RateLimiter = RedisRateLimiter(store, prefix=prefix)
     else:
-        services.rate_limiter = MemoryRateLimiter()
+        limiter = MemoryRateLimiter()
+    services.use_stores(replay=services.replay, rate_limiter=limiter)
     return services
 
 

@@ -33,9 +33,7 @@ def services(settings: Any) -> Iterator[Services]:
 
 
 def use_stores(services: Services, replay: ReplayCache, limiter: Any) -> None:
-    services.replay = replay
-    services.ecards._replay = replay
-    services.rate_limiter = limiter
+    services.use_stores(replay=replay, rate_limiter=limiter)
 
 
 @pytest.fixture(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -13,25 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api.deps import ServicesDep
-from cardsvc.api.schemas import AUTH, problems
+from cardsvc.api.schemas import AUTH, PurposeName, problems
 from cardsvc.api.security import require
-from cardsvc.auth.partners import (
-    count_verify,
-    count_verify_then_use,
-    refuse_if_over_limit,
-    require_purpose,
-)
 from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import Principal
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import b64url_decode, b64url_encode
 from cardsvc.core.qrtoken import Attribute, Purpose
 from cardsvc.core.statuslist import Status
-from cardsvc.core.trustlist import TrustList
+from cardsvc.ecards.activation import Activation
 from cardsvc.ecards.errors import ActivationError, ECardInactiveError
 from cardsvc.ecards.render import render
-from cardsvc.ecards.service import Activation, ECardView, replayed
-from cardsvc.errors import CardsvcError
+from cardsvc.ecards.views import ECardView
 from cardsvc.registry.lifecycle import OperatorAction
 from cardsvc.services import Services
 
@@ -40,7 +32,6 @@ router = APIRouter(tags=["e-cards"])
 CardsWrite = Annotated[Principal, Security(require(Scope.CARDS_WRITE))]
 Terminal = Annotated[Principal, Security(require(Scope.CARDS_PERSONALIZE))]
 Verifier = Annotated[Principal, Security(require(Scope.VERIFY))]
-PurposeName = Literal["identity", "benefit", "medical", "fee", "transport", "tourism", "culture"]
 DPoP = Annotated[str | None, Header(alias="DPoP", description="Device proof (dpop+jwt)")]
 
 
@@ -160,7 +151,9 @@ def _activation_out(services: Services, activation: Activation) -> ActivationOut
 )
 async def issue_code(person_id: uuid.UUID, principal: CardsWrite, services: ServicesDep) -> CodeOut:
     issued = await run_in_threadpool(
-        lambda: services.ecards.issue_code(person_id, actor=principal.subject, now=services.clock())
+        lambda: services.ecard_activation.issue_code(
+            person_id, actor=principal.subject, now=services.clock()
+        )
     )
     return CodeOut(code=issued.code, expires_at=issued.expires_at, attempts=issued.attempts)
 
@@ -174,7 +167,7 @@ async def issue_code(person_id: uuid.UUID, principal: CardsWrite, services: Serv
 )
 async def activate_with_code(body: CodeActivation, services: ServicesDep) -> ActivationOut:
     activation = await run_in_threadpool(
-        lambda: services.ecards.activate_with_code(
+        lambda: services.ecard_activation.activate_with_code(
             body.citizen_id, body.code, body.device_jwk, now=services.clock()
         )
     )
@@ -191,7 +184,7 @@ async def counter_challenge(
     body: ChallengeRequest, _principal: Terminal, services: ServicesDep
 ) -> ChallengeOut:
     challenge, nonce = await run_in_threadpool(
-        lambda: services.ecards.counter_challenge(body.card_number, now=services.clock())
+        lambda: services.ecard_activation.counter_challenge(body.card_number, now=services.clock())
     )
     return ChallengeOut(challenge=challenge, nonce=b64url_encode(nonce))
 
@@ -211,7 +204,7 @@ async def activate_at_counter(
     except CoreError:
         raise ActivationError("chip-signature", "chip_signature is not base64url") from None
     activation = await run_in_threadpool(
-        lambda: services.ecards.activate_at_counter(
+        lambda: services.ecard_activation.activate_at_counter(
             body.challenge,
             signature,
             body.device_jwk,
@@ -229,7 +222,7 @@ async def activate_at_counter(
     summary="A fresh server nonce for the next device proof (also in DPoP-Nonce)",
 )
 async def nonce(services: ServicesDep, response: Response) -> dict[str, str]:
-    value = services.ecards.nonce(now=services.clock())
+    value = services.ecard_tokens.nonce(now=services.clock())
     response.headers["DPoP-Nonce"] = value
     response.headers["Cache-Control"] = "no-store"
     return {"nonce": value}
@@ -248,7 +241,7 @@ async def _proven(
     def load_and_check() -> ECardView:
         # Off the event loop together: the proof's one-time jti may be a Redis round trip.
         view = services.ecards.get(ecard_id, now=now)
-        services.ecards.check_proof(view, proof, htm=htm, htu=htu, now=now)
+        services.ecard_tokens.check_proof(view, proof, htm=htm, htu=htu, now=now)
         return view
 
     return await run_in_threadpool(load_and_check)
@@ -288,9 +281,9 @@ async def mint_tokens(
 ) -> Any:
     view = await _proven(services, ecard_id, dpop, request)
     purpose = Purpose[body.purpose.upper()]
-    period = services.ecards.policy.offline_period if body.offline else None
+    period = services.ecard_tokens.policy.offline_period if body.offline else None
     minted = await run_in_threadpool(
-        lambda: services.ecards.mint(view, purpose, now=services.clock(), period=period)
+        lambda: services.ecard_tokens.mint(view, purpose, now=services.clock(), period=period)
     )
     if body.format != "text":
         media = "image/png" if body.format == "png" else "image/svg+xml"
@@ -344,7 +337,9 @@ async def offline_credentials(
     view = await _proven(services, ecard_id, dpop, request)
     wanted = [Purpose[name.upper()] for name in body.purposes] if body.purposes else None
     issued = await run_in_threadpool(
-        lambda: services.ecards.offline_credentials(view, now=services.clock(), purposes=wanted)
+        lambda: services.ecard_tokens.offline_credentials(
+            view, now=services.clock(), purposes=wanted
+        )
     )
     return OfflineCredentialsOut(
         expires_at=issued.expires_at,
@@ -383,53 +378,6 @@ async def report_loss(
     return ECardOut(**_ecard_out(services, view))
 
 
-def _trust_list(services: Services, now: datetime) -> TrustList:
-    state = services.ecards
-    cached = state.cached_trust_list()
-    if cached is not None and not state.trust_due():
-        return cached
-    publication = services.trust_list.current(now=now)
-    return state.trust_list(now=now, published=(publication.etag, publication.body))
-
-
-async def verify_online(
-    services: Services, token: str, purpose_name: str, principal: Principal
-) -> dict[str, Any]:
-    """The online verify behind both the route and the ASGI fast path (one behaviour):
-    the disclosed claims of a valid token, or a :class:`TokenRejectedError`. A partner
-    is held to its rate limit and its purposes (429, 403).
-
-    Every check that needs no shared state runs first; then one step counts the request
-    against the partner's rate limit and, only if it is admitted and the token passed
-    every check, records the token's ``jti`` (on Redis: one round trip, on the event
-    loop). So a refused request, or a token failing any check, never consumes its
-    ``jti``; a refused request still counts, and a 429 wins over any other refusal. A
-    partner already over its limit is refused before any work.
-    """
-    limiter = services.rate_limiter
-    refuse_if_over_limit(principal, limiter)
-    now = services.clock()
-    try:
-        require_purpose(principal, purpose_name)
-        interval = services.settings.status_sync_interval_seconds
-        tick = time.monotonic()
-        if tick - services.ecards.last_status_sync >= max(interval, 0.05):
-            services.ecards.last_status_sync = tick
-            await run_in_threadpool(services.status.sync_due, interval)
-        trust = _trust_list(services, now)
-        purpose = Purpose[purpose_name.upper()]
-        token_ = services.ecards.check(token, purpose=purpose, trust_list=trust, now=now)
-        require_purpose(principal, token_.purpose.name.lower())
-    except CardsvcError:
-        await count_verify(principal, limiter)
-        raise
-    use = services.ecards.one_time_use(token_, now=now)
-    if not await count_verify_then_use(principal, limiter, use):
-        raise replayed()
-    base = services.settings.issuer.rstrip("/") + "/v1/status-lists"
-    return token_.to_json(status_base_uri=base)
-
-
 @router.post(
     "/v1/verify",
     response_model=VerifyOut,
@@ -445,5 +393,7 @@ async def verify(body: VerifyRequest, principal: Verifier, request: Request) -> 
     route documents it and answers when the fast path is not installed.
     """
     services: Services = request.app.state.services
-    claims = await verify_online(services, body.token, body.purpose, principal)
+    claims = await services.verifier.verify_online(
+        body.token, body.purpose, principal, now=services.clock()
+    )
     return VerifyOut(purpose=body.purpose, claims=claims)

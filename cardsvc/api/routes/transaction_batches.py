@@ -18,7 +18,7 @@ from cardsvc.api.schemas import AUTH, problems
 from cardsvc.api.security import require
 from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import Principal
-from cardsvc.transactions.batch import MAX_BATCH, BatchService, parse_items
+from cardsvc.transactions.batch import MAX_BATCH, parse_items
 
 router = APIRouter(tags=["transactions"])
 
@@ -69,15 +69,11 @@ async def upload(body: BatchIn, principal: Terminal, services: ServicesDep) -> d
 
     def work() -> dict[str, Any]:
         terminal = services.clients.get(principal.subject)
-        return (
-            BatchService(services.transactions)
-            .upload(
-                items,
-                certificate=body.terminal_certificate,
-                terminal=terminal,
-                now=services.clock(),
-            )
-            .to_json()
-        )
+        return services.transaction_batches.upload(
+            items,
+            certificate=body.terminal_certificate,
+            terminal=terminal,
+            now=services.clock(),
+        ).to_json()
 
     return await run_in_threadpool(work)

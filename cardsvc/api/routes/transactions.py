@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Security
 from fastapi.responses import JSONResponse
@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api.deps import ServicesDep
 from cardsvc.api.pagination import Cursor, Limit, Page, next_cursor, uuid_cursor
-from cardsvc.api.problems import PROBLEM_BASE, PROBLEM_JSON
+from cardsvc.api.problems import PROBLEM_JSON, problem_body
 from cardsvc.api.schemas import AUTH, problems
 from cardsvc.api.security import require
 from cardsvc.auth.scopes import Scope
@@ -130,19 +130,6 @@ async def challenge(principal: Terminal, services: ServicesDep) -> ChallengeOut:
     return ChallengeOut(nonce=b64url_encode(nonce), expires_at=expires)
 
 
-def _problem_body(exc: CardsvcError, status: int) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + exc.code,
-        "title": type(exc).__name__,
-        "status": status,
-        "detail": exc.detail,
-    }
-    fields = getattr(exc, "fields", None)
-    if isinstance(fields, dict):
-        body.update(fields)
-    return body
-
-
 def _respond(stored: StoredResponse, *, replayed: bool) -> JSONResponse:
     media = "application/json" if stored.status_code < 400 else PROBLEM_JSON
     response = JSONResponse(stored.body, status_code=stored.status_code, media_type=media)
@@ -203,11 +190,11 @@ def _process(
             on_commit=on_commit,
         )
     except CardsvcError as exc:
-        status = exc.http_status
-        if status >= 500:
+        refusal = problem_body(exc)
+        if refusal["status"] >= 500:
             store.release(claim)
             raise
-        stored = StoredResponse(status_code=status, body=_problem_body(exc, status))
+        stored = StoredResponse(status_code=refusal["status"], body=refusal)
         store.complete(claim, stored, now=now)
         return _respond(stored, replayed=False)
     except BaseException:

@@ -1,4 +1,9 @@
-"""E-card states and the status-list entry an e-card publishes (pure, no I/O)."""
+"""E-card states and the status-list entry an e-card publishes (pure, no I/O).
+
+Here, not in :mod:`cardsvc.ecards`, because the registry's status lists publish e-card
+entries in the shards cards use: the registry must not import the e-cards package,
+which builds on it.
+"""
 
 from __future__ import annotations
 
