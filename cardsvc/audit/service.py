@@ -17,9 +17,9 @@ from cardsvc.audit.tables import audit_checkpoints, audit_leaves
 from cardsvc.core.checkpoint import sign_checkpoint
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.merkle import Frontier, leaf_hash
+from cardsvc.db.session import read_session, write_session
 from cardsvc.errors import CardsvcError
 from cardsvc.keystore.service import KeyService
-from cardsvc.registry.db import read_session, write_session
 
 log = logging.getLogger(__name__)
 

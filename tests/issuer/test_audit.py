@@ -18,7 +18,7 @@ from cardsvc.core.checkpoint import verify_checkpoint
 from cardsvc.core.keys import KeyPurpose, b64url_decode
 from cardsvc.core.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from cardsvc.core.trustlist import TrustList
-from cardsvc.registry.db import write_session
+from cardsvc.db.session import write_session
 from cardsvc.services import Services, utcnow
 from tests.issuer.registry_helpers import (
     AUDITOR,
