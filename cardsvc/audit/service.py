@@ -12,24 +12,19 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from cardsvc.audit.events import AuditError
 from cardsvc.audit.log import StoredTree, append, leaf_input
 from cardsvc.audit.tables import audit_checkpoints, audit_leaves
 from cardsvc.core.checkpoint import sign_checkpoint
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.merkle import Frontier, leaf_hash
 from cardsvc.db.session import read_session, write_session
-from cardsvc.errors import CardsvcError
 from cardsvc.keystore.service import KeyService
 
 log = logging.getLogger(__name__)
 
 #: Leaves read per query when recomputing hashes from leaf data.
 CHUNK = 10_000
-
-
-class AuditError(CardsvcError):
-    code = "audit"
-    http_status = 500
 
 
 class ProofRangeError(AuditError):
