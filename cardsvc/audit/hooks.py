@@ -6,9 +6,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from cardsvc.audit.events import Actor, AuditEvent, AuditKind
 from cardsvc.audit.log import append
-from cardsvc.audit.rows import chip_binding_row, person_change_row, person_row
-from cardsvc.db.models import Card, Person, PersonChange
+from cardsvc.audit.rows import card_event_row, chip_binding_row, person_change_row, person_row
+from cardsvc.db.models import Card, CardEvent, Person, PersonChange
 
 
 def person_enrolled(session: Session, person: Person, *, now: datetime) -> int:
@@ -42,6 +43,23 @@ def pending_person_changes(session: Session, *, now: datetime) -> list[int]:
         )
         for change in pending
     ]
+
+
+def card_event(session: Session, event: CardEvent, card: Card, *, now: datetime) -> int:
+    """A card event (``event`` added to ``session``), with the card's fixed fields."""
+    session.flush()
+    return append(
+        session,
+        AuditEvent(
+            kind=AuditKind.card(event.action),
+            subject=f"card:{card.id}",
+            data={"event": event.id, "from": event.from_state, "to": event.to_state},
+            commit=card_event_row(event, card),
+            row=event,
+        ),
+        actor=Actor(event.actor),
+        now=now,
+    )
 
 
 def chip_bound(session: Session, card: Card, *, actor: str, now: datetime) -> int:

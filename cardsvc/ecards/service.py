@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.audit import hooks as audit_hooks
 from cardsvc.audit import log as audit
 from cardsvc.core.carddoc import CHINA_TZ
 from cardsvc.core.credential import (
@@ -448,18 +449,18 @@ class ECardService:
             )
             session.add(ecard)
             # A card event, so other processes' status sync picks the e-card up too.
-            session.add(
-                CardEvent(
-                    card_id=card.id,
-                    action="ecard_bound",
-                    from_state=card.state,
-                    to_state=card.state,
-                    reason=f"e-card bound to device {device_key.kid[:12]} ({via})"
-                    + (f", {len(replaced)} older device(s) deactivated" if replaced else ""),
-                    actor=actor[:MAX_ACTOR_LENGTH],
-                    at=now,
-                )
+            bound = CardEvent(
+                card_id=card.id,
+                action="ecard_bound",
+                from_state=card.state,
+                to_state=card.state,
+                reason=f"e-card bound to device {device_key.kid[:12]} ({via})"
+                + (f", {len(replaced)} older device(s) deactivated" if replaced else ""),
+                actor=actor[:MAX_ACTOR_LENGTH],
+                at=now,
             )
+            session.add(bound)
+            audit_hooks.card_event(session, bound, card, now=now)  # its leaf is the card's
             audit.append(
                 session,
                 kind="ecard.bound",

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cardsvc.audit import hooks as audit_hooks
 from cardsvc.audit import log as audit_log
-from cardsvc.audit.rows import card_event_row
 from cardsvc.db.models import LIVE_STATES, Card, CardEvent, ECard
 from cardsvc.registry.lifecycle import FINAL, Action, CardState, transition
 
@@ -48,16 +48,7 @@ def record_event(
         at=now,
     )
     session.add(event)
-    session.flush()
-    return audit_log.append(
-        session,
-        kind=f"card.{action.value}",
-        actor=event.actor,
-        subject=f"card:{card.id}",
-        data={"event": event.id, "from": event.from_state, "to": event.to_state},
-        commit=card_event_row(event, card),
-        now=now,
-    )
+    return audit_hooks.card_event(session, event, card, now=now)
 
 
 def apply(
