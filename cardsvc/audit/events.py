@@ -84,32 +84,32 @@ class InvalidActorError(AuditError):
     http_status = 400
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
+class Actor(str):
     """Who caused a change: a client id, ``batch:<operator>``, ``system``, ...
 
-    Built once where the caller is authenticated (a verified token, a CLI option), so the
-    services store and log it as it is instead of truncating it where they write.
+    A string checked when it is made: 1 to 128 characters, no control characters, no
+    surrounding whitespace. It is made once where the caller is authenticated (a
+    verified token, a CLI option), so the services store and log it as it is instead of
+    truncating it where they write.
     """
 
-    name: str
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        name = self.name
+    def __new__(cls, name: str) -> Actor:
         if not 0 < len(name) <= MAX_ACTOR_LENGTH:
             raise InvalidActorError(f"an actor must be 1 to {MAX_ACTOR_LENGTH} characters")
         if name != name.strip() or any(unicodedata.category(c)[0] == "C" for c in name):
             raise InvalidActorError(
                 "an actor must not hold control characters or surrounding whitespace"
             )
-
-    def __str__(self) -> str:
-        return self.name
+        return super().__new__(cls, name)
 
 
 #: Changes the issuer makes by itself (lapses, expiries), and the key store's own events.
 SYSTEM = Actor("system")
 KEYSTORE = Actor("keystore")
+#: A holder in the wallet before any e-card identifies them (a wrong activation code).
+WALLET = Actor("wallet")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -47,7 +47,8 @@ from uuid import UUID
 from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.orm import Session
 
-from cardsvc.audit.events import Actor, AuditError, AuditEvent, AuditKind
+from cardsvc.audit import guard
+from cardsvc.audit.events import Actor, AuditError, AuditEvent
 from cardsvc.audit.tables import audit_leaves, audit_nodes, audit_state
 from cardsvc.core.merkle import (
     NodeReader,
@@ -158,7 +159,7 @@ def _leaf(event: AuditEvent, actor: Actor, now: datetime) -> _Leaf:
     if event.commit is not None:
         payload["row"] = commitment(salt, event.commit)
     raw = leaf_input(
-        kind=event.kind.value, actor=actor.name, subject=event.subject, at=now, data=payload
+        kind=event.kind.value, actor=str(actor), subject=event.subject, at=now, data=payload
     )
     return _Leaf(raw=raw, digest=leaf_hash(raw), salt=salt)
 
@@ -186,32 +187,19 @@ def _leaf_row(index: int, event: AuditEvent, leaf: _Leaf, now: datetime) -> dict
     }
 
 
-def append(
-    session: Session,
-    event: AuditEvent | None = None,
-    *,
-    actor: Actor | str,
-    now: datetime,
-    kind: str | None = None,
-    subject: str | None = None,
-    data: Mapping[str, Any] | None = None,
-    commit: Mapping[str, Any] | None = None,
-) -> int:
+def append(session: Session, event: AuditEvent, *, actor: Actor, now: datetime) -> int:
     """Append ``event`` in ``session``'s transaction and return its leaf index.
 
-    ``actor`` did it at ``now``. Pending ORM changes are flushed first.
+    ``actor`` did it at ``now``. Call it after the flush that gives the row its id (the
+    event usually names it); ``event.row`` settles that row with the flush guard.
     """
-    if event is None:
-        if kind is None or subject is None:
-            raise TypeError("append needs an event")
-        event = AuditEvent(kind=AuditKind(kind), subject=subject, data=data or {}, commit=commit)
-    if isinstance(actor, str):
-        actor = Actor(actor[:128])
     leaf = _leaf(event, actor, now)
-    index = _grow(session.connection(), 1)
     connection = session.connection()
+    index = _grow(connection, 1)
     connection.execute(insert(audit_leaves).values(**_leaf_row(index, event, leaf, now)))
     _store_completed_subtrees(connection, index, leaf.digest)
+    if event.row is not None:
+        guard.covered(session, event.row)
     return index
 
 

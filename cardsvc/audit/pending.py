@@ -53,7 +53,7 @@ class PendingKeyEvents:
     def keep(self, event: AuditEvent, *, actor: Actor, at: datetime) -> None:
         line = canonical(
             {"kind": event.kind.value, "subject": event.subject, "data": event.data,
-             "actor": actor.name, "at": at}
+             "actor": str(actor), "at": at}
         )  # fmt: skip
         with self._locked("a") as handle:
             handle.write(line.decode("ascii") + "\n")

@@ -37,7 +37,6 @@ from cardsvc.registry.errors import RegistryError
 from cardsvc.registry.lifecycle import Action, CardState
 from cardsvc.registry.persons import check_name
 from cardsvc.registry.status import StatusLists
-from cardsvc.registry.transitions import MAX_ACTOR_LENGTH
 
 COLUMNS = ("citizen_id", "name", "sex", "birth_date", "region_code")
 REQUIRED = ("citizen_id", "name")
@@ -203,7 +202,7 @@ class BatchIssuer:
         self,
         rows: Iterable[tuple[int, dict[str, str]]],
         *,
-        actor: str,
+        actor: Actor,
         now: datetime,
         progress: Callable[[int], None] | None = None,
         chunk_size: int = CHUNK,
@@ -242,8 +241,7 @@ class BatchIssuer:
                 progress(len(chunk))
         return report
 
-    def _chunk(self, rows: list[_Row], report: BatchReport, *, actor: str, now: datetime) -> None:
-        actor = actor[:MAX_ACTOR_LENGTH]
+    def _chunk(self, rows: list[_Row], report: BatchReport, *, actor: Actor, now: datetime) -> None:
         # Read phase: what the database already holds for these rows.
         cids = [r.citizen_id for r in rows]
         keys = [r.request_key for r in rows]
@@ -392,7 +390,7 @@ class BatchIssuer:
                 append_many(
                     conn,
                     _audit_events(persons_written, cards, inserted, events, event_ids),
-                    actor=Actor(actor),
+                    actor=actor,
                     now=now,
                 )
                 conn.commit()

@@ -250,13 +250,15 @@ class BatchService:
         session.flush()
         audit.append(
             session,
-            kind=f"transaction.{data.kind.value}" + (".conflict" if conflict else ""),
-            actor=terminal_id,
-            subject=f"transaction:{transaction_id}",
-            data={"card": str(card.id), "counter": record.counter, "seq": data.seq,
-                  "amount_fen": data.amount_fen, "mode": "offline",
-                  "conflict": conflict[0] if conflict else None,
-                  "entitlement": str(data.entitlement) if data.entitlement else None},
+            audit.AuditEvent(
+                kind=audit.AuditKind.transaction(data.kind.value, conflict=bool(conflict)),
+                subject=f"transaction:{transaction_id}",
+                data={"card": str(card.id), "counter": record.counter, "seq": data.seq,
+                      "amount_fen": data.amount_fen, "mode": "offline",
+                      "conflict": conflict[0] if conflict else None,
+                      "entitlement": str(data.entitlement) if data.entitlement else None},
+                row=row),
+            actor=audit.Actor(terminal_id),
             now=ctx.now,
         )  # fmt: skip
         if conflict:
@@ -323,15 +325,15 @@ class BatchService:
     ) -> ItemResult:  # fmt: skip
         digest = record.digest()
         if session.get(TransactionHold, digest) is None:
-            session.add(TransactionHold(
+            session.add(hold := TransactionHold(
                 digest=digest, terminal_id=ctx.terminal.client_id, terminal_seq=seq,
                 reason=reason, detail=detail[:300], record=json.dumps(record.to_json()),
                 received_at=ctx.now))  # fmt: skip
             session.flush()
-            audit.append(session, kind="transaction.held", actor=ctx.terminal.client_id,
+            audit.append(session, audit.AuditEvent(kind=audit.AuditKind.TRANSACTION_HELD,
                          subject=f"terminal:{ctx.terminal.client_id}",
-                         data={"seq": seq, "reason": reason, "record": digest},
-                         now=ctx.now)  # fmt: skip
+                         data={"seq": seq, "reason": reason, "record": digest}, row=hold),
+                         actor=audit.Actor(ctx.terminal.client_id), now=ctx.now)  # fmt: skip
         return ItemResult(seq=seq, outcome="conflict", reason=reason, detail=detail)
 
     @staticmethod

@@ -250,20 +250,21 @@ class TransactionService:
                     data=data,
                     now=now,
                 )
-                session.add(
-                    _row(
-                        transaction_id, record, data, card, mode="online", now=now, receipt=receipt
-                    )
+                row = _row(
+                    transaction_id, record, data, card, mode="online", now=now, receipt=receipt
                 )
+                session.add(row)
                 session.flush()
                 audit.append(
                     session,
-                    kind=f"transaction.{data.kind.value}",
-                    actor=terminal.client_id,
-                    subject=f"transaction:{transaction_id}",
-                    data={"card": str(card.id), "counter": record.counter,
-                          "amount_fen": data.amount_fen, "seq": data.seq,
-                          "entitlement": str(data.entitlement) if data.entitlement else None},
+                    audit.AuditEvent(
+                        kind=audit.AuditKind.transaction(data.kind.value),
+                        subject=f"transaction:{transaction_id}",
+                        data={"card": str(card.id), "counter": record.counter,
+                              "amount_fen": data.amount_fen, "seq": data.seq,
+                              "entitlement": str(data.entitlement) if data.entitlement else None},
+                        row=row),
+                    actor=audit.Actor(terminal.client_id),
                     now=now,
                 )  # fmt: skip
                 accepted = Accepted(

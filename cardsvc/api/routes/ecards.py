@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from cardsvc.api.deps import ServicesDep
 from cardsvc.api.schemas import AUTH, problems
 from cardsvc.api.security import require
+from cardsvc.audit.events import Actor
 from cardsvc.auth.partners import (
     count_verify,
     count_verify_then_use,
@@ -160,7 +161,7 @@ def _activation_out(services: Services, activation: Activation) -> ActivationOut
 )
 async def issue_code(person_id: uuid.UUID, principal: CardsWrite, services: ServicesDep) -> CodeOut:
     issued = await run_in_threadpool(
-        lambda: services.ecards.issue_code(person_id, actor=principal.subject, now=services.clock())
+        lambda: services.ecards.issue_code(person_id, actor=principal.actor, now=services.clock())
     )
     return CodeOut(code=issued.code, expires_at=issued.expires_at, attempts=issued.attempts)
 
@@ -216,7 +217,7 @@ async def activate_at_counter(
             signature,
             body.device_jwk,
             pin_verified=body.pin_verified,
-            actor=principal.subject,
+            actor=principal.actor,
             now=services.clock(),
         )
     )
@@ -376,7 +377,7 @@ async def report_loss(
             view.card_number,
             OperatorAction.REPORT_TEMPORARY_LOSS,
             reason=body.reason,
-            actor=f"ecard:{view.id}",
+            actor=Actor(f"ecard:{view.id}"),
             now=services.clock(),
         )
     )
