@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from cardsvc.audit.pending import FILE_NAME as PENDING_FILE
+from cardsvc.audit.pending import PendingKeyEvents
 from cardsvc.audit.service import AuditLog
 from cardsvc.auth.clients import ClientService
 from cardsvc.auth.tokens import VerifiedTokenCache
@@ -149,7 +151,12 @@ class Services:
         )
         self.transaction_batches = BatchService(self.engine, self.transactions)
         self.idempotency = IdempotencyStore(self.engine)
-        self.audit = AuditLog(self.engine, self.keys, issuer=settings.issuer)
+        self.audit = AuditLog(
+            self.engine,
+            self.keys,
+            issuer=settings.issuer,
+            pending=PendingKeyEvents(settings.key_dir / PENDING_FILE),
+        )
         self.keys.on_event = self._key_event
         nonce_secret = settings.ecard_nonce_secret
         # One sealer for both: nonces and chip challenges are sealed under different labels.
@@ -202,7 +209,7 @@ class Services:
         self.verifier.rate_limiter = rate_limiter
 
     def _key_event(self, kind: str, subject: str, data: dict[str, object], now: datetime) -> None:
-        self.audit.record_key_event(kind, subject=subject, data=data, actor="keystore", now=now)
+        self.audit.record_key_event(kind, subject=subject, data=data, now=now)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

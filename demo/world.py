@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cardsvc.audit.events import Actor
 from cardsvc.auth.clients import ClientKind
 from cardsvc.core.identity import CitizenId
 from cardsvc.core.keys import public_jwk
@@ -29,7 +30,7 @@ from cardsvc.registry.lifecycle import LIVE, CardState, OperatorAction
 from cardsvc.registry.persons import Enrolment
 from cardsvc.services import Services
 
-ACTOR = "demo"
+ACTOR = Actor("demo")
 CITIZEN_ID = "11010519491231002X"
 NAME = "王芳"
 PENSION_FEN = 350_000

@@ -12,24 +12,20 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from cardsvc.audit.events import KEYSTORE, AuditError, AuditEvent, AuditKind
 from cardsvc.audit.log import StoredTree, append, leaf_input
+from cardsvc.audit.pending import PendingKeyEvents
 from cardsvc.audit.tables import audit_checkpoints, audit_leaves
 from cardsvc.core.checkpoint import sign_checkpoint
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.merkle import Frontier, leaf_hash
-from cardsvc.errors import CardsvcError
+from cardsvc.db.session import read_session, write_session
 from cardsvc.keystore.service import KeyService
-from cardsvc.registry.db import read_session, write_session
 
 log = logging.getLogger(__name__)
 
 #: Leaves read per query when recomputing hashes from leaf data.
 CHUNK = 10_000
-
-
-class AuditError(CardsvcError):
-    code = "audit"
-    http_status = 500
 
 
 class ProofRangeError(AuditError):
@@ -90,8 +86,18 @@ def recompute_leaf_hashes(connection: Connection, start: int, end: int) -> Itera
 class AuditLog:
     """Checkpoints and proofs over the stored tree."""
 
-    def __init__(self, engine: Engine, keys: KeyService, *, issuer: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        keys: KeyService,
+        *,
+        issuer: str,
+        pending: PendingKeyEvents | None = None,
+    ) -> None:
         self._engine = engine
+        #: Where key events wait while the log cannot take them (``None``: they fail).
+        self.pending = pending
+        self._warned = False
         self._keys = keys
         self._issuer = issuer
         self._lock = threading.Lock()
@@ -226,18 +232,33 @@ class AuditLog:
     # -- key events -----------------------------------------------------------------
 
     def record_key_event(
-        self, kind: str, *, subject: str, data: Mapping[str, Any], actor: str, now: datetime
+        self, kind: str, *, subject: str, data: Mapping[str, Any], now: datetime
     ) -> int | None:
         """Append a key event in its own transaction (the key store is files, not rows).
 
-        Returns ``None`` (and logs a warning) when the database has no audit tables yet,
-        e.g. ``cardsvc keys init`` before ``cardsvc db upgrade``.
+        Events kept while the log was not there go first, so the log keeps their order.
+        When the database has no audit tables yet (``cardsvc keys init`` before ``cardsvc
+        db upgrade``) or cannot be reached, the event is kept in :attr:`pending` and
+        ``None`` returned; without a pending store the error propagates.
         """
+        event = AuditEvent(kind=AuditKind(kind), subject=subject, data=data)
         try:
+            if self.pending is not None:
+                self.pending.drain(self._engine)
             with write_session(self._engine) as session:
-                return append(session, kind=kind, actor=actor, subject=subject, data=data, now=now)
+                return append(session, event, actor=KEYSTORE, now=now)
         except (OperationalError, ProgrammingError) as exc:
-            log.warning("key event %s for %s not in the audit log: %s", kind, subject, exc.orig)
+            if self.pending is None:
+                raise
+            self.pending.keep(event, actor=KEYSTORE, at=now)
+            log.log(
+                logging.DEBUG if self._warned else logging.WARNING,
+                "audit log not reachable (%s): key events wait in %s until "
+                "`cardsvc db upgrade` appends them",
+                exc.orig,
+                self.pending.path,
+            )
+            self._warned = True
             return None
 
 

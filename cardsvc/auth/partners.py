@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from cardsvc.audit import log as audit
+from cardsvc.audit.events import Actor, AuditEvent, AuditKind
 from cardsvc.auth.models import ClientRow, PartnerRow
 from cardsvc.auth.tokens import Principal
 from cardsvc.core.qrtoken import Purpose
@@ -69,7 +70,7 @@ def change_partner_policy(
     *,
     purposes: Iterable[str] | None = None,
     rate_limit: int | None = None,
-    actor: str,
+    actor: Actor,
     now: datetime,
 ) -> PartnerPolicy:
     """Replace a partner's purposes and/or rate limit; returns the new policy.
@@ -99,13 +100,19 @@ def change_partner_policy(
         row.updated_at = now
         audit.append(
             session,
-            kind="client.policy_changed",
+            AuditEvent(
+                kind=AuditKind.CLIENT_POLICY_CHANGED,
+                subject=f"client:{client_id}",
+                data={
+                    "before": {
+                        "purposes": sorted(before.purposes),
+                        "rate_limit": before.rate_limit,
+                    },
+                    "after": {"purposes": sorted(after.purposes), "rate_limit": after.rate_limit},
+                },
+                row=row,
+            ),
             actor=actor,
-            subject=f"client:{client_id}",
-            data={
-                "before": {"purposes": sorted(before.purposes), "rate_limit": before.rate_limit},
-                "after": {"purposes": sorted(after.purposes), "rate_limit": after.rate_limit},
-            },
             now=now,
         )
     return after

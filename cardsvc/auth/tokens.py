@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from cardsvc.audit.events import Actor, InvalidActorError
 from cardsvc.auth.scopes import Scope
 from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.jws import check_times, verify_jws
@@ -46,12 +47,18 @@ class Principal:
 
     subject: str  # client_id
     kind: str  # "operator", "terminal" or "partner"
+    #: The subject as the audit log records it, checked once here, where it is
+    #: authenticated (an :class:`InvalidActorError` for a subject that cannot be one).
+    actor: Actor = field(init=False, compare=False)
     scopes: frozenset[str]
     token_id: str = ""
     #: A partner's allowed verify purposes (``None``: not restricted, e.g. a terminal).
     purposes: frozenset[str] | None = None
     #: A partner's verify requests per minute (``None``: not limited).
     rate_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "actor", Actor(self.subject))
 
     def require(self, scope: Scope) -> None:
         if scope.value not in self.scopes:
@@ -166,6 +173,10 @@ def verify_access_token(
             raise VerificationError("claims", "rate_limit must be a positive integer")
     except CoreError as exc:
         raise AuthenticationError(f"invalid access token: {exc.detail}") from None
+    try:
+        Actor(subject)
+    except InvalidActorError as exc:
+        raise AuthenticationError(f"invalid access token: sub: {exc.detail}") from None
     principal = Principal(
         subject=subject,
         kind=kind,

@@ -22,21 +22,15 @@ def _services() -> Services:
     return Services.from_settings(Settings())
 
 
-@app.command("verify")
-def verify_command(
-    chunk: Annotated[
-        int, typer.Option(min=1, help="Rows and leaves read per query (memory is O(chunk))")
-    ] = CHUNK,
-    progress_every: Annotated[
-        int,
-        typer.Option(min=0, help="Print progress on stderr every this many rows (0: never)"),
-    ] = PROGRESS_EVERY,
-) -> None:
-    """Recompute the tree from the database, check every checkpoint and audited row.
+_CHUNK_OPTION = typer.Option(min=1, help="Rows and leaves read per query (memory is O(chunk))")
+_PROGRESS_OPTION = typer.Option(
+    min=0, help="Print progress on stderr every this many rows (0: never)"
+)
 
-    Streams the log and each table in chunks. Prints the first divergence (leaf index or
-    table and row) and exits 1 if any.
-    """
+
+def _check(services: Services, *, chunk: int, progress_every: int) -> tuple[bool, str]:
+    """Verify the whole log against the database: ``(holds, what to say)``; when it does
+    not hold, the first divergence or the key events not yet appended."""
     from cardsvc.audit.verify import Progress, verify
 
     started = time.monotonic()
@@ -49,23 +43,45 @@ def verify_command(
             err=True,
         )
 
-    services = _services()
     keys = {r.kid: r.key for r in services.keys.records()}
     with services.engine.connect() as connection:
         report = verify(
             connection, keys.get, chunk=chunk, progress=show, progress_every=progress_every
         )
-    first = report.first
-    if first is None:
-        typer.echo(
-            f"audit log OK: {report.leaves} leaves, {report.checkpoints} checkpoints, "
-            f"{report.rows} audited rows match"
+    problems = []
+    pending = services.audit.pending
+    if pending is not None and (waiting := pending.count()):
+        problems.append(
+            f"{waiting} key events in {pending.path} are not in the audit log yet: "
+            "run `cardsvc db upgrade`"
         )
-        return
-    typer.echo(f"DIVERGENCE at {first}", err=True)
-    if report.count > 1:
-        typer.echo(f"({report.count - 1} more findings)", err=True)
-    raise typer.Exit(1)
+    if report.first is not None:
+        problems.append(f"DIVERGENCE at {report.first}")
+        if report.count > 1:
+            problems.append(f"({report.count - 1} more findings)")
+    if problems:
+        return False, "\n".join(problems)
+    return True, (
+        f"audit log OK: {report.leaves} leaves, {report.checkpoints} checkpoints, "
+        f"{report.rows} audited rows match"
+    )
+
+
+@app.command("verify")
+def verify_command(
+    chunk: Annotated[int, _CHUNK_OPTION] = CHUNK,
+    progress_every: Annotated[int, _PROGRESS_OPTION] = PROGRESS_EVERY,
+) -> None:
+    """Recompute the tree from the database, check every checkpoint and audited row.
+
+    Streams the log and each table in chunks. Prints the first divergence (leaf index or
+    table and row) and exits 1 if any.
+    """
+    holds, outcome = _check(_services(), chunk=chunk, progress_every=progress_every)
+    if not holds:
+        typer.echo(outcome, err=True)
+        raise typer.Exit(1)
+    typer.echo(outcome)
 
 
 @app.command("prove")
@@ -98,8 +114,21 @@ def prove_command(
 @app.command("checkpoint")
 def checkpoint_command(
     full: Annotated[bool, typer.Option(help="Rehash every leaf, not only the new ones")] = False,
+    chunk: Annotated[int, _CHUNK_OPTION] = CHUNK,
+    progress_every: Annotated[int, _PROGRESS_OPTION] = PROGRESS_EVERY,
 ) -> None:
-    """Recompute the root from the stored leaves, sign a checkpoint and store it."""
-    checkpoint = _services().audit.sign_checkpoint(now=utcnow(), full=full)
+    """Verify the log as ``audit verify`` does, then sign a checkpoint of it and store it.
+
+    A signed checkpoint vouches for the log: over a log that fails verification it is
+    refused (exit 1) with the first divergence.
+    """
+    services = _services()
+    holds, outcome = _check(services, chunk=chunk, progress_every=progress_every)
+    if not holds:
+        typer.echo(
+            f"refusing to sign a checkpoint: the log fails verification\n{outcome}", err=True
+        )
+        raise typer.Exit(1)
+    checkpoint = services.audit.sign_checkpoint(now=utcnow(), full=full)
     typer.echo(f"checkpoint {checkpoint.id}: size {checkpoint.size} root {checkpoint.root.hex()}")
     typer.echo(checkpoint.jws)

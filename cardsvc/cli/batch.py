@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cardsvc.audit.events import Actor
 from cardsvc.db.migrate import require_current
 from cardsvc.registry.batch import BatchIssuer, read_rows
 from cardsvc.services import Services, utcnow
@@ -69,7 +70,7 @@ def issue_batch(
         task = bar.add_task("rows", total=total)
         result = issuer.run(
             read_rows(stream),
-            actor=f"batch:{operator}",
+            actor=Actor(f"batch:{operator}"),
             now=utcnow(),
             progress=lambda n: bar.advance(task, n),
         )

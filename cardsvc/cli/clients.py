@@ -14,6 +14,7 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cardsvc.audit.events import Actor
 from cardsvc.auth.clients import Client, ClientKind
 from cardsvc.auth.partners import change_partner_policy
 from cardsvc.auth.scopes import Role
@@ -137,7 +138,7 @@ def policy(
         client_id,
         purposes=frozenset(purpose) if purpose else None,
         rate_limit=rate_limit,
-        actor="cli",
+        actor=Actor("cli"),
         now=utcnow(),
     )
     typer.echo(_show(services.clients.get(client_id)))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cardsvc.audit.events import Actor
 from cardsvc.db.migrate import require_current
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
@@ -38,7 +39,7 @@ def import_entitlements(
     """
     services = Services.from_settings(Settings())
     require_current(services.engine)
-    result = services.ledger.import_csv(file, actor=f"import:{operator}", now=utcnow())
+    result = services.ledger.import_csv(file, actor=Actor(f"import:{operator}"), now=utcnow())
     report_path = report or file.with_suffix(file.suffix + ".rejected.csv")
     with report_path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)

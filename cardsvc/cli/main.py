@@ -65,6 +65,23 @@ def keys_init() -> None:
         typer.echo(f"created {record.purpose.value:22} {record.kid}")
     if not created:
         typer.echo(f"key store in {services.settings.key_dir} already complete")
+    _say_waiting(services)
+
+
+def _say_waiting(services: Services) -> None:
+    pending = services.audit.pending
+    if pending is not None and (waiting := pending.count()):
+        typer.echo(
+            f"{waiting} key events wait in {pending.path} for the audit log "
+            "(it has no tables yet): `cardsvc db upgrade` appends them"
+        )
+
+
+def _append_waiting(services: Services) -> None:
+    pending = services.audit.pending
+    appended = pending.drain(services.engine) if pending is not None else 0
+    if appended:
+        typer.echo(f"appended {appended} key events kept since the key store changed")
 
 
 @keys_app.command("list")
@@ -121,6 +138,7 @@ def db_upgrade(
     services = _services()
     upgrade(services.engine, revision)
     typer.echo(f"database at revision {current_revision(services.engine)}")
+    _append_waiting(services)
 
 
 @db_app.command("current")
@@ -167,6 +185,7 @@ def run(
 
     services, host, port = _listening_services(host, port)
     upgrade(services.engine)  # first, so key creation is recorded in the audit log
+    _append_waiting(services)
     for record in services.keys.init(now=utcnow()):
         typer.echo(f"created {record.purpose.value} key {record.kid}")
     if services.settings.dev_mode:

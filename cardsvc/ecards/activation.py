@@ -22,7 +22,9 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.audit import hooks as audit_hooks
 from cardsvc.audit import log as audit
+from cardsvc.audit.events import WALLET, Actor, AuditEvent, AuditKind
 from cardsvc.core.carddoc import CHINA_TZ
 from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
@@ -44,7 +46,6 @@ from cardsvc.registry.ecard_states import ECardState
 from cardsvc.registry.errors import CardNotFoundError, PersonNotFoundError
 from cardsvc.registry.lifecycle import CardState
 from cardsvc.registry.status import StatusLists
-from cardsvc.registry.transitions import MAX_ACTOR_LENGTH
 from cardsvc.replay import ReplayCache
 
 #: What the chip signs for INTERNAL AUTHENTICATE (docs/card-protocol.md).
@@ -108,7 +109,7 @@ class ActivationService:
 
     # -- activation codes -------------------------------------------------------------
 
-    def issue_code(self, person_id: uuid.UUID, *, actor: str, now: datetime) -> IssuedCode:
+    def issue_code(self, person_id: uuid.UUID, *, actor: Actor, now: datetime) -> IssuedCode:
         """A new one-time code for a person with an active card; older open codes end."""
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
         salt = secrets.token_bytes(16)
@@ -134,18 +135,18 @@ class ActivationService:
                     max_attempts=self.policy.code_attempts,
                     expires_at=expires,
                     created_at=now,
-                    created_by=actor[:MAX_ACTOR_LENGTH],
+                    created_by=actor,
                     updated_at=now,
                 )
             )
             audit.append(
                 session,
-                kind="ecard.code_issued",
+                AuditEvent(kind=AuditKind.ECARD_CODE_ISSUED, subject=f"person:{person_id}",
+                           data={"expires_at": expires.isoformat(),
+                                 "attempts": self.policy.code_attempts}),
                 actor=actor,
-                subject=f"person:{person_id}",
-                data={"expires_at": expires.isoformat(), "attempts": self.policy.code_attempts},
                 now=now,
-            )
+            )  # fmt: skip
         shown = "-".join(code[i : i + 4] for i in range(0, CODE_LENGTH, 4))
         return IssuedCode(code=shown, expires_at=expires, attempts=self.policy.code_attempts)
 
@@ -189,12 +190,12 @@ class ActivationService:
                     latest.state = "locked"
                     audit.append(
                         session,
-                        kind="ecard.code_locked",
-                        actor="wallet",
-                        subject=f"person:{latest.person_id}",
-                        data={"attempts": latest.attempts},
+                        AuditEvent(kind=AuditKind.ECARD_CODE_LOCKED,
+                                   subject=f"person:{latest.person_id}",
+                                   data={"attempts": latest.attempts}),
+                        actor=WALLET,
                         now=now,
-                    )
+                    )  # fmt: skip
                     failure = ActivationLockedError(
                         "locked", "wrong code; too many attempts, the code is now locked"
                     )
@@ -211,7 +212,7 @@ class ActivationService:
             code_row.person_id,
             device_key,
             via="code",
-            actor=f"activation-code:{code_row.id}",
+            actor=Actor(f"activation-code:{code_row.id}"),
             now=now,
             code_id=code_row.id,
         )
@@ -237,7 +238,7 @@ class ActivationService:
         device_jwk: Mapping[str, object],
         *,
         pin_verified: bool,
-        actor: str,
+        actor: Actor,
         now: datetime,
     ) -> Activation:
         """Bind ``device_jwk`` for the holder of the card that answered ``challenge``.
@@ -279,7 +280,7 @@ class ActivationService:
         device_key: VerifyingKey,
         *,
         via: str,
-        actor: str,
+        actor: Actor,
         now: datetime,
         code_id: uuid.UUID | None = None,
     ) -> Activation:
@@ -311,7 +312,7 @@ class ActivationService:
         idx: int,
         *,
         via: str,
-        actor: str,
+        actor: Actor,
         now: datetime,
         code_id: uuid.UUID | None,
     ) -> Activation:
@@ -354,34 +355,37 @@ class ActivationService:
                 device_jwk=json.dumps(device_key.jwk(), sort_keys=True),
                 activated_via=via,
                 created_at=now,
-                created_by=actor[:MAX_ACTOR_LENGTH],
+                created_by=actor,
                 updated_at=now,
             )
             session.add(ecard)
             # A card event, so other processes' status sync picks the e-card up too.
-            session.add(
-                CardEvent(
-                    card_id=card.id,
-                    action="ecard_bound",
-                    from_state=card.state,
-                    to_state=card.state,
-                    reason=f"e-card bound to device {device_key.kid[:12]} ({via})"
-                    + (f", {len(replaced)} older device(s) deactivated" if replaced else ""),
-                    actor=actor[:MAX_ACTOR_LENGTH],
-                    at=now,
-                )
+            bound = CardEvent(
+                card_id=card.id,
+                action="ecard_bound",
+                from_state=card.state,
+                to_state=card.state,
+                reason=f"e-card bound to device {device_key.kid[:12]} ({via})"
+                + (f", {len(replaced)} older device(s) deactivated" if replaced else ""),
+                actor=actor,
+                at=now,
             )
+            session.add(bound)
+            audit_hooks.card_event(session, bound, card, actor=actor, now=now)  # the card's leaf
             audit.append(
                 session,
-                kind="ecard.bound",
+                AuditEvent(
+                    kind=AuditKind.ECARD_BOUND,
+                    subject=f"ecard:{ecard.id}",
+                    data={
+                        "via": via,
+                        "card": f"card:{card.id}",
+                        "device_kid": device_key.kid,
+                        "replaced": [f"ecard:{old.id}" for old in replaced],
+                    },
+                    row=ecard,
+                ),
                 actor=actor,
-                subject=f"ecard:{ecard.id}",
-                data={
-                    "via": via,
-                    "card": f"card:{card.id}",
-                    "device_kid": device_key.kid,
-                    "replaced": [f"ecard:{old.id}" for old in replaced],
-                },
                 now=now,
             )
             view = view_of(ecard, person, card, now=now)

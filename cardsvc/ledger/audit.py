@@ -6,22 +6,7 @@ identifiers, counters and amounts go in the leaf: no names, no ID numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from cardsvc.audit.events import Actor, AuditEvent, AuditKind
+from cardsvc.audit.log import append
 
-from sqlalchemy.orm import Session
-
-from cardsvc.audit.log import append as _append
-
-
-def append(
-    session: Session,
-    *,
-    kind: str,
-    actor: str,
-    subject: str,
-    data: Mapping[str, object],
-    now: datetime,
-) -> None:
-    """Append one audit leaf in ``session``'s transaction."""
-    _append(session, kind=kind, actor=actor[:128], subject=subject, data=data, now=now)
+__all__ = ["Actor", "AuditEvent", "AuditKind", "append"]

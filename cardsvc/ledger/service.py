@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.audit.events import Actor
 from cardsvc.core.errors import InvalidIdentityError
 from cardsvc.core.identity import CitizenId
 from cardsvc.db.models import Person
@@ -88,7 +89,7 @@ class ImportResult:
 
 
 def _add(
-    session: Session, person: Person, new: NewEntitlement, *, actor: str, now: datetime
+    session: Session, person: Person, new: NewEntitlement, *, actor: Actor, now: datetime
 ) -> Entitlement:
     if person.deceased_on is not None and period_start(new.period) > person.deceased_on:
         raise HolderDeceasedError(
@@ -113,29 +114,32 @@ def _add(
         currency=CURRENCY,
         state="open",
         created_at=now,
-        created_by=actor[:128],
+        created_by=actor,
         updated_at=now,
     )
     session.add(row)
     session.flush()
     audit.append(
         session,
-        kind="entitlement.created",
+        audit.AuditEvent(
+            kind=audit.AuditKind.ENTITLEMENT_CREATED,
+            subject=f"entitlement:{row.id}",
+            data={
+                "person": str(person.id),
+                "benefit": row.benefit,
+                "period": row.period,
+                "amount_fen": row.amount_fen,
+            },
+            row=row,
+        ),
         actor=actor,
-        subject=f"entitlement:{row.id}",
-        data={
-            "person": str(person.id),
-            "benefit": row.benefit,
-            "period": row.period,
-            "amount_fen": row.amount_fen,
-        },
         now=now,
     )
     return row
 
 
 def stop_after_death(
-    session: Session, person_id: uuid.UUID, died_on: date, *, actor: str, now: datetime
+    session: Session, person_id: uuid.UUID, died_on: date, *, actor: Actor, now: datetime
 ) -> int:
     """Stop every open entitlement of ``person_id`` whose period starts after ``died_on``.
 
@@ -156,10 +160,12 @@ def stop_after_death(
     if stopped:
         audit.append(
             session,
-            kind="entitlement.stopped",
+            audit.AuditEvent(
+                kind=audit.AuditKind.ENTITLEMENT_STOPPED,
+                subject=f"person:{person_id}",
+                data={"died_on": died_on.isoformat(), "stopped": stopped},
+            ),
             actor=actor,
-            subject=f"person:{person_id}",
-            data={"died_on": died_on.isoformat(), "stopped": stopped},
             now=now,
         )
     return int(stopped)
@@ -210,7 +216,7 @@ class LedgerService:
         self._engine = engine
 
     def create(
-        self, person_id: uuid.UUID, new: NewEntitlement, *, actor: str, now: datetime
+        self, person_id: uuid.UUID, new: NewEntitlement, *, actor: Actor, now: datetime
     ) -> Entitlement:
         try:
             with write_session(self._engine) as session:
@@ -250,7 +256,7 @@ class LedgerService:
         )
 
     def import_rows(
-        self, rows: Iterable[tuple[int, dict[str, str]]], *, actor: str, now: datetime
+        self, rows: Iterable[tuple[int, dict[str, str]]], *, actor: Actor, now: datetime
     ) -> ImportResult:
         """Import ``(line, row)`` pairs with columns citizen_id, benefit, period, amount_fen.
 
@@ -302,7 +308,7 @@ class LedgerService:
                 result.rejected.append((line, "a concurrent import created this entitlement"))
         return result
 
-    def import_csv(self, path: Path, *, actor: str, now: datetime) -> ImportResult:
+    def import_csv(self, path: Path, *, actor: Actor, now: datetime) -> ImportResult:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             missing = {"citizen_id", "benefit", "period", "amount_fen"} - set(

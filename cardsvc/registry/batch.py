@@ -17,14 +17,18 @@ from __future__ import annotations
 import csv
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from types import SimpleNamespace
 from typing import Any, TextIO
 
 from sqlalchemy import ARRAY, Connection, Engine, Insert, any_, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from cardsvc.audit.events import Actor, AuditEvent, AuditKind
+from cardsvc.audit.log import append_many
+from cardsvc.audit.rows import card_event_row, person_row
 from cardsvc.core.errors import CoreError
 from cardsvc.core.identity import CitizenId, RegionCode, Sex
 from cardsvc.db.models import LIVE_STATES, Card, CardEvent, Person
@@ -34,7 +38,6 @@ from cardsvc.registry.errors import RegistryError
 from cardsvc.registry.lifecycle import Action, CardState
 from cardsvc.registry.persons import check_name
 from cardsvc.registry.status import StatusLists
-from cardsvc.registry.transitions import MAX_ACTOR_LENGTH
 
 COLUMNS = ("citizen_id", "name", "sex", "birth_date", "region_code")
 REQUIRED = ("citizen_id", "name")
@@ -155,6 +158,38 @@ def _insert_all(conn: Connection, model: Any, rows: list[dict[str, Any]]) -> set
     return set(conn.scalars(select(model.id).where(_in(conn, model.id, ids))))
 
 
+def _audit_events(
+    persons: list[dict[str, Any]],
+    cards: list[dict[str, Any]],
+    inserted: set[Any],
+    events: list[dict[str, Any]],
+    event_ids: Sequence[int],
+) -> list[AuditEvent]:
+    """The leaves of one chunk, as the single-row writers record them: each person
+    enrolled, then each card's issue event (the rows are plain dicts: no ORM objects)."""
+    out = [
+        AuditEvent(
+            kind=AuditKind.PERSON_ENROLLED,
+            subject=f"person:{p['id']}",
+            commit=person_row(SimpleNamespace(**p), name=p["name"]),  # type: ignore[arg-type]
+        )
+        for p in persons
+    ]
+    by_id = {c["id"]: c for c in cards if c["id"] in inserted}
+    for values, event_id in zip(events, event_ids, strict=True):
+        card = SimpleNamespace(replaces_card_id=None, **by_id[values["card_id"]])
+        event = SimpleNamespace(id=event_id, **values)
+        out.append(
+            AuditEvent(
+                kind=AuditKind.CARD_ISSUE,
+                subject=f"card:{card.id}",
+                data={"event": event_id, "from": None, "to": values["to_state"]},
+                commit=card_event_row(event, card),  # type: ignore[arg-type]
+            )
+        )
+    return out
+
+
 class BatchIssuer:
     """Enrol and issue from rows; ``progress`` is called with the rows done per chunk."""
 
@@ -167,7 +202,7 @@ class BatchIssuer:
         self,
         rows: Iterable[tuple[int, dict[str, str]]],
         *,
-        actor: str,
+        actor: Actor,
         now: datetime,
         progress: Callable[[int], None] | None = None,
         chunk_size: int = CHUNK,
@@ -206,8 +241,7 @@ class BatchIssuer:
                 progress(len(chunk))
         return report
 
-    def _chunk(self, rows: list[_Row], report: BatchReport, *, actor: str, now: datetime) -> None:
-        actor = actor[:MAX_ACTOR_LENGTH]
+    def _chunk(self, rows: list[_Row], report: BatchReport, *, actor: Actor, now: datetime) -> None:
         # Read phase: what the database already holds for these rows.
         cids = [r.citizen_id for r in rows]
         keys = [r.request_key for r in rows]
@@ -301,8 +335,11 @@ class BatchIssuer:
             with self._engine.connect() as conn:
                 if conn.dialect.name == "sqlite":
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
+                persons_written: list[dict[str, Any]] = []
                 if persons_left:
-                    report.persons_enrolled += len(_insert_all(conn, Person, persons_left))
+                    enrolled = _insert_all(conn, Person, persons_left)
+                    persons_written = [p for p in persons_left if p["id"] in enrolled]
+                    report.persons_enrolled += len(enrolled)
                     persons_left = []
                 inserted = _insert_all(conn, Card, cards)
                 events = [
@@ -318,8 +355,16 @@ class BatchIssuer:
                     for c in cards
                     if c["id"] in inserted
                 ]
-                if events:
-                    conn.execute(insert(CardEvent), events)
+                event_ids = (
+                    conn.execute(
+                        insert(CardEvent).returning(CardEvent.id, sort_by_parameter_order=True),
+                        events,
+                    )
+                    .scalars()
+                    .all()
+                    if events
+                    else []
+                )
                 # Rows not inserted: another run took the request key or gave the person
                 # a live card (nothing to do), or a card number collided (retry those).
                 missed = [c for c in cards if c["id"] not in inserted]
@@ -341,6 +386,13 @@ class BatchIssuer:
                             )
                         )
                     )
+                # Last, as every writer does: the leaves take the audit log's lock.
+                append_many(
+                    conn,
+                    _audit_events(persons_written, cards, inserted, events, event_ids),
+                    actor=actor,
+                    now=now,
+                )
                 conn.commit()
             report.cards_issued += len(inserted)
             report.cards_existing += sum(

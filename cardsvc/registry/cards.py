@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from cardsvc.audit import hooks as audit_hooks
+from cardsvc.audit.events import SYSTEM, Actor
 from cardsvc.core.carddoc import CHINA_TZ, CardDocument
 from cardsvc.core.errors import CoreError
 from cardsvc.core.identity import CardNumber, CitizenId, RegionCode, Sex
@@ -35,11 +36,11 @@ from cardsvc.registry.errors import (
 from cardsvc.registry.lifecycle import Action, CardState, OperatorAction
 from cardsvc.registry.persons import check_reason
 from cardsvc.registry.status import StatusLists
-from cardsvc.registry.transitions import MAX_ACTOR_LENGTH, Change, apply, record_event
+from cardsvc.registry.transitions import Change, apply, record_event
 
 #: Card numbers: one letter (no I or O, which read as digits) and eight digits.
 CARD_NUMBER_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-SYSTEM_ACTOR = "system"
+SYSTEM_ACTOR = SYSTEM
 _RETRIES = 8
 _SWEEP_CHUNK = 500
 
@@ -170,7 +171,7 @@ class CardService:
         self,
         person_id: uuid.UUID,
         *,
-        actor: str,
+        actor: Actor,
         now: datetime,
         reason: str = "new card",
         replaces: str | None = None,
@@ -211,7 +212,7 @@ class CardService:
         shard: int,
         idx: int,
         *,
-        actor: str,
+        actor: Actor,
         now: datetime,
         reason: str,
         replaces: str | None,
@@ -257,7 +258,7 @@ class CardService:
                 status_idx=idx,
                 replaces_card_id=old.id if old is not None else None,
                 created_at=now,
-                created_by=actor[:MAX_ACTOR_LENGTH],
+                created_by=actor,
                 updated_at=now,
             )
             session.add(card)
@@ -278,7 +279,7 @@ class CardService:
                 )
             )
 
-    def reissue(self, card_number: str, *, reason: str, actor: str, now: datetime) -> Card:
+    def reissue(self, card_number: str, *, reason: str, actor: Actor, now: datetime) -> Card:
         """A new card for the same person; the old one is revoked (reason ``reissued``)."""
         number = str(parse_card_number(card_number))
         with read_session(self._engine) as session:
@@ -291,7 +292,7 @@ class CardService:
     # -- personalization ------------------------------------------------------------
 
     def personalize(
-        self, card_number: str, chip_jwk: Mapping[str, object], *, actor: str, now: datetime
+        self, card_number: str, chip_jwk: Mapping[str, object], *, actor: Actor, now: datetime
     ) -> Personalized:
         """Bind the chip's public key and sign the card document; the card becomes active.
 
@@ -364,7 +365,7 @@ class CardService:
     # -- lifecycle ------------------------------------------------------------------
 
     def change(
-        self, card_number: str, action: OperatorAction, *, reason: str, actor: str, now: datetime
+        self, card_number: str, action: OperatorAction, *, reason: str, actor: Actor, now: datetime
     ) -> Card:
         """Apply an operator's lifecycle action; illegal ones raise a 409 with the reason."""
         check_reason(reason)

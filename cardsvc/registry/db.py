@@ -1,17 +1,21 @@
-"""Transactions and constraint names, the same on SQLite and PostgreSQL."""
+"""Constraint names, the same on SQLite and PostgreSQL, and paging a person's rows.
+
+The sessions live in :mod:`cardsvc.db.session` (re-exported here for the registry's
+callers).
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TypeVar
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute
 
 from cardsvc.db.models import Person
+from cardsvc.db.session import read_session, write_session
 
 # SQLite names the columns of a failed unique constraint, PostgreSQL names the constraint.
 _SQLITE_UNIQUE = {
@@ -23,29 +27,6 @@ _SQLITE_UNIQUE = {
     "cards.request_key": "uq_cards_request_key",
     "status_shards.shard": "status_shards_pkey",
 }
-
-
-@contextmanager
-def write_session(engine: Engine) -> Iterator[Session]:
-    """A session whose transaction commits on success and rolls back on any error.
-
-    On SQLite the transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock at
-    once (waiting up to the busy timeout) instead of failing with "database is locked"
-    when a read transaction later tries to write after another writer committed.
-    """
-    with Session(engine, expire_on_commit=False) as session:
-        if engine.dialect.name == "sqlite":
-            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-
-
-def read_session(engine: Engine) -> Session:
-    return Session(engine, expire_on_commit=False)
 
 
 def violated_constraint(exc: IntegrityError) -> str:
@@ -60,6 +41,8 @@ def violated_constraint(exc: IntegrityError) -> str:
         return _SQLITE_UNIQUE.get(message[len(prefix) :].strip(), message)
     return ""
 
+
+__all__ = ["read_session", "rows_of_person", "violated_constraint", "write_session"]
 
 R = TypeVar("R")
 

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from cardsvc.audit import hooks as audit_hooks
+from cardsvc.audit.events import Actor
 from cardsvc.core.errors import InvalidIdentityError
 from cardsvc.core.identity import CitizenId, RegionCode, Sex
 from cardsvc.db.models import Person, PersonChange
@@ -24,7 +25,7 @@ from cardsvc.registry.errors import (
     PersonNotFoundError,
 )
 from cardsvc.registry.status import StatusLists
-from cardsvc.registry.transitions import MAX_ACTOR_LENGTH, revoke_live_cards
+from cardsvc.registry.transitions import revoke_live_cards
 
 MAX_NAME_LENGTH = 64
 MAX_REASON_LENGTH = 500
@@ -91,10 +92,6 @@ class Enrolment:
         return sex, birth, region
 
 
-def _actor(actor: str) -> str:
-    return actor[:MAX_ACTOR_LENGTH]
-
-
 class PersonService:
     """Enrol and maintain persons. Every method takes the acting principal and ``now``."""
 
@@ -102,7 +99,7 @@ class PersonService:
         self._engine = engine
         self._status = status
 
-    def enrol(self, enrolment: Enrolment, *, actor: str, now: datetime) -> Person:
+    def enrol(self, enrolment: Enrolment, *, actor: Actor, now: datetime) -> Person:
         """Enrol a person; :class:`DuplicatePersonError` names the existing record."""
         sex, birth, region = enrolment.checked()
         citizen_id = str(enrolment.citizen_id)
@@ -118,13 +115,13 @@ class PersonService:
             region_code=str(region),
             deceased_on=None,
             created_at=now,
-            created_by=_actor(actor),
+            created_by=actor,
             updated_at=now,
         )
         try:
             with write_session(self._engine) as session:
                 session.add(person)
-                audit_hooks.person_enrolled(session, person, now=now)
+                audit_hooks.person_enrolled(session, person, actor=actor, now=now)
         except IntegrityError as exc:
             if violated_constraint(exc) != "uq_persons_citizen_id":
                 raise
@@ -173,7 +170,7 @@ class PersonService:
             return session.scalars(query).all()
 
     def correct_name(
-        self, person_id: uuid.UUID, name: str, *, reason: str, actor: str, now: datetime
+        self, person_id: uuid.UUID, name: str, *, reason: str, actor: Actor, now: datetime
     ) -> Person:
         """Correct a name; the old and new name, who, when and why are recorded.
 
@@ -194,17 +191,17 @@ class PersonService:
                     old_value=person.name,
                     new_value=name,
                     reason=reason,
-                    actor=_actor(actor),
+                    actor=actor,
                     at=now,
                 )
             )
-            audit_hooks.pending_person_changes(session, now=now)
+            audit_hooks.pending_person_changes(session, actor=actor, now=now)
             person.name = name
             person.updated_at = now
         return person
 
     def record_death(
-        self, person_id: uuid.UUID, died_on: date, *, reason: str, actor: str, now: datetime
+        self, person_id: uuid.UUID, died_on: date, *, reason: str, actor: Actor, now: datetime
     ) -> Person:
         """Record the holder's death: every live card is revoked in the same transaction."""
         check_reason(reason)
@@ -225,11 +222,11 @@ class PersonService:
                     old_value=None,
                     new_value=died_on.isoformat(),
                     reason=reason,
-                    actor=_actor(actor),
+                    actor=actor,
                     at=now,
                 )
             )
-            audit_hooks.pending_person_changes(session, now=now)
+            audit_hooks.pending_person_changes(session, actor=actor, now=now)
             person.deceased_on = died_on
             person.updated_at = now
             changes = revoke_live_cards(session, person.id, reason=reason, actor=actor, now=now)

@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cardsvc.audit import hooks as audit_hooks
 from cardsvc.audit import log as audit_log
-from cardsvc.audit.rows import card_event_row
+from cardsvc.audit.events import Actor, AuditEvent, AuditKind
 from cardsvc.db.models import LIVE_STATES, Card, CardEvent, ECard
 from cardsvc.registry.lifecycle import FINAL, Action, CardState, transition
-
-MAX_ACTOR_LENGTH = 128
 
 #: Why a card was revoked, by the action that revoked it.
 REVOCATION_REASONS = {
@@ -34,7 +33,7 @@ def record_event(
     action: Action,
     from_state: CardState | None,
     reason: str,
-    actor: str,
+    actor: Actor,
     now: datetime,
 ) -> int:
     """Record the event and its audit leaf in the same transaction; return the leaf index."""
@@ -44,20 +43,11 @@ def record_event(
         from_state=from_state.value if from_state else None,
         to_state=card.state,
         reason=reason,
-        actor=actor[:MAX_ACTOR_LENGTH],
+        actor=actor,
         at=now,
     )
     session.add(event)
-    session.flush()
-    return audit_log.append(
-        session,
-        kind=f"card.{action.value}",
-        actor=event.actor,
-        subject=f"card:{card.id}",
-        data={"event": event.id, "from": event.from_state, "to": event.to_state},
-        commit=card_event_row(event, card),
-        now=now,
-    )
+    return audit_hooks.card_event(session, event, card, actor=actor, now=now)
 
 
 def apply(
@@ -66,7 +56,7 @@ def apply(
     action: Action,
     *,
     reason: str,
-    actor: str,
+    actor: Actor,
     now: datetime,
     lapse_after: timedelta | None = None,
 ) -> Change:
@@ -92,10 +82,12 @@ def apply(
         for ecard_id in ended:
             audit_log.append(
                 session,
-                kind="ecard.revoked",
-                actor=actor[:MAX_ACTOR_LENGTH],
-                subject=f"ecard:{ecard_id}",
-                data={"card": str(card.id), "because": action.value},
+                AuditEvent(
+                    kind=AuditKind.ECARD_REVOKED,
+                    subject=f"ecard:{ecard_id}",
+                    data={"card": str(card.id), "because": action.value},
+                ),
+                actor=actor,
                 now=now,
             )
     record_event(
@@ -105,7 +97,7 @@ def apply(
 
 
 def revoke_live_cards(
-    session: Session, person_id: uuid.UUID, *, reason: str, actor: str, now: datetime
+    session: Session, person_id: uuid.UUID, *, reason: str, actor: Actor, now: datetime
 ) -> list[Change]:
     """Revoke every live card of a person whose death was recorded."""
     cards = session.scalars(

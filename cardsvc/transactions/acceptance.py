@@ -214,45 +214,41 @@ class RecordAcceptance:
                 now=now,
             )
         why = f"{conflict[0]}: {conflict[1]}"[:200] if conflict else None
-        session.add(
-            _row(
-                transaction_id,
-                record,
-                data,
-                card,
-                mode=sub.arrival.value,
-                now=now,
-                receipt=receipt,
-                state="conflict" if conflict else "accepted",
-                conflict=why,
-            )
+        row = _row(
+            transaction_id,
+            record,
+            data,
+            card,
+            mode=sub.arrival.value,
+            now=now,
+            receipt=receipt,
+            state="conflict" if conflict else "accepted",
+            conflict=why,
         )
+        session.add(row)
         session.flush()
         # Each arrival keeps its own leaf shape (what `audit verify` and older logs hold).
-        terminal_id = sub.terminal_id
+        actor = audit.Actor(sub.terminal_id)
         if online:
-            audit.append(
-                session,
-                kind=f"transaction.{data.kind.value}",
-                actor=terminal_id,
+            event = audit.AuditEvent(
+                kind=audit.AuditKind.transaction(data.kind.value),
                 subject=f"transaction:{transaction_id}",
                 data={"card": str(card.id), "counter": record.counter,
                       "amount_fen": data.amount_fen, "seq": data.seq,
                       "entitlement": str(data.entitlement) if data.entitlement else None},
-                now=now,
+                row=row,
             )  # fmt: skip
         else:
-            audit.append(
-                session,
-                kind=f"transaction.{data.kind.value}" + (".conflict" if conflict else ""),
-                actor=terminal_id,
+            event = audit.AuditEvent(
+                kind=audit.AuditKind.transaction(data.kind.value, conflict=bool(conflict)),
                 subject=f"transaction:{transaction_id}",
                 data={"card": str(card.id), "counter": record.counter, "seq": data.seq,
                       "amount_fen": data.amount_fen, "mode": "offline",
                       "conflict": conflict[0] if conflict else None,
                       "entitlement": str(data.entitlement) if data.entitlement else None},
-                now=now,
+                row=row,
             )  # fmt: skip
+        audit.append(session, event, actor=actor, now=now)
         return Stored(
             transaction_id=transaction_id,
             data=data,

@@ -239,15 +239,15 @@ class BatchService:
     ) -> ItemResult:  # fmt: skip
         digest = record.digest()
         if session.get(TransactionHold, digest) is None:
-            session.add(TransactionHold(
+            session.add(hold := TransactionHold(
                 digest=digest, terminal_id=ctx.terminal.client_id, terminal_seq=seq,
                 reason=reason, detail=detail[:300], record=json.dumps(record.to_json()),
                 received_at=ctx.now))  # fmt: skip
             session.flush()
-            audit.append(session, kind="transaction.held", actor=ctx.terminal.client_id,
+            audit.append(session, audit.AuditEvent(kind=audit.AuditKind.TRANSACTION_HELD,
                          subject=f"terminal:{ctx.terminal.client_id}",
-                         data={"seq": seq, "reason": reason, "record": digest},
-                         now=ctx.now)  # fmt: skip
+                         data={"seq": seq, "reason": reason, "record": digest}, row=hold),
+                         actor=audit.Actor(ctx.terminal.client_id), now=ctx.now)  # fmt: skip
         return ItemResult(seq=seq, outcome="conflict", reason=reason, detail=detail)
 
     @staticmethod

@@ -23,6 +23,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ColumnElement, String, Uuid,
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
+from cardsvc.audit.events import Actor, AuditEvent, AuditKind
 from cardsvc.audit.log import append
 from cardsvc.db.models import Base, UtcDateTime
 from cardsvc.registry.db import read_session, write_session
@@ -137,7 +138,7 @@ class ReviewService:
         return items
 
     def resolve(
-        self, ref: str, *, decision: str, reason: str, actor: str, now: datetime
+        self, ref: str, *, decision: str, reason: str, actor: Actor, now: datetime
     ) -> ConflictItem:
         if decision not in DECISIONS:
             raise BadRequestError("decision is refused or cleared")
@@ -161,7 +162,7 @@ class ReviewService:
             if session.get(ConflictReview, ref) is not None:
                 raise AlreadyResolvedError("this conflict is already resolved", ref=ref)
             review = ConflictReview(
-                ref=ref, decision=decision, reason=reason[:500], reviewed_by=actor[:128],
+                ref=ref, decision=decision, reason=reason[:500], reviewed_by=actor,
                 reviewed_at=now, audit_index=0,
                 transaction_id=uuid.UUID(key) if kind == "t" else None,
                 hold_digest=key if kind == "h" else None,
@@ -171,9 +172,10 @@ class ReviewService:
             # The decision and its audit leaf commit together (the reason text is not in
             # the leaf: free text may name people; its salted hash is).
             review.audit_index = append(
-                session, kind=f"transaction.review.{decision}", actor=actor[:128],
+                session, AuditEvent(kind=AuditKind(f"transaction.review.{decision}"),
                 subject=subject, data={**data, "ref": ref, "decision": decision},
-                commit={"ref": ref, "decision": decision, "reason": review.reason}, now=now,
+                commit={"ref": ref, "decision": decision, "reason": review.reason}, row=review),
+                actor=actor, now=now,
             )  # fmt: skip
             if row is not None:
                 item = _from_row(row, review)

@@ -13,12 +13,13 @@ from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from cardsvc.audit import log as audit_log
+from cardsvc.audit.events import Actor, AuditEvent, AuditKind
 from cardsvc.audit.tables import audit_leaves
 from cardsvc.core.checkpoint import verify_checkpoint
 from cardsvc.core.keys import KeyPurpose, b64url_decode
 from cardsvc.core.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from cardsvc.core.trustlist import TrustList
-from cardsvc.registry.db import write_session
+from cardsvc.db.session import write_session
 from cardsvc.services import Services, utcnow
 from tests.issuer.registry_helpers import (
     AUDITOR,
@@ -164,7 +165,10 @@ def test_a_failed_change_leaves_no_leaf(client: TestClient, services: Services) 
     assert_problem(illegal, 409)
     with pytest.raises(RuntimeError), write_session(services.engine) as session:
         audit_log.append(
-            session, kind="test.rolled_back", actor="t", subject="s", data={}, now=utcnow()
+            session,
+            AuditEvent(kind=AuditKind.KEY_TRUST_LIST, subject="test:rolled-back"),
+            actor=Actor("t"),
+            now=utcnow(),
         )
         raise RuntimeError("the change fails after its leaf was appended")
     assert services.audit.size() == before == len(kinds(services))
@@ -189,10 +193,10 @@ def test_concurrent_appends_get_unique_consecutive_indexes(services: Services) -
                 with write_session(services.engine) as session:
                     index = audit_log.append(
                         session,
-                        kind="test.concurrent",
-                        actor=f"thread-{n}",
-                        subject=f"t:{n}:{i}",
-                        data={"i": i},
+                        AuditEvent(
+                            kind=AuditKind.KEY_TRUST_LIST, subject=f"t:{n}:{i}", data={"i": i}
+                        ),
+                        actor=Actor(f"thread-{n}"),
                         now=utcnow(),
                     )
                 with lock:

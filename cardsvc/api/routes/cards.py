@@ -100,7 +100,7 @@ async def change_status(
             card_number,
             body.action,
             reason=body.reason,
-            actor=principal.subject,
+            actor=principal.actor,
             now=services.clock(),
         )
     )
@@ -123,7 +123,7 @@ async def reissue(
 ) -> CardOut:
     card = await run_in_threadpool(
         lambda: services.cards.reissue(
-            card_number, reason=body.reason, actor=principal.subject, now=services.clock()
+            card_number, reason=body.reason, actor=principal.actor, now=services.clock()
         )
     )
     response.headers["Location"] = f"/v1/cards/{card.card_number}"
@@ -147,7 +147,7 @@ async def personalize(
     """The card becomes active. Resubmitting the same chip key returns the same document."""
     result = await run_in_threadpool(
         lambda: services.cards.personalize(
-            card_number, body.chip_jwk, actor=principal.subject, now=services.clock()
+            card_number, body.chip_jwk, actor=principal.actor, now=services.clock()
         )
     )
     return PersonalizationOut(

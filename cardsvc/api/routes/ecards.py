@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from cardsvc.api.deps import ServicesDep
 from cardsvc.api.schemas import AUTH, PurposeName, problems
 from cardsvc.api.security import require
+from cardsvc.audit.events import Actor
 from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import Principal
 from cardsvc.core.errors import CoreError
@@ -152,7 +153,7 @@ def _activation_out(services: Services, activation: Activation) -> ActivationOut
 async def issue_code(person_id: uuid.UUID, principal: CardsWrite, services: ServicesDep) -> CodeOut:
     issued = await run_in_threadpool(
         lambda: services.ecard_activation.issue_code(
-            person_id, actor=principal.subject, now=services.clock()
+            person_id, actor=principal.actor, now=services.clock()
         )
     )
     return CodeOut(code=issued.code, expires_at=issued.expires_at, attempts=issued.attempts)
@@ -209,7 +210,7 @@ async def activate_at_counter(
             signature,
             body.device_jwk,
             pin_verified=body.pin_verified,
-            actor=principal.subject,
+            actor=principal.actor,
             now=services.clock(),
         )
     )
@@ -371,7 +372,7 @@ async def report_loss(
             view.card_number,
             OperatorAction.REPORT_TEMPORARY_LOSS,
             reason=body.reason,
-            actor=f"ecard:{view.id}",
+            actor=Actor(f"ecard:{view.id}"),
             now=services.clock(),
         )
     )

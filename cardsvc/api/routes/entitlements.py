@@ -79,9 +79,7 @@ async def create_entitlement(
 ) -> EntitlementOut:
     new = NewEntitlement(benefit=body.benefit, period=body.period, amount_fen=body.amount_fen)
     row = await run_in_threadpool(
-        lambda: services.ledger.create(
-            person_id, new, actor=principal.subject, now=services.clock()
-        )
+        lambda: services.ledger.create(person_id, new, actor=principal.actor, now=services.clock())
     )
     response.headers["Location"] = f"/v1/persons/{person_id}/entitlements"
     return EntitlementOut.of(row)

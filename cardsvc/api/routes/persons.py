@@ -67,7 +67,7 @@ async def enrol(
         region_code=region,
     )
     person = await run_in_threadpool(
-        lambda: services.persons.enrol(enrolment, actor=principal.subject, now=services.clock())
+        lambda: services.persons.enrol(enrolment, actor=principal.actor, now=services.clock())
     )
     response.headers["Location"] = f"/v1/persons/{person.id}"
     return PersonOut.of(person)
@@ -119,7 +119,7 @@ async def correct_name(
             person_id,
             body.name,
             reason=body.reason,
-            actor=principal.subject,
+            actor=principal.actor,
             now=services.clock(),
         )
     )
@@ -167,7 +167,7 @@ async def record_death(
             person_id,
             body.died_on,
             reason=body.reason,
-            actor=principal.subject,
+            actor=principal.actor,
             now=services.clock(),
         )
     )
@@ -192,7 +192,7 @@ async def issue_card(
     reason = body.reason if body is not None else "new card"
     card = await run_in_threadpool(
         lambda: services.cards.issue(
-            person_id, actor=principal.subject, now=services.clock(), reason=reason
+            person_id, actor=principal.actor, now=services.clock(), reason=reason
         )
     )
     response.headers["Location"] = f"/v1/cards/{card.card_number}"

@@ -119,7 +119,7 @@ async def resolve_conflict(
 ) -> ConflictOut:
     item = await run_in_threadpool(
         lambda: ReviewService(services.engine).resolve(
-            ref, decision=body.decision, reason=body.reason, actor=principal.subject,
+            ref, decision=body.decision, reason=body.reason, actor=principal.actor,
             now=services.clock(),
         )
     )  # fmt: skip
