@@ -100,6 +100,7 @@ class CheckResult:
     status: Status | int | None
     pin_tries_left: int | None
     status_age: timedelta | None = None  # how current the status used was, if one was
+    status_as_of: datetime | None = None  # the time that status was current at the issuer
 
     @property
     def genuine(self) -> bool:
@@ -126,6 +127,7 @@ def check_card(
     """
     steps: list[StepResult] = []
     status_age: timedelta | None = None
+    status_as_of: datetime | None = None
 
     def record(step: Step, outcome: Outcome, reason: str) -> None:
         steps.append(StepResult(step=step, outcome=outcome, reason=reason))
@@ -147,6 +149,7 @@ def check_card(
             status=status,
             pin_tries_left=tries,
             status_age=status_age,
+            status_as_of=status_as_of,
         )
 
     # 1. Read the card document.
@@ -203,7 +206,7 @@ def check_card(
         record(Step.STATUS, Outcome.FAILED, exc.detail)
         return finish(Verdict.STATUS_UNKNOWN, document)
     age = entry.age(now)
-    status_age = age
+    status_age, status_as_of = age, entry.as_of
     source = (
         f"status confirmed by the issuer {human_age(age)} ago"
         if entry.confirmed

@@ -15,7 +15,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cardsvc.audit.service import ProofRangeError
 from cardsvc.core.errors import CoreError, DecodeError, InputTooLargeError, VerificationError
 from cardsvc.errors import (
     CardsvcError,
@@ -53,8 +52,7 @@ KINDS: dict[type[ErrorKind], tuple[int, str]] = {
     Throttled: (429, "Too many requests"),
     Unavailable: (503, "Service unavailable"),
 }
-#: Errors of packages that still name no kind (the audit log's proof range).
-_STATUS_OF_CLASS: dict[type[CardsvcError], int] = {ProofRangeError: 400}
+#: An error that names no kind is an internal failure.
 _INTERNAL = (500, "Internal error")
 
 #: Titles by error code: what went wrong, in words a person reads.
@@ -111,16 +109,12 @@ TITLES: dict[str, str] = {
 def status_and_title(exc: CardsvcError) -> tuple[int, str]:
     """The status code of ``exc`` (from its kind) and its title."""
     status, title = _INTERNAL
-    fixed = _STATUS_OF_CLASS.get(type(exc))
-    if fixed is not None:
-        status = fixed
-    else:
-        # The first kind in the class's method resolution order: a subclass that lists
-        # another kind first changes its parent's.
-        for cls in type(exc).__mro__:
-            if cls in KINDS:
-                status, title = KINDS[cls]
-                break
+    # The first kind in the class's method resolution order: a subclass that lists
+    # another kind first changes its parent's.
+    for cls in type(exc).__mro__:
+        if cls in KINDS:
+            status, title = KINDS[cls]
+            break
     return status, TITLES.get(exc.code, title)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cardsvc.errors import CardsvcError
+from cardsvc.errors import CardsvcError, Malformed
 
 MAX_ACTOR_LENGTH = 128
 MAX_SUBJECT_LENGTH = 128
@@ -74,14 +74,12 @@ class AuditError(CardsvcError):
     """The root of the audit log's errors."""
 
     code = "audit"
-    http_status = 500
 
 
-class InvalidActorError(AuditError):
+class InvalidActorError(Malformed, AuditError):
     """An actor name that cannot go in the log (empty, too long, control characters)."""
 
     code = "invalid-actor"
-    http_status = 400
 
 
 class Actor(str):

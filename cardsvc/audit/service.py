@@ -20,6 +20,7 @@ from cardsvc.core.checkpoint import sign_checkpoint
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.merkle import Frontier, leaf_hash
 from cardsvc.db.session import read_session, write_session
+from cardsvc.errors import Malformed
 from cardsvc.keystore.service import KeyService
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,10 @@ log = logging.getLogger(__name__)
 CHUNK = 10_000
 
 
-class ProofRangeError(AuditError):
+class ProofRangeError(Malformed, AuditError):
     """A proof was asked for indexes or sizes outside the tree."""
 
     code = "audit-proof-range"
-    http_status = 400
 
     def __init__(self, detail: str, **fields: Any) -> None:
         super().__init__(detail)

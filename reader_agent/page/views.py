@@ -94,6 +94,7 @@ def check_view(check: CheckResult) -> dict[str, Any]:
         "status_age_seconds": (
             int(check.status_age.total_seconds()) if check.status_age is not None else None
         ),
+        "status_as_of": check.status_as_of.isoformat() if check.status_as_of else None,
     }
 
 
