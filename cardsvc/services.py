@@ -26,7 +26,7 @@ from cardsvc.ecards.verifier import OnlineVerifier
 from cardsvc.ecards.views import ECardDirectory
 from cardsvc.keystore.files import FileKeyBackend
 from cardsvc.keystore.service import KeyService
-from cardsvc.ledger.service import LedgerService
+from cardsvc.ledger.service import LedgerService, stop_after_death
 from cardsvc.publication import Publication as Publication
 from cardsvc.publication import etag_of as etag_of
 from cardsvc.ratelimit import RateLimiter, make_rate_limiter
@@ -126,7 +126,7 @@ class Services:
             issuer=settings.issuer,
             lifetime=timedelta(hours=settings.status_list_lifetime_hours),
         )
-        self.persons = PersonService(self.engine, self.status)
+        self.persons = PersonService(self.engine, self.status, on_death=stop_after_death)
         self.cards = CardService(
             self.engine,
             self.keys,

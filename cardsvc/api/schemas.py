@@ -200,7 +200,7 @@ def card_out(card: Card, uri: str) -> CardOut:
     return CardOut(
         card_number=card.card_number,
         person_id=card.person_id,
-        state=CardState(card.state),
+        state=card.state,
         issue_date=card.issue_date,
         expiry_date=card.expiry_date,
         status=StatusRef(idx=card.status_idx, uri=uri),

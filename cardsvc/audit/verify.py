@@ -560,7 +560,7 @@ class _Rows:
                         Divergence(
                             _LAST,
                             place,
-                            f"state {card.state!r} is not the state its last recorded event set",
+                            f"state {card.state.value!r} is not the state its last recorded event set",
                         )
                     )
                 if card.chip_kid is not None or card.document is not None:

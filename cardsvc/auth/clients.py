@@ -13,12 +13,13 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from cardsvc.auth.models import ClientRow, PartnerRow
+# ClientKind is defined beside the table (its kind column holds it), named here too.
+from cardsvc.auth.models import ClientKind as ClientKind
+from cardsvc.auth.models import ClientRow, ClientStatus, PartnerRow
 from cardsvc.auth.partners import DEFAULT_RATE_LIMIT, PartnerPolicy
 from cardsvc.auth.scopes import ROLE_SCOPES, Role, Scope
 from cardsvc.auth.tokens import issue_access_token
@@ -30,12 +31,6 @@ from cardsvc.keystore.service import KeyService
 from cardsvc.replay import ReplayCache
 
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=10)
-
-
-class ClientKind(StrEnum):
-    OPERATOR = "operator"
-    TERMINAL = "terminal"
-    PARTNER = "partner"
 
 
 #: What a machine client may hold; operators get theirs from their role.
@@ -93,12 +88,12 @@ class Client:
     def from_row(cls, row: ClientRow, partner: PartnerRow | None = None) -> Client:
         return cls(
             client_id=row.client_id,
-            kind=ClientKind(row.kind),
+            kind=row.kind,
             display_name=row.display_name,
-            role=Role(row.role) if row.role else None,
+            role=row.role,
             scopes=frozenset(row.scopes.split()),
             key=VerifyingKey.from_jwk(json.loads(row.jwk)),
-            active=row.status == "active",
+            active=row.status is ClientStatus.ACTIVE,
             partner=(
                 PartnerPolicy(
                     purposes=frozenset(partner.purposes.split()),
@@ -182,12 +177,12 @@ class ClientService:
                 raise CardsvcError(f"a {kind.value} may not hold {extra}")
         row = ClientRow(
             client_id=f"{kind.value[:4]}-{secrets.token_hex(6)}",
-            kind=kind.value,
+            kind=kind,
             display_name=display_name,
-            role=role.value if role else None,
+            role=role,
             scopes=" ".join(sorted(granted)),
             jwk=json.dumps({k: v for k, v in key.jwk().items() if k in ("kty", "crv", "x", "y")}),
-            status="active",
+            status=ClientStatus.ACTIVE,
             created_at=now,
             created_by=created_by,
         )
@@ -226,7 +221,7 @@ class ClientService:
             row = session.get(ClientRow, client_id)
             if row is None:
                 raise ClientNotFoundError(client_id)
-            row.status = "active" if active else "suspended"
+            row.status = ClientStatus.ACTIVE if active else ClientStatus.SUSPENDED
             return Client.from_row(row, session.get(PartnerRow, client_id))
 
     def exchange(

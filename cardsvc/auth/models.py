@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cardsvc.db.models import Base
+from cardsvc.auth.scopes import Role
+from cardsvc.db.models import Base, state_type
+
+
+class ClientKind(StrEnum):
+    OPERATOR = "operator"
+    TERMINAL = "terminal"
+    PARTNER = "partner"
+
+
+class ClientStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # refused at the token endpoint until made active again
 
 
 class ClientRow(Base):
@@ -16,12 +29,12 @@ class ClientRow(Base):
     __tablename__ = "clients"
 
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[ClientKind] = mapped_column(state_type(ClientKind, 16))
     display_name: Mapped[str] = mapped_column(String(128))
-    role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    role: Mapped[Role | None] = mapped_column(state_type(Role, 16), nullable=True)
     scopes: Mapped[str] = mapped_column(Text)  # space-separated
     jwk: Mapped[str] = mapped_column(Text)  # public JWK (JSON) for private_key_jwt
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ClientStatus] = mapped_column(state_type(ClientStatus, 16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(64))
 

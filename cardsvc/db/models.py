@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -11,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -23,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from cardsvc.db.states import ActivationChannel, ActivationCodeState, CardState, ECardState
 
 
 class Base(DeclarativeBase):
@@ -42,7 +46,8 @@ class ServiceMeta(Base):
 # --- registry (revision 0002) -------------------------------------------------------------
 
 #: Card states in which a card counts as the person's one live card.
-LIVE_STATES = ("pending_personalization", "active", "suspended")
+LIVE_STATES = (CardState.PENDING_PERSONALIZATION, CardState.ACTIVE, CardState.SUSPENDED)
+# The constraints and partial indexes, as the migrations wrote them.
 _LIVE = "state IN ('pending_personalization', 'active', 'suspended')"
 _STATES = "state IN ('pending_personalization', 'active', 'suspended', 'revoked', 'expired')"
 
@@ -67,6 +72,23 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def state_type(enum: type[StrEnum], length: int) -> Enum:
+    """A state column: ``VARCHAR(length)`` holding the enum's values, read back as members.
+
+    The stored strings are the values, exactly as when these columns were plain strings
+    (the CHECK constraints of the migrations still hold them); a string that is no member's
+    value is refused when bound, not written.
+    """
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
 
 
 # BIGINT on PostgreSQL; SQLite only autoincrements an INTEGER primary key.
@@ -160,7 +182,7 @@ class Card(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     card_number: Mapped[str] = mapped_column(String(9))
     person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
-    state: Mapped[str] = mapped_column(String(32))
+    state: Mapped[CardState] = mapped_column(state_type(CardState, 32))
     issue_date: Mapped[date] = mapped_column(Date)
     expiry_date: Mapped[date] = mapped_column(Date)
     status_shard: Mapped[int] = mapped_column(Integer, ForeignKey("status_shards.shard"))
@@ -188,8 +210,8 @@ class CardEvent(Base):
     id: Mapped[int] = mapped_column(_EventId, primary_key=True, autoincrement=True)
     card_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("cards.id"))
     action: Mapped[str] = mapped_column(String(32))
-    from_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    to_state: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[CardState | None] = mapped_column(state_type(CardState, 32), nullable=True)
+    to_state: Mapped[CardState] = mapped_column(state_type(CardState, 32))
     reason: Mapped[str] = mapped_column(String(500))
     actor: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -227,12 +249,12 @@ class ECard(Base):
     ref: Mapped[str] = mapped_column(String(16))  # 8 random bytes, hex: the QR token's ref
     person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
     card_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("cards.id"))
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[ECardState] = mapped_column(state_type(ECardState, 16))
     status_shard: Mapped[int] = mapped_column(Integer, ForeignKey("status_shards.shard"))
     status_idx: Mapped[int] = mapped_column(Integer)
     device_kid: Mapped[str] = mapped_column(String(64))
     device_jwk: Mapped[str] = mapped_column(Text)
-    activated_via: Mapped[str] = mapped_column(String(16))
+    activated_via: Mapped[ActivationChannel] = mapped_column(state_type(ActivationChannel, 16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_by: Mapped[str] = mapped_column(String(128))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -254,7 +276,7 @@ class ActivationCode(Base):
     person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
     salt: Mapped[str] = mapped_column(String(64))
     code_hash: Mapped[str] = mapped_column(String(128))
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[ActivationCodeState] = mapped_column(state_type(ActivationCodeState, 16))
     attempts: Mapped[int] = mapped_column(Integer)
     max_attempts: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -30,6 +30,7 @@ from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
 from cardsvc.core.signing import sign_jws
 from cardsvc.db.models import ActivationCode, Card, CardEvent, ECard, Person
+from cardsvc.db.states import ActivationChannel, ActivationCodeState
 from cardsvc.ecards.errors import (
     ActivationError,
     ActivationLockedError,
@@ -121,8 +122,11 @@ class ActivationService:
             self._active_card(session, person)
             session.execute(
                 update(ActivationCode)
-                .where(ActivationCode.person_id == person_id, ActivationCode.state == "open")
-                .values(state="superseded", updated_at=now)
+                .where(
+                    ActivationCode.person_id == person_id,
+                    ActivationCode.state == ActivationCodeState.OPEN,
+                )
+                .values(state=ActivationCodeState.SUPERSEDED, updated_at=now)
             )
             session.add(
                 ActivationCode(
@@ -130,7 +134,7 @@ class ActivationService:
                     person_id=person_id,
                     salt=salt.hex(),
                     code_hash=_hash_code(code, salt),
-                    state="open",
+                    state=ActivationCodeState.OPEN,
                     attempts=0,
                     max_attempts=self.policy.code_attempts,
                     expires_at=expires,
@@ -170,13 +174,13 @@ class ActivationService:
                 if person is not None
                 else None
             )
-            if latest is None or latest.state in ("superseded",):
+            if latest is None or latest.state is ActivationCodeState.SUPERSEDED:
                 failure = ActivationError("no-code", "no activation code was issued for this ID")
-            elif latest.state == "locked":
+            elif latest.state is ActivationCodeState.LOCKED:
                 failure = ActivationLockedError(
                     "locked", "too many wrong codes: ask a counter for a new one"
                 )
-            elif latest.state == "used":
+            elif latest.state is ActivationCodeState.USED:
                 failure = ActivationError("used", "this activation code was already used")
             elif _aware(latest.expires_at) <= now:
                 failure = ActivationError("expired", "this activation code has expired")
@@ -187,7 +191,7 @@ class ActivationService:
                 latest.updated_at = now
                 left = latest.max_attempts - latest.attempts
                 if left <= 0:
-                    latest.state = "locked"
+                    latest.state = ActivationCodeState.LOCKED
                     audit.append(
                         session,
                         AuditEvent(kind=AuditKind.ECARD_CODE_LOCKED,
@@ -211,7 +215,7 @@ class ActivationService:
         return self._bind(
             code_row.person_id,
             device_key,
-            via="code",
+            via=ActivationChannel.CODE,
             actor=Actor(f"activation-code:{code_row.id}"),
             now=now,
             code_id=code_row.id,
@@ -226,7 +230,7 @@ class ActivationService:
             card = session.scalar(select(Card).where(Card.card_number == number))
         if card is None:
             raise CardNotFoundError("no such card", card_number=number)
-        if card.state != CardState.ACTIVE or card.chip_jwk is None:
+        if card.state is not CardState.ACTIVE or card.chip_jwk is None:
             raise NoActiveCardError("the card is not active", state=card.state)
         nonce = secrets.token_bytes(CHIP_NONCE_BYTES)
         return self.sealer.seal(b"chip", nonce + number.encode(), now=now), nonce
@@ -258,7 +262,7 @@ class ActivationService:
             raise ActivationError("pin", "the holder's PIN must be verified at the counter")
         with read_session(self._engine) as session:
             card = session.scalar(select(Card).where(Card.card_number == number))
-        if card is None or card.state != CardState.ACTIVE or card.chip_jwk is None:
+        if card is None or card.state is not CardState.ACTIVE or card.chip_jwk is None:
             raise NoActiveCardError("the card is not active")
         chip_key = VerifyingKey.from_jwk(json.loads(card.chip_jwk))
         try:
@@ -270,7 +274,9 @@ class ActivationService:
         ttl = int(self.policy.challenge_max_age.total_seconds()) + 10
         if not self.replay.first_use(f"chip:{nonce.hex()}", ttl_seconds=ttl):
             raise ActivationError("challenge-replayed", "this challenge was already used")
-        return self._bind(card.person_id, device_key, via="counter", actor=actor, now=now)
+        return self._bind(
+            card.person_id, device_key, via=ActivationChannel.COUNTER, actor=actor, now=now
+        )
 
     # -- binding --------------------------------------------------------------------
 
@@ -279,7 +285,7 @@ class ActivationService:
         person_id: uuid.UUID,
         device_key: VerifyingKey,
         *,
-        via: str,
+        via: ActivationChannel,
         actor: Actor,
         now: datetime,
         code_id: uuid.UUID | None = None,
@@ -311,7 +317,7 @@ class ActivationService:
         shard: int,
         idx: int,
         *,
-        via: str,
+        via: ActivationChannel,
         actor: Actor,
         now: datetime,
         code_id: uuid.UUID | None,
@@ -338,8 +344,11 @@ class ActivationService:
             if code_id is not None:
                 used = session.execute(
                     update(ActivationCode)
-                    .where(ActivationCode.id == code_id, ActivationCode.state == "open")
-                    .values(state="used", updated_at=now)
+                    .where(
+                        ActivationCode.id == code_id,
+                        ActivationCode.state == ActivationCodeState.OPEN,
+                    )
+                    .values(state=ActivationCodeState.USED, updated_at=now)
                 )
                 if used.rowcount != 1:  # type: ignore[attr-defined]
                     raise ActivationError("used", "this activation code was already used")
@@ -348,7 +357,7 @@ class ActivationService:
                 ref=secrets.token_bytes(8).hex(),
                 person_id=person_id,
                 card_id=card.id,
-                state=ECardState.ACTIVE.value,
+                state=ECardState.ACTIVE,
                 status_shard=shard,
                 status_idx=idx,
                 device_kid=device_key.kid,

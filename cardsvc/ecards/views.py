@@ -23,6 +23,7 @@ from cardsvc.core.keys import VerifyingKey
 from cardsvc.core.qrtoken import Attribute
 from cardsvc.core.statuslist import Status
 from cardsvc.db.models import Card, ECard, Person
+from cardsvc.db.states import ECardState
 from cardsvc.ecards.errors import ECardNotFoundError
 from cardsvc.registry.db import read_session
 from cardsvc.registry.status import StatusLists
@@ -36,7 +37,7 @@ class ECardView:
 
     id: uuid.UUID
     ref: bytes
-    state: str
+    state: ECardState
     person_id: uuid.UUID
     card_number: str
     status: tuple[int, int]

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cardsvc.db.models import Base, UtcDateTime
+from cardsvc.db.models import Base, UtcDateTime, state_type
+
+
+class EntitlementState(StrEnum):
+    OPEN = "open"
+    COLLECTED = "collected"  # by one transaction, named by transaction_id: final
+    STOPPED = "stopped"  # the holder died before its period: final
 
 
 class Entitlement(Base):
@@ -22,7 +29,7 @@ class Entitlement(Base):
     period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    state: Mapped[str] = mapped_column(String(16))  # open, collected, stopped
+    state: Mapped[EntitlementState] = mapped_column(state_type(EntitlementState, 16))
     transaction_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     stopped_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine, select
 
-from cardsvc.ledger.models import Entitlement
+from cardsvc.ledger.models import Entitlement, EntitlementState
 from cardsvc.registry.db import read_session
 
 #: A holder has at most a few open periods at a time; this bounds the answer regardless.
@@ -19,7 +19,7 @@ def open_entitlements(engine: Engine, person_id: uuid.UUID) -> Sequence[Entitlem
     with read_session(engine) as session:
         return session.scalars(
             select(Entitlement)
-            .where(Entitlement.person_id == person_id, Entitlement.state == "open")
+            .where(Entitlement.person_id == person_id, Entitlement.state == EntitlementState.OPEN)
             .order_by(Entitlement.period, Entitlement.benefit, Entitlement.id)
             .limit(MAX_OPEN)
         ).all()

@@ -31,7 +31,7 @@ from cardsvc.ledger.errors import (
     EntitlementUnavailableError,
     InvalidEntitlementError,
 )
-from cardsvc.ledger.models import Entitlement
+from cardsvc.ledger.models import Entitlement, EntitlementState
 from cardsvc.registry.db import read_session, rows_of_person, write_session
 from cardsvc.registry.errors import HolderDeceasedError, PersonNotFoundError
 
@@ -112,7 +112,7 @@ def _add(
         period=new.period,
         amount_fen=new.amount_fen,
         currency=CURRENCY,
-        state="open",
+        state=EntitlementState.OPEN,
         created_at=now,
         created_by=actor,
         updated_at=now,
@@ -151,10 +151,10 @@ def stop_after_death(
         update(Entitlement)
         .where(
             Entitlement.person_id == person_id,
-            Entitlement.state == "open",
+            Entitlement.state == EntitlementState.OPEN,
             Entitlement.period > first_after,  # YYYY-MM sorts as text
         )
-        .values(state="stopped", stopped_reason="holder deceased", updated_at=now)
+        .values(state=EntitlementState.STOPPED, stopped_reason="holder deceased", updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if stopped:
@@ -196,8 +196,8 @@ def consume(
         )
     done = session.execute(
         update(Entitlement)
-        .where(Entitlement.id == entitlement_id, Entitlement.state == "open")
-        .values(state="collected", transaction_id=transaction_id, updated_at=now)
+        .where(Entitlement.id == entitlement_id, Entitlement.state == EntitlementState.OPEN)
+        .values(state=EntitlementState.COLLECTED, transaction_id=transaction_id, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if done != 1:

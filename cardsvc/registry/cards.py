@@ -126,7 +126,7 @@ class CardService:
         if card.state not in LIVE_STATES:
             return False
         if (
-            card.state == CardState.SUSPENDED
+            card.state is CardState.SUSPENDED
             and card.suspended_until is not None
             and _aware(card.suspended_until) <= now
         ):
@@ -145,7 +145,7 @@ class CardService:
         if person_id is not None:
             query = query.where(Card.person_id == person_id)
         if state is not None:
-            query = query.where(Card.state == state.value)
+            query = query.where(Card.state == state)
         if after is not None:
             query = query.where(Card.id > after)
         with read_session(self._engine) as session:
@@ -251,7 +251,7 @@ class CardService:
                 id=uuid.uuid4(),
                 card_number=card_number,
                 person_id=person_id,
-                state=CardState.PENDING_PERSONALIZATION.value,
+                state=CardState.PENDING_PERSONALIZATION,
                 issue_date=issued,
                 expiry_date=add_years(issued, self._policy.validity_years),
                 status_shard=shard,
@@ -401,7 +401,7 @@ class CardService:
                 self._last_sweep = tick
         lapsed = self._sweep_query(
             Action.LAPSE,
-            (Card.state == CardState.SUSPENDED.value) & (Card.suspended_until <= now),
+            (Card.state == CardState.SUSPENDED) & (Card.suspended_until <= now),
             reason="temporary loss report lapsed",
             now=now,
         )

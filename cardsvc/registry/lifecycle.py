@@ -23,15 +23,10 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from cardsvc.core.statuslist import Status
+
+# Defined beside the tables (the cards table's state column holds it), named here too.
+from cardsvc.db.states import CardState as CardState
 from cardsvc.registry.errors import IllegalTransitionError
-
-
-class CardState(StrEnum):
-    PENDING_PERSONALIZATION = "pending_personalization"
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-    REVOKED = "revoked"
-    EXPIRED = "expired"
 
 
 class Action(StrEnum):

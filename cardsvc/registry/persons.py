@@ -7,16 +7,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Protocol
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from cardsvc.audit import hooks as audit_hooks
 from cardsvc.audit.events import Actor
 from cardsvc.core.errors import InvalidIdentityError
 from cardsvc.core.identity import CitizenId, RegionCode, Sex
 from cardsvc.db.models import Person, PersonChange
-from cardsvc.ledger.service import stop_after_death
 from cardsvc.registry.db import read_session, violated_constraint, write_session
 from cardsvc.registry.errors import (
     BadRequestError,
@@ -92,12 +93,25 @@ class Enrolment:
         return sex, birth, region
 
 
+class DeathHook(Protocol):
+    """What else a recorded death ends, in the same transaction as the death itself.
+
+    The composition root passes the ledger's (it stops entitlements for periods after the
+    death): the ledger builds on the registry, so the registry does not import it.
+    """
+
+    def __call__(
+        self, session: Session, person_id: uuid.UUID, died_on: date, *, actor: Actor, now: datetime
+    ) -> object: ...
+
+
 class PersonService:
     """Enrol and maintain persons. Every method takes the acting principal and ``now``."""
 
-    def __init__(self, engine: Engine, status: StatusLists) -> None:
+    def __init__(self, engine: Engine, status: StatusLists, *, on_death: DeathHook) -> None:
         self._engine = engine
         self._status = status
+        self._on_death = on_death
 
     def enrol(self, enrolment: Enrolment, *, actor: Actor, now: datetime) -> Person:
         """Enrol a person; :class:`DuplicatePersonError` names the existing record."""
@@ -230,6 +244,6 @@ class PersonService:
             person.deceased_on = died_on
             person.updated_at = now
             changes = revoke_live_cards(session, person.id, reason=reason, actor=actor, now=now)
-            stop_after_death(session, person.id, died_on, actor=actor, now=now)
+            self._on_death(session, person.id, died_on, actor=actor, now=now)
         self._status.apply(changes)
         return person

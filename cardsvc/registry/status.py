@@ -142,7 +142,7 @@ class StatusLists:
         statuses = state.statuses
         for idx, card_state in rows:
             state.mark_used(idx)
-            status = STATUS_OF[CardState(card_state)]
+            status = STATUS_OF[card_state]
             if status:
                 statuses.set(idx, status)
         # E-cards share the shards: their entry is their own state combined with the card's.
@@ -303,7 +303,7 @@ class StatusLists:
                     state = self._shards.get(shard)
                     if state is not None:
                         state.mark_used(idx)
-                        state.set_status(idx, STATUS_OF[CardState(card_state)])
+                        state.set_status(idx, STATUS_OF[card_state])
                     if e_shard is not None and (e_entry := self._shards.get(e_shard)):
                         e_entry.mark_used(e_idx)
                         e_entry.set_status(e_idx, STATUS_OF[ecard_card_state(e_state, card_state)])

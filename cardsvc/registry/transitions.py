@@ -12,6 +12,7 @@ from cardsvc.audit import hooks as audit_hooks
 from cardsvc.audit import log as audit_log
 from cardsvc.audit.events import Actor, AuditEvent, AuditKind
 from cardsvc.db.models import LIVE_STATES, Card, CardEvent, ECard
+from cardsvc.db.states import ECardState
 from cardsvc.registry.lifecycle import FINAL, Action, CardState, transition
 
 #: Why a card was revoked, by the action that revoked it.
@@ -40,7 +41,7 @@ def record_event(
     event = CardEvent(
         card_id=card.id,
         action=action.value,
-        from_state=from_state.value if from_state else None,
+        from_state=from_state,
         to_state=card.state,
         reason=reason,
         actor=actor,
@@ -61,9 +62,9 @@ def apply(
     lapse_after: timedelta | None = None,
 ) -> Change:
     """Move ``card`` by ``action`` (or raise :class:`IllegalTransitionError`) and record it."""
-    state = CardState(card.state)
+    state = card.state
     rule = transition(action, state, revocation_reason=card.revocation_reason)
-    card.state = rule.to.value
+    card.state = rule.to
     card.updated_at = now
     if rule.to is CardState.SUSPENDED:
         card.suspended_until = now + lapse_after if lapse_after is not None else None
@@ -75,8 +76,8 @@ def apply(
         # The card's e-cards end with it (their status entries flip with the card's).
         ended = session.scalars(
             update(ECard)
-            .where(ECard.card_id == card.id, ECard.state == "active")
-            .values(state="revoked", updated_at=now)
+            .where(ECard.card_id == card.id, ECard.state == ECardState.ACTIVE)
+            .values(state=ECardState.REVOKED, updated_at=now)
             .returning(ECard.id)
         ).all()
         for ecard_id in ended:

@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -37,25 +36,19 @@ from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
 from cardsvc.core.signing import Signer
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData, issue_receipt
 from cardsvc.db.models import Card
+from cardsvc.db.states import CardState
 from cardsvc.errors import CardsvcError
 from cardsvc.keystore.service import KeyService
 from cardsvc.ledger import audit
 from cardsvc.ledger.errors import EntitlementNotFoundError, EntitlementUnavailableError
 from cardsvc.ledger.service import consume
-from cardsvc.transactions.models import Challenge, TransactionRow
+from cardsvc.transactions.models import Arrival, Challenge, TransactionRow, TransactionState
 
 #: An online record's own time may differ from the issuer's clock by this much.
 ONLINE_CLOCK_WINDOW = timedelta(minutes=5)
 #: Terminal clocks drift: counter order contradicts record times only beyond this.
 CLOCK_SLACK = timedelta(minutes=15)
 DAMAGED_FLAG = "journal-damaged"
-
-
-class Arrival(StrEnum):
-    """How a record reached the issuer (the ``mode`` of its row)."""
-
-    ONLINE = "online"
-    OFFLINE = "offline"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +70,7 @@ class AlreadyStored:
     transaction_id: uuid.UUID
     data: TransactionData
     counter: int
-    state: str
+    state: TransactionState
     conflict: str | None
     receipt: str | None
 
@@ -219,10 +212,10 @@ class RecordAcceptance:
             record,
             data,
             card,
-            mode=sub.arrival.value,
+            mode=sub.arrival,
             now=now,
             receipt=receipt,
-            state="conflict" if conflict else "accepted",
+            state=TransactionState.CONFLICT if conflict else TransactionState.ACCEPTED,
             conflict=why,
         )
         session.add(row)
@@ -270,12 +263,13 @@ class RecordAcceptance:
         benefit's entitlement is consumed here)."""
         record, now = sub.record, sub.now
         if sub.arrival is Arrival.ONLINE:
-            if card.state != "active" or card.expiry_date < now.date():
+            if card.state is not CardState.ACTIVE or card.expiry_date < now.date():
                 return Refused(check="card-status", detail=f"the card is {card.state}")
             # Online the card signs in real time: its counter must be above every one.
             highest = session.scalar(
                 select(func.max(TransactionRow.card_counter)).where(
-                    TransactionRow.card_id == card.id, TransactionRow.state == "accepted"
+                    TransactionRow.card_id == card.id,
+                    TransactionRow.state == TransactionState.ACCEPTED,
                 )
             )
             if highest is not None and record.counter <= highest:
@@ -321,7 +315,7 @@ def _offline_conflict(
         select(TransactionRow.id).where(
             TransactionRow.card_id == card.id,
             TransactionRow.card_counter == record.counter,
-            TransactionRow.state == "accepted",
+            TransactionRow.state == TransactionState.ACCEPTED,
         )
     )
     if same is not None:
@@ -333,7 +327,7 @@ def _offline_conflict(
         select(TransactionRow.card_counter)
         .where(
             TransactionRow.card_id == card.id,
-            TransactionRow.state == "accepted",
+            TransactionRow.state == TransactionState.ACCEPTED,
             (
                 (TransactionRow.card_counter < record.counter)
                 & (TransactionRow.at > time + CLOCK_SLACK)
@@ -349,7 +343,7 @@ def _offline_conflict(
         return ("counter-order",
                 f"card counter {record.counter} contradicts counter {contradiction} of the "
                 "same card at another time: a decreasing counter (a clone)")  # fmt: skip
-    if card.state != "active":
+    if card.state is not CardState.ACTIVE:
         return ("card-status", f"the card is {card.state} at the issuer")
     return None
 
@@ -373,15 +367,15 @@ def _row(
     data: TransactionData,
     card: Card,
     *,
-    mode: str,
+    mode: Arrival,
     now: datetime,
     receipt: str | None,
-    state: str = "accepted",
+    state: TransactionState = TransactionState.ACCEPTED,
     conflict: str | None = None,
 ) -> TransactionRow:
     return TransactionRow(
         id=transaction_id,
-        kind=data.kind.value,
+        kind=data.kind,
         mode=mode,
         state=state,
         conflict=conflict,

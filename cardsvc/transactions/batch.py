@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Engine, String, Text, select
@@ -47,12 +48,11 @@ from cardsvc.ledger import audit
 from cardsvc.registry.db import write_session
 from cardsvc.transactions.acceptance import (
     AlreadyStored,
-    Arrival,
     Fork,
     Refused,
     Submission,
 )
-from cardsvc.transactions.models import TransactionRow
+from cardsvc.transactions.models import Arrival, TransactionRow, TransactionState
 from cardsvc.transactions.service import TransactionService
 
 MAX_BATCH = 200
@@ -102,10 +102,20 @@ class BatchItem:
     problem: str | None = None  # the record did not parse
 
 
+class ItemOutcome(StrEnum):
+    """What became of one item of a batch (the terminal's answer)."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"  # stored before: the same record or void again
+    CONFLICT = "conflict"  # stored for review, never paid
+    REJECTED = "rejected"  # not stored: the terminal keeps it
+    RETRY = "retry"  # stored concurrently by another upload: upload it again
+
+
 @dataclass(frozen=True, kw_only=True)
 class ItemResult:
     seq: int
-    outcome: str  # accepted | duplicate | conflict | rejected
+    outcome: ItemOutcome
     reason: str | None = None
     detail: str | None = None
     transaction_id: uuid.UUID | None = None
@@ -188,20 +198,20 @@ class BatchService:
                 )
             )
             if existing is not None:
-                return ItemResult(seq=item.seq, outcome="conflict", reason="fork",
+                return ItemResult(seq=item.seq, outcome=ItemOutcome.CONFLICT, reason="fork",
                                   detail="the journal voids a seq that holds a record")  # fmt: skip
             if void is not None:
-                return ItemResult(seq=item.seq, outcome="duplicate", reason="void")
+                return ItemResult(seq=item.seq, outcome=ItemOutcome.DUPLICATE, reason="void")
             session.add(TerminalVoid(terminal_id=terminal_id, terminal_seq=item.seq,
                                      reason=item.void[:200], received_at=ctx.now))  # fmt: skip
             session.flush()
-            return ItemResult(seq=item.seq, outcome="accepted", reason="void")
+            return ItemResult(seq=item.seq, outcome=ItemOutcome.ACCEPTED, reason="void")
         record = item.record
         if item.problem is not None:
-            return ItemResult(seq=item.seq, outcome="rejected", reason="record",
+            return ItemResult(seq=item.seq, outcome=ItemOutcome.REJECTED, reason="record",
                               detail=item.problem)  # fmt: skip
         if record is None:
-            return ItemResult(seq=item.seq, outcome="rejected", reason="record",
+            return ItemResult(seq=item.seq, outcome=ItemOutcome.REJECTED, reason="record",
                               detail="an item needs a record or a void")  # fmt: skip
         submission = Submission(
             record=record,
@@ -216,21 +226,23 @@ class BatchService:
         )
         outcome = self._tx.acceptance.accept(session, submission, cards=ctx.cards)
         if isinstance(outcome, Refused):
-            return ItemResult(seq=item.seq, outcome="rejected", reason=outcome.check,
+            return ItemResult(seq=item.seq, outcome=ItemOutcome.REJECTED, reason=outcome.check,
                               detail=outcome.detail)  # fmt: skip
         if isinstance(outcome, Fork):
             return self._hold(session, item.seq, record, ctx, "fork", outcome.detail)
         if isinstance(outcome, AlreadyStored):
-            return ItemResult(seq=item.seq, outcome="duplicate",
-                              reason=outcome.conflict if outcome.state == "conflict" else None,
+            return ItemResult(seq=item.seq, outcome=ItemOutcome.DUPLICATE,
+                              reason=outcome.conflict if outcome.state is TransactionState.CONFLICT
+                              else None,
                               detail=f"already {outcome.state}",
                               transaction_id=outcome.transaction_id,
                               receipt=outcome.receipt)  # fmt: skip
         if outcome.conflict:
             reason, detail = outcome.conflict
-            return ItemResult(seq=item.seq, outcome="conflict", reason=reason,
+            return ItemResult(seq=item.seq, outcome=ItemOutcome.CONFLICT, reason=reason,
                               detail=detail, transaction_id=outcome.transaction_id)  # fmt: skip
-        return ItemResult(seq=item.seq, outcome="accepted", transaction_id=outcome.transaction_id,
+        return ItemResult(seq=item.seq, outcome=ItemOutcome.ACCEPTED,
+                          transaction_id=outcome.transaction_id,
                           receipt=outcome.receipt)  # fmt: skip
 
     def _hold(
@@ -248,7 +260,7 @@ class BatchService:
                          subject=f"terminal:{ctx.terminal.client_id}",
                          data={"seq": seq, "reason": reason, "record": digest}, row=hold),
                          actor=audit.Actor(ctx.terminal.client_id), now=ctx.now)  # fmt: skip
-        return ItemResult(seq=seq, outcome="conflict", reason=reason, detail=detail)
+        return ItemResult(seq=seq, outcome=ItemOutcome.CONFLICT, reason=reason, detail=detail)
 
     @staticmethod
     def _card(session: Session, number: str, ctx: _Context) -> Card | None:
@@ -258,7 +270,7 @@ class BatchService:
 
 
 def _concurrent(seq: int) -> ItemResult:
-    return ItemResult(seq=seq, outcome="retry", reason="concurrent",
+    return ItemResult(seq=seq, outcome=ItemOutcome.RETRY, reason="concurrent",
                       detail="stored concurrently; upload again")  # fmt: skip
 
 

@@ -31,7 +31,7 @@ from cardsvc.transactions.errors import (
     IdempotencyKeyReusedError,
     RequestInFlightError,
 )
-from cardsvc.transactions.models import IdempotencyRecord
+from cardsvc.transactions.models import IdempotencyRecord, IdempotencyState
 
 MAX_KEY_LENGTH = 255
 
@@ -84,7 +84,7 @@ class IdempotencyStore:
                         client_id=client_id,
                         key=key,
                         request_hash=digest,
-                        state="in_flight",
+                        state=IdempotencyState.IN_FLIGHT,
                         created_at=now,
                     )
                 )
@@ -99,7 +99,11 @@ class IdempotencyStore:
             raise IdempotencyKeyReusedError(
                 "this Idempotency-Key was used with a different request payload"
             )
-        if row.state == "done" and row.status_code is not None and row.response is not None:
+        if (
+            row.state is IdempotencyState.DONE
+            and row.status_code is not None
+            and row.response is not None
+        ):
             return StoredResponse(status_code=row.status_code, body=json.loads(row.response))
         if now - row.created_at >= self._stale_after and self._take_over(row, now):
             return Claim(client_id=client_id, key=key, request_hash=digest)
@@ -114,7 +118,7 @@ class IdempotencyStore:
                 .where(
                     IdempotencyRecord.client_id == row.client_id,
                     IdempotencyRecord.key == row.key,
-                    IdempotencyRecord.state == "in_flight",
+                    IdempotencyRecord.state == IdempotencyState.IN_FLIGHT,
                     IdempotencyRecord.created_at == row.created_at,
                 )
                 .values(created_at=now)
@@ -133,7 +137,7 @@ class IdempotencyStore:
                 IdempotencyRecord.key == claim.key,
             )
             .values(
-                state="done",
+                state=IdempotencyState.DONE,
                 status_code=response.status_code,
                 response=json.dumps(response.body, separators=(",", ":")),
                 completed_at=now,
@@ -151,6 +155,6 @@ class IdempotencyStore:
                 delete(IdempotencyRecord).where(
                     IdempotencyRecord.client_id == claim.client_id,
                     IdempotencyRecord.key == claim.key,
-                    IdempotencyRecord.state == "in_flight",
+                    IdempotencyRecord.state == IdempotencyState.IN_FLIGHT,
                 )
             )

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cardsvc.db.models import Base, UtcDateTime
+from cardsvc.core.transaction import Kind
+from cardsvc.db.models import Base, UtcDateTime, state_type
+
+
+class Arrival(StrEnum):
+    """How a record reached the issuer (the ``mode`` of its row)."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class TransactionState(StrEnum):
+    ACCEPTED = "accepted"  # paid, with a receipt
+    CONFLICT = "conflict"  # synced offline but not paid: held for review
+
+
+class IdempotencyState(StrEnum):
+    IN_FLIGHT = "in_flight"
+    DONE = "done"  # the answer is stored and replayed to a retry
 
 
 class Challenge(Base):
@@ -29,9 +48,9 @@ class TransactionRow(Base):
     __tablename__ = "transactions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    mode: Mapped[str] = mapped_column(String(8))
-    state: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[Kind] = mapped_column(state_type(Kind, 16))
+    mode: Mapped[Arrival] = mapped_column(state_type(Arrival, 8))
+    state: Mapped[TransactionState] = mapped_column(state_type(TransactionState, 16))
     conflict: Mapped[str | None] = mapped_column(String(200), nullable=True)
     card_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("cards.id"))
     person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
@@ -61,7 +80,7 @@ class IdempotencyRecord(Base):
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16))  # in_flight, done
+    state: Mapped[IdempotencyState] = mapped_column(state_type(IdempotencyState, 16))
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     response: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, ColumnElement, String, Uuid, select
 from sqlalchemy.engine import Engine
@@ -25,14 +26,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from cardsvc.audit.events import Actor, AuditEvent, AuditKind
 from cardsvc.audit.log import append
-from cardsvc.db.models import Base, UtcDateTime
+from cardsvc.db.models import Base, UtcDateTime, state_type
 from cardsvc.registry.db import read_session, write_session
 from cardsvc.registry.errors import BadRequestError, ConflictError, NotFoundError
 from cardsvc.transactions.batch import TransactionHold
-from cardsvc.transactions.models import TransactionRow
+from cardsvc.transactions.models import TransactionRow, TransactionState
 
-DECISIONS = ("refused", "cleared")
 STATES = ("open", "resolved", "all")
+
+
+class Decision(StrEnum):
+    REFUSED = "refused"  # not to be paid (a clone, a replay)
+    CLEARED = "cleared"  # legitimate: any payment owed is a new transaction
 
 
 class ConflictReview(Base):
@@ -44,7 +49,7 @@ class ConflictReview(Base):
     ref: Mapped[str] = mapped_column(String(80), primary_key=True)
     transaction_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, unique=True)
     hold_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
-    decision: Mapped[str] = mapped_column(String(16))
+    decision: Mapped[Decision] = mapped_column(state_type(Decision, 16))
     reason: Mapped[str] = mapped_column(String(500))
     reviewed_by: Mapped[str] = mapped_column(String(128))
     reviewed_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -125,7 +130,7 @@ class ReviewService:
                 rows = (
                     select(TransactionRow, ConflictReview)
                     .outerjoin(ConflictReview, ConflictReview.transaction_id == TransactionRow.id)
-                    .where(TransactionRow.state == "conflict")
+                    .where(TransactionRow.state == TransactionState.CONFLICT)
                 )
                 if after_kind == "t":
                     rows = rows.where(TransactionRow.id > uuid.UUID(after_key))
@@ -140,8 +145,10 @@ class ReviewService:
     def resolve(
         self, ref: str, *, decision: str, reason: str, actor: Actor, now: datetime
     ) -> ConflictItem:
-        if decision not in DECISIONS:
-            raise BadRequestError("decision is refused or cleared")
+        try:
+            chosen = Decision(decision)
+        except ValueError:
+            raise BadRequestError("decision is refused or cleared") from None
         kind, key = _split(ref)
         ref = f"{kind}:{key}"
         row: TransactionRow | None = None
@@ -149,7 +156,7 @@ class ReviewService:
         with write_session(self._engine) as session:
             if kind == "t":
                 row = session.get(TransactionRow, uuid.UUID(key))
-                if row is None or row.state != "conflict":
+                if row is None or row.state is not TransactionState.CONFLICT:
                     raise ConflictNotFoundError("no conflict with this ref", ref=ref)
                 subject, data = f"transaction:{row.id}", {"terminal": row.terminal_id,
                                                           "seq": row.terminal_seq}  # fmt: skip
@@ -162,7 +169,7 @@ class ReviewService:
             if session.get(ConflictReview, ref) is not None:
                 raise AlreadyResolvedError("this conflict is already resolved", ref=ref)
             review = ConflictReview(
-                ref=ref, decision=decision, reason=reason[:500], reviewed_by=actor,
+                ref=ref, decision=chosen, reason=reason[:500], reviewed_by=actor,
                 reviewed_at=now, audit_index=0,
                 transaction_id=uuid.UUID(key) if kind == "t" else None,
                 hold_digest=key if kind == "h" else None,
@@ -190,7 +197,7 @@ class ReviewService:
             review = session.get(ConflictReview, f"{kind}:{key}")
             if kind == "t":
                 row = session.get(TransactionRow, uuid.UUID(key))
-                if row is not None and row.state == "conflict":
+                if row is not None and row.state is TransactionState.CONFLICT:
                     return _from_row(row, review)
             else:
                 hold = session.get(TransactionHold, key)

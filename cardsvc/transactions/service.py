@@ -40,7 +40,6 @@ from cardsvc.keystore.service import KeyService
 from cardsvc.registry.db import rows_of_person, write_session
 from cardsvc.transactions.acceptance import (
     AlreadyStored,
-    Arrival,
     Fork,
     Outcome,
     RecordAcceptance,
@@ -49,7 +48,7 @@ from cardsvc.transactions.acceptance import (
     Submission,
 )
 from cardsvc.transactions.errors import TransactionConflictError, TransactionError
-from cardsvc.transactions.models import Challenge, TransactionRow
+from cardsvc.transactions.models import Arrival, Challenge, TransactionRow, TransactionState
 
 CHALLENGE_LIFETIME = timedelta(minutes=2)
 CERTIFICATE_LIFETIME = timedelta(days=365)
@@ -68,7 +67,7 @@ class Accepted:
     def to_json(self) -> dict[str, Any]:
         return {
             "transaction_id": str(self.transaction_id),
-            "state": "accepted",
+            "state": TransactionState.ACCEPTED,
             "type": self.data.kind.value,
             "card_number": self.data.card,
             "card_counter": self.counter,

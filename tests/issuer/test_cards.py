@@ -8,13 +8,14 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import String, column, insert, select, table, text
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from cardsvc.core.carddoc import verify_card_document
 from cardsvc.core.keys import VerifyingKey
 from cardsvc.core.trustlist import TrustList
 from cardsvc.db.models import Card
+from cardsvc.db.states import CardState
 from cardsvc.registry.errors import LiveCardExistsError
 from cardsvc.services import Services, utcnow
 from tests.issuer.registry_helpers import (
@@ -190,10 +191,44 @@ def test_database_enforces_one_live_card_and_unique_numbers(
         row,  # a second live card for the person
         row | {"state": "revoked", "card_number": card["card_number"]},  # duplicate number
         row | {"state": "revoked", "status_idx": card["status"]["idx"]},  # duplicate index
-        row | {"state": "lost"},  # unknown state
     ]
     for values in variants:
         with pytest.raises(IntegrityError), services.engine.begin() as conn:
             conn.execute(insert(Card).values(**values))
+    # An unknown state: the column type refuses to send it, and the database refuses it
+    # from a writer that goes around the type (a plain string column).
+    lost = row | {"state": "lost"}
+    with (
+        pytest.raises(StatementError, match="'lost' is not among"),
+        services.engine.begin() as conn,
+    ):
+        conn.execute(insert(Card).values(**lost))
+    untyped = table(
+        "cards",
+        *(
+            column(name, String() if name == "state" else Card.__table__.c[name].type)
+            for name in row
+        ),
+    )
+    with pytest.raises(IntegrityError), services.engine.begin() as conn:
+        conn.execute(insert(untyped).values(**lost))
     with services.engine.begin() as conn:  # a revoked card beside the live one is fine
         conn.execute(insert(Card).values(**(row | {"state": "revoked"})))
+
+
+def test_card_state_is_stored_as_its_plain_value_and_read_as_the_enum(
+    client: TestClient, services: Services
+) -> None:
+    person = enrol(client, services)
+    card = issue(client, services, person["id"])
+    with services.engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT state FROM cards WHERE card_number = :n"), {"n": card["card_number"]}
+        ).scalar_one()
+        row = conn.execute(
+            select(Card.state).where(Card.card_number == card["card_number"])
+        ).scalar_one()
+    assert type(stored) is str
+    assert stored == "pending_personalization"
+    assert row is CardState.PENDING_PERSONALIZATION
+    assert card["state"] == "pending_personalization"
