@@ -30,9 +30,9 @@ from issuer_fixtures import active_card, services_on, signed, terminal
 
 from cardsvc.api.app import create_app
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
+from cardsvc.db.models import TransactionRow
 from cardsvc.services import utcnow
 from cardsvc.settings import Settings
-from cardsvc.transactions.models import TransactionRow
 
 ONLINE = 300
 OFFLINE = 10_000

@@ -14,13 +14,14 @@ from fastapi.testclient import TestClient
 from fixtures import new_signer
 
 from cardsvc.auth.clients import Client, ClientKind
-from cardsvc.auth.scopes import ROLE_SCOPES, Role
+from cardsvc.auth.scopes import ROLE_SCOPES
 from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.identity import gb11643_check_character
 from cardsvc.core.keys import b64url_decode, public_jwk
 from cardsvc.core.signing import LocalSigner
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData, card_message
 from cardsvc.db.migrate import upgrade
+from cardsvc.db.states import Role
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 

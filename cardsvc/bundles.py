@@ -39,15 +39,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, Delete, Engine, String, Text, delete, func, select
+from sqlalchemy import Delete, Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from cardsvc.core.bundle import encode_bundle
 from cardsvc.core.keys import KeyPurpose, b64url_decode
 from cardsvc.core.statuslist import StatusList
 from cardsvc.core.statuspatch import make_patch
-from cardsvc.db.models import Base, UtcDateTime
+from cardsvc.db.models import VerifierBundleRow, VerifierBundleShardRow
 from cardsvc.keystore.service import KeyService
 from cardsvc.publication import Publication
 from cardsvc.registry.db import write_session
@@ -63,25 +63,6 @@ _LISTS = 64  # decoded lists kept by content hash (a 2**20-entry shard is 256 Ki
 _IN_CLAUSE = 500  # hashes per query when checking which lists are stored
 _PRUNE_BATCH = 500  # versions or stored lists deleted per transaction
 _MARK_PAGE = 100  # versions read per query when collecting the lists still named
-
-
-class VerifierBundleRow(Base):
-    """One minted bundle version (revision 0009)."""
-
-    __tablename__ = "verifier_bundles"
-
-    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    contents: Mapped[str] = mapped_column(Text)  # {"trust": hash, "shards": {id: hash}}
-
-
-class VerifierBundleShardRow(Base):
-    """A shard's ``status_list`` claim as some bundle version held it (revision 0010)."""
-
-    __tablename__ = "verifier_bundle_shards"
-
-    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status_list: Mapped[str] = mapped_column(Text)  # JSON {"bits": n, "lst": base64url}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -49,7 +49,6 @@ from sqlalchemy.orm import Session
 
 from cardsvc.audit import guard
 from cardsvc.audit.events import Actor, AuditError, AuditEvent
-from cardsvc.audit.tables import audit_leaves, audit_nodes, audit_state
 from cardsvc.core.merkle import (
     NodeReader,
     consistency_proof,
@@ -58,6 +57,7 @@ from cardsvc.core.merkle import (
     node_hash,
     subtree_root,
 )
+from cardsvc.db.models import audit_leaves, audit_nodes, audit_state
 
 LEAF_VERSION = 1
 SALT_SIZE = 16

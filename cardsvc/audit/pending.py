@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 
 from cardsvc.audit.events import Actor, AuditEvent, AuditKind
 from cardsvc.audit.log import append, canonical
-from cardsvc.audit.tables import audit_leaves
+from cardsvc.db.models import audit_leaves
 from cardsvc.db.session import write_session
 
 FILE_NAME = "audit-pending.jsonl"

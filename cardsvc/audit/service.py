@@ -15,10 +15,10 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from cardsvc.audit.events import KEYSTORE, AuditError, AuditEvent, AuditKind
 from cardsvc.audit.log import StoredTree, append, leaf_input
 from cardsvc.audit.pending import PendingKeyEvents
-from cardsvc.audit.tables import audit_checkpoints, audit_leaves
 from cardsvc.core.checkpoint import sign_checkpoint
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.merkle import Frontier, leaf_hash
+from cardsvc.db.models import audit_checkpoints, audit_leaves
 from cardsvc.db.session import read_session, write_session
 from cardsvc.errors import Malformed
 from cardsvc.keystore.service import KeyService

@@ -42,12 +42,20 @@ from sqlalchemy.orm import Session
 from cardsvc.audit.log import commitment
 from cardsvc.audit.rows import card_event_row, chip_binding_row, person_change_row, person_row
 from cardsvc.audit.service import CHUNK
-from cardsvc.audit.tables import audit_checkpoints, audit_leaves, audit_nodes, audit_state
 from cardsvc.core.checkpoint import decode_checkpoint
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import VerifyingKey
 from cardsvc.core.merkle import EMPTY_ROOT, leaf_hash, node_hash
-from cardsvc.db.models import Card, CardEvent, Person, PersonChange
+from cardsvc.db.models import (
+    Card,
+    CardEvent,
+    Person,
+    PersonChange,
+    audit_checkpoints,
+    audit_leaves,
+    audit_nodes,
+    audit_state,
+)
 
 _LAST = 2**63
 
@@ -560,7 +568,8 @@ class _Rows:
                         Divergence(
                             _LAST,
                             place,
-                            f"state {card.state.value!r} is not the state its last recorded event set",
+                            f"state {card.state.value!r} is not the state its last recorded "
+                            "event set",
                         )
                     )
                 if card.chip_kid is not None or card.document is not None:

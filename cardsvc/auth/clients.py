@@ -17,15 +17,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-# ClientKind is defined beside the table (its kind column holds it), named here too.
-from cardsvc.auth.models import ClientKind as ClientKind
-from cardsvc.auth.models import ClientRow, ClientStatus, PartnerRow
 from cardsvc.auth.partners import DEFAULT_RATE_LIMIT, PartnerPolicy
-from cardsvc.auth.scopes import ROLE_SCOPES, Role, Scope
+from cardsvc.auth.scopes import ROLE_SCOPES, Scope
 from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.assertion import unverified_client_id, verify_client_assertion
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import VerifyingKey
+from cardsvc.db.models import ClientRow, PartnerRow
+
+# ClientKind is defined beside the table (its kind column holds it), named here too.
+from cardsvc.db.states import ClientKind as ClientKind
+from cardsvc.db.states import ClientStatus, Role
 from cardsvc.errors import CardsvcError, Malformed, NotFound, Unauthenticated
 from cardsvc.keystore.service import KeyService
 from cardsvc.replay import ReplayCache

@@ -19,9 +19,9 @@ from sqlalchemy import Engine
 
 from cardsvc.audit import log as audit
 from cardsvc.audit.events import Actor, AuditEvent, AuditKind
-from cardsvc.auth.models import ClientRow, PartnerRow
 from cardsvc.auth.tokens import Principal
 from cardsvc.core.qrtoken import Purpose
+from cardsvc.db.models import ClientRow, PartnerRow
 from cardsvc.errors import CardsvcError, Forbidden, NotFound, Throttled
 from cardsvc.ratelimit import Admission, RateLimiter
 from cardsvc.registry.db import write_session

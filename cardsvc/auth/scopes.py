@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from types import MappingProxyType
 
+from cardsvc.db.states import Role
+
 
 class Scope(StrEnum):
     PERSONS_READ = "persons:read"
@@ -20,14 +22,6 @@ class Scope(StrEnum):
     TRANSACTIONS_READ = "transactions:read"
     TRANSACTIONS_WRITE = "transactions:write"  # counter terminals submitting transactions
     TRANSACTIONS_REVIEW = "transactions:review"  # conflicts and held forks of offline sync
-
-
-class Role(StrEnum):
-    """Operator roles; machine clients get scopes directly."""
-
-    ADMIN = "admin"
-    CLERK = "clerk"
-    AUDITOR = "auditor"
 
 
 ROLE_SCOPES = MappingProxyType(

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cardsvc.audit.events import Actor
 from cardsvc.auth.clients import Client, ClientKind
 from cardsvc.auth.partners import change_partner_policy
-from cardsvc.auth.scopes import Role
 from cardsvc.core.assertion import ASSERTION_TYPE, make_client_assertion
 from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner
+from cardsvc.db.states import Role
 from cardsvc.errors import ConfigurationError
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine, select
 
-from cardsvc.ledger.models import Entitlement, EntitlementState
+from cardsvc.db.models import Entitlement
+from cardsvc.db.states import EntitlementState
 from cardsvc.registry.db import read_session
 
 #: A holder has at most a few open periods at a time; this bounds the answer regardless.

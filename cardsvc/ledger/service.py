@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from cardsvc.audit.events import Actor
 from cardsvc.core.errors import InvalidIdentityError
 from cardsvc.core.identity import CitizenId
-from cardsvc.db.models import Person
+from cardsvc.db.models import Entitlement, Person
+from cardsvc.db.states import EntitlementState
 from cardsvc.ledger import audit
 from cardsvc.ledger.errors import (
     DuplicateEntitlementError,
@@ -31,7 +32,6 @@ from cardsvc.ledger.errors import (
     EntitlementUnavailableError,
     InvalidEntitlementError,
 )
-from cardsvc.ledger.models import Entitlement, EntitlementState
 from cardsvc.registry.db import read_session, rows_of_person, write_session
 from cardsvc.registry.errors import HolderDeceasedError, PersonNotFoundError
 

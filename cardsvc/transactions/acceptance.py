@@ -35,14 +35,13 @@ from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
 from cardsvc.core.signing import Signer
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData, issue_receipt
-from cardsvc.db.models import Card
-from cardsvc.db.states import CardState
+from cardsvc.db.models import Card, Challenge, TransactionRow
+from cardsvc.db.states import Arrival, CardState, TransactionState
 from cardsvc.errors import CardsvcError
 from cardsvc.keystore.service import KeyService
 from cardsvc.ledger import audit
 from cardsvc.ledger.errors import EntitlementNotFoundError, EntitlementUnavailableError
 from cardsvc.ledger.service import consume
-from cardsvc.transactions.models import Arrival, Challenge, TransactionRow, TransactionState
 
 #: An online record's own time may differ from the issuer's clock by this much.
 ONLINE_CLOCK_WINDOW = timedelta(minutes=5)

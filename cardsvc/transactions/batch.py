@@ -34,16 +34,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, String, Text, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from cardsvc.auth.clients import Client
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import VerifyingKey
 from cardsvc.core.signing import Signer
 from cardsvc.core.transaction import SignedRecord
-from cardsvc.db.models import Base, Card, UtcDateTime
+from cardsvc.db.models import Card, TerminalJournal, TerminalVoid, TransactionHold, TransactionRow
+from cardsvc.db.states import Arrival, TransactionState
 from cardsvc.ledger import audit
 from cardsvc.registry.db import write_session
 from cardsvc.transactions.acceptance import (
@@ -52,45 +53,10 @@ from cardsvc.transactions.acceptance import (
     Refused,
     Submission,
 )
-from cardsvc.transactions.models import Arrival, TransactionRow, TransactionState
 from cardsvc.transactions.service import TransactionService
 
 MAX_BATCH = 200
 MAX_GAPS_LISTED = 100
-
-
-class TerminalVoid(Base):
-    __tablename__ = "terminal_voids"
-
-    terminal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    terminal_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    reason: Mapped[str] = mapped_column(String(200))
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-class TerminalJournal(Base):
-    """Every seq 1..contiguous of the terminal is stored (record, void or held fork)."""
-
-    __tablename__ = "terminal_journals"
-
-    terminal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    contiguous: Mapped[int] = mapped_column(BigInteger)
-    highest: Mapped[int] = mapped_column(BigInteger)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-class TransactionHold(Base):
-    """A record that cannot be a transaction row (a fork), kept for review."""
-
-    __tablename__ = "transaction_holds"
-
-    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
-    terminal_id: Mapped[str] = mapped_column(String(64))
-    terminal_seq: Mapped[int] = mapped_column(BigInteger)
-    reason: Mapped[str] = mapped_column(String(32))
-    detail: Mapped[str] = mapped_column(String(300))
-    record: Mapped[str] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,13 +25,14 @@ from sqlalchemy import Engine, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.db.models import IdempotencyRecord
+from cardsvc.db.states import IdempotencyState
 from cardsvc.registry.db import read_session, write_session
 from cardsvc.transactions.errors import (
     IdempotencyKeyError,
     IdempotencyKeyReusedError,
     RequestInFlightError,
 )
-from cardsvc.transactions.models import IdempotencyRecord, IdempotencyState
 
 MAX_KEY_LENGTH = 255
 

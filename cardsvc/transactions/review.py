@@ -18,42 +18,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ColumnElement, String, Uuid, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Mapped, mapped_column
 
 from cardsvc.audit.events import Actor, AuditEvent, AuditKind
 from cardsvc.audit.log import append
-from cardsvc.db.models import Base, UtcDateTime, state_type
+from cardsvc.db.models import ConflictReview, TransactionHold, TransactionRow
+from cardsvc.db.states import Decision, TransactionState
 from cardsvc.registry.db import read_session, write_session
 from cardsvc.registry.errors import BadRequestError, ConflictError, NotFoundError
-from cardsvc.transactions.batch import TransactionHold
-from cardsvc.transactions.models import TransactionRow, TransactionState
 
 STATES = ("open", "resolved", "all")
-
-
-class Decision(StrEnum):
-    REFUSED = "refused"  # not to be paid (a clone, a replay)
-    CLEARED = "cleared"  # legitimate: any payment owed is a new transaction
-
-
-class ConflictReview(Base):
-    __tablename__ = "conflict_reviews"
-    __table_args__ = (
-        CheckConstraint("decision IN ('refused', 'cleared')", name="ck_conflict_reviews_decision"),
-    )
-
-    ref: Mapped[str] = mapped_column(String(80), primary_key=True)
-    transaction_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, unique=True)
-    hold_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
-    decision: Mapped[Decision] = mapped_column(state_type(Decision, 16))
-    reason: Mapped[str] = mapped_column(String(500))
-    reviewed_by: Mapped[str] = mapped_column(String(128))
-    reviewed_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    audit_index: Mapped[int] = mapped_column(BigInteger)
 
 
 class ConflictNotFoundError(NotFoundError):

@@ -36,6 +36,8 @@ from cardsvc.core.transaction import (
     issue_terminal_certificate,
     verify_terminal_certificate,
 )
+from cardsvc.db.models import Challenge, TransactionRow
+from cardsvc.db.states import Arrival, TransactionState
 from cardsvc.keystore.service import KeyService
 from cardsvc.registry.db import rows_of_person, write_session
 from cardsvc.transactions.acceptance import (
@@ -48,7 +50,6 @@ from cardsvc.transactions.acceptance import (
     Submission,
 )
 from cardsvc.transactions.errors import TransactionConflictError, TransactionError
-from cardsvc.transactions.models import Arrival, Challenge, TransactionRow, TransactionState
 
 CHALLENGE_LIFETIME = timedelta(minutes=2)
 CERTIFICATE_LIFETIME = timedelta(days=365)

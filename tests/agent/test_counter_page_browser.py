@@ -40,10 +40,9 @@ from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner
 from cardsvc.db.migrate import upgrade
-from cardsvc.ledger.models import Entitlement
+from cardsvc.db.models import Entitlement, TransactionRow
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
-from cardsvc.transactions.models import TransactionRow
 from reader_agent.cli import app as cli
 from reader_agent.issuer import IssuerClient
 from reader_agent.journal import Journal

@@ -37,9 +37,8 @@ from typer.testing import CliRunner
 from cardsvc.auth.clients import ClientKind
 from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.keys import public_jwk
-from cardsvc.ledger.models import Entitlement
+from cardsvc.db.models import Entitlement, TransactionRow
 from cardsvc.services import utcnow
-from cardsvc.transactions.models import TransactionRow
 from reader_agent.cli import app
 from reader_agent.journal import Journal, JournalRecord, RecordState
 from tests.agent.conftest import VIRTUAL_READERS

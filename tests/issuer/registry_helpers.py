@@ -13,11 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from cardsvc.api.app import create_app
-from cardsvc.auth.scopes import ROLE_SCOPES, Role
+from cardsvc.auth.scopes import ROLE_SCOPES
 from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.identity import gb11643_check_character
 from cardsvc.core.keys import public_jwk
 from cardsvc.db.migrate import upgrade
+from cardsvc.db.states import Role
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from cardsvc.audit import log as audit_log
 from cardsvc.audit.events import Actor, AuditEvent, AuditKind
-from cardsvc.audit.tables import audit_leaves
 from cardsvc.core.checkpoint import verify_checkpoint
 from cardsvc.core.keys import KeyPurpose, b64url_decode
 from cardsvc.core.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from cardsvc.core.trustlist import TrustList
+from cardsvc.db.models import audit_leaves
 from cardsvc.db.session import write_session
 from cardsvc.services import Services, utcnow
 from tests.issuer.registry_helpers import (

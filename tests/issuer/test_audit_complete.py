@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
-from cardsvc.audit.tables import audit_checkpoints, audit_leaves
 from cardsvc.cli.main import app
 from cardsvc.db.migrate import upgrade
+from cardsvc.db.models import audit_checkpoints, audit_leaves
 from cardsvc.registry.batch import BatchIssuer, read_rows
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings

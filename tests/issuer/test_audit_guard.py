@@ -13,9 +13,8 @@ from sqlalchemy import func, select
 from cardsvc.audit.events import Actor, AuditEvent, AuditKind, InvalidActorError
 from cardsvc.audit.guard import MissingAuditEventError
 from cardsvc.audit.log import append
-from cardsvc.audit.tables import audit_leaves
 from cardsvc.auth.tokens import issue_access_token
-from cardsvc.db.models import Card, CardEvent, Person, PersonChange
+from cardsvc.db.models import Card, CardEvent, Person, PersonChange, audit_leaves
 from cardsvc.db.session import write_session
 from cardsvc.services import Services, utcnow
 from tests.issuer.registry_helpers import (

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
-from cardsvc.audit.tables import audit_leaves
 from cardsvc.cli.main import app
 from cardsvc.core.keys import b64url_decode, b64url_encode
 from cardsvc.core.transaction import Kind
+from cardsvc.db.models import audit_leaves
 from cardsvc.ecards.activation import CHIP_AUTH_CONTEXT
 from cardsvc.services import Services
 from tests.issuer.ecard_helpers import Phone, activate, active_holder, mint, verify

@@ -21,11 +21,18 @@ from sqlalchemy import Connection, func, insert, select, text, update
 
 from cardsvc.audit.log import SALT_SIZE, commitment, leaf_input
 from cardsvc.audit.rows import card_event_row, chip_binding_row, person_change_row, person_row
-from cardsvc.audit.tables import audit_leaves, audit_nodes, audit_state
 from cardsvc.audit.verify import Progress, Report, verify
 from cardsvc.core.keys import VerifyingKey
 from cardsvc.core.merkle import MemoryTree, leaf_hash
-from cardsvc.db.models import Card, CardEvent, Person, PersonChange
+from cardsvc.db.models import (
+    Card,
+    CardEvent,
+    Person,
+    PersonChange,
+    audit_leaves,
+    audit_nodes,
+    audit_state,
+)
 from cardsvc.services import Services, utcnow
 from tests.issuer.registry_helpers import client, enrol, issue, personalize, services
 

@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from cardsvc.api.app import create_app
-from cardsvc.bundles import VerifierBundleRow, VerifierBundleShardRow
 from cardsvc.cli.main import app as cli
 from cardsvc.core.bundle import Bundle
 from cardsvc.core.statuslist import Status
 from cardsvc.core.verifier import OfflineVerifier
+from cardsvc.db.models import VerifierBundleRow, VerifierBundleShardRow
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 from tests.issuer.registry_helpers import enrol, issue, registry_services

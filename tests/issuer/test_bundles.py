@@ -13,10 +13,10 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from cardsvc.api.app import create_app
-from cardsvc.bundles import VerifierBundleShardRow
 from cardsvc.core.bundle import verify_bundle
 from cardsvc.core.keys import b64url_decode
 from cardsvc.core.statuslist import Status
+from cardsvc.db.models import VerifierBundleShardRow
 from cardsvc.services import Services
 from tests.issuer.registry_helpers import enrol, issue, registry_services
 

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from cardsvc.ledger.models import Entitlement
+from cardsvc.db.models import Entitlement
 from cardsvc.services import Services
 from tests.issuer.registry_helpers import assert_problem, bearer, client, enrol, issue, services
 from tests.issuer.transaction_helpers import new_entitlement

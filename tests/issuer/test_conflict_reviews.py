@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cardsvc.audit.tables import audit_leaves
 from cardsvc.core.transaction import Kind
+from cardsvc.db.models import audit_leaves
 from cardsvc.services import Services
 from tests.issuer.registry_helpers import AUDITOR, assert_problem, bearer, client, services
 from tests.issuer.test_transaction_batches import ledger, offline, outcomes, upload

@@ -16,7 +16,6 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from cardsvc.audit.tables import audit_leaves
 from cardsvc.core.jws import verify_jws
 from cardsvc.core.keys import KeyPurpose, b64url_decode, b64url_encode
 from cardsvc.core.qrtoken import (
@@ -28,7 +27,7 @@ from cardsvc.core.qrtoken import (
 )
 from cardsvc.core.signing import LocalSigner
 from cardsvc.core.statuslist import Status, verify_status_list_token
-from cardsvc.db.models import ECard
+from cardsvc.db.models import ECard, audit_leaves
 from cardsvc.ecards.activation import CHIP_AUTH_CONTEXT
 from cardsvc.ecards.errors import TokenRejectedError
 from cardsvc.ecards.render import MAX_VERSION, qr_code

@@ -7,8 +7,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from cardsvc.core.transaction import Kind
+from cardsvc.db.models import TerminalJournal
 from cardsvc.services import Services
-from cardsvc.transactions.batch import TerminalJournal
 from tests.issuer.registry_helpers import client, services
 from tests.issuer.test_transaction_batches import offline, outcomes, upload
 from tests.issuer.transaction_helpers import active_card, terminal

@@ -16,12 +16,13 @@ from hypothesis import strategies as st
 
 from cardsvc.api.app import create_app
 from cardsvc.auth.clients import ClientKind
-from cardsvc.auth.scopes import ROLE_SCOPES, Role
+from cardsvc.auth.scopes import ROLE_SCOPES
 from cardsvc.auth.tokens import verify_access_token
 from cardsvc.core.assertion import ASSERTION_TYPE, make_client_assertion
 from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner, sign_jws
 from cardsvc.db.migrate import upgrade
+from cardsvc.db.states import Role
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 from tests.issuer.test_cli import CARDSVC, env_for

@@ -11,9 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData
-from cardsvc.ledger.models import Entitlement
+from cardsvc.db.models import Entitlement, TransactionRow
 from cardsvc.services import Services, utcnow
-from cardsvc.transactions.models import TransactionRow
 from tests.issuer.registry_helpers import client, services
 from tests.issuer.transaction_helpers import (
     FakeCard,

@@ -20,8 +20,8 @@ from cardsvc.core.transaction import (
     TransactionData,
     verify_terminal_certificate,
 )
+from cardsvc.db.models import TransactionRow
 from cardsvc.services import Services, utcnow
-from cardsvc.transactions.models import TransactionRow
 from tests.issuer.registry_helpers import AUDITOR, assert_problem, bearer, client, services
 from tests.issuer.transaction_helpers import (
     active_card,

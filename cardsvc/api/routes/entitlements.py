@@ -16,7 +16,7 @@ from cardsvc.api.schemas import AUTH, problems
 from cardsvc.api.security import require
 from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import Principal
-from cardsvc.ledger.models import Entitlement
+from cardsvc.db.models import Entitlement
 from cardsvc.ledger.service import NewEntitlement
 
 router = APIRouter(prefix="/v1/persons", tags=["entitlements"])

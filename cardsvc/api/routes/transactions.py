@@ -27,6 +27,7 @@ from cardsvc.auth.tokens import Principal
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import b64url_encode
 from cardsvc.core.transaction import SignedRecord
+from cardsvc.db.models import TransactionRow
 from cardsvc.errors import CardsvcError
 from cardsvc.services import Services
 from cardsvc.transactions.errors import TransactionError
@@ -36,7 +37,6 @@ from cardsvc.transactions.idempotency import (
     check_key,
     request_hash,
 )
-from cardsvc.transactions.models import TransactionRow
 from cardsvc.transactions.service import Accepted
 
 router = APIRouter(tags=["transactions"])

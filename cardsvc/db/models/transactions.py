@@ -1,33 +1,16 @@
-"""Tables of counter transactions (revision 0006)."""
+"""Tables of counter transactions (revision 0006), offline batches and conflict review."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cardsvc.core.transaction import Kind
-from cardsvc.db.models import Base, UtcDateTime, state_type
-
-
-class Arrival(StrEnum):
-    """How a record reached the issuer (the ``mode`` of its row)."""
-
-    ONLINE = "online"
-    OFFLINE = "offline"
-
-
-class TransactionState(StrEnum):
-    ACCEPTED = "accepted"  # paid, with a receipt
-    CONFLICT = "conflict"  # synced offline but not paid: held for review
-
-
-class IdempotencyState(StrEnum):
-    IN_FLIGHT = "in_flight"
-    DONE = "done"  # the answer is stored and replayed to a retry
+from cardsvc.db.models.base import Base, UtcDateTime, state_type
+from cardsvc.db.states import Arrival, Decision, IdempotencyState, TransactionState
 
 
 class Challenge(Base):
@@ -85,3 +68,57 @@ class IdempotencyRecord(Base):
     response: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class TerminalVoid(Base):
+    __tablename__ = "terminal_voids"
+
+    terminal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    terminal_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+
+
+class TerminalJournal(Base):
+    """Every seq 1..contiguous of the terminal is stored (record, void or held fork)."""
+
+    __tablename__ = "terminal_journals"
+
+    terminal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contiguous: Mapped[int] = mapped_column(BigInteger)
+    highest: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+
+
+class TransactionHold(Base):
+    """A record that cannot be a transaction row (a fork), kept for review."""
+
+    __tablename__ = "transaction_holds"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    terminal_id: Mapped[str] = mapped_column(String(64))
+    terminal_seq: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(300))
+    record: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ConflictReview(Base):
+    __tablename__ = "conflict_reviews"
+    __table_args__ = (
+        CheckConstraint("decision IN ('refused', 'cleared')", name="ck_conflict_reviews_decision"),
+    )
+
+    ref: Mapped[str] = mapped_column(String(80), primary_key=True)
+    transaction_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, unique=True)
+    hold_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    decision: Mapped[Decision] = mapped_column(state_type(Decision, 16))
+    reason: Mapped[str] = mapped_column(String(500))
+    reviewed_by: Mapped[str] = mapped_column(String(128))
+    reviewed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    audit_index: Mapped[int] = mapped_column(BigInteger)

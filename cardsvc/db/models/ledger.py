@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cardsvc.db.models import Base, UtcDateTime, state_type
-
-
-class EntitlementState(StrEnum):
-    OPEN = "open"
-    COLLECTED = "collected"  # by one transaction, named by transaction_id: final
-    STOPPED = "stopped"  # the holder died before its period: final
+from cardsvc.db.models.base import Base, UtcDateTime, state_type
+from cardsvc.db.states import EntitlementState
 
 
 class Entitlement(Base):

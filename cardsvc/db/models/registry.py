@@ -1,18 +1,14 @@
-"""SQLAlchemy 2 typed models. Constraints live in the database, not only in code."""
+"""The registry's tables: persons, cards, their events, status shards, e-cards, codes."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
-from enum import StrEnum
+from datetime import date, datetime
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -22,28 +18,10 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
 
+from cardsvc.db.models.base import Base, BigId, UtcDateTime, state_type
 from cardsvc.db.states import ActivationChannel, ActivationCodeState, CardState, ECardState
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class ServiceMeta(Base):
-    """Facts about this issuer installation (when it was set up, by which version)."""
-
-    __tablename__ = "service_meta"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(1024))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-# --- registry (revision 0002) -------------------------------------------------------------
 
 #: Card states in which a card counts as the person's one live card.
 LIVE_STATES = (CardState.PENDING_PERSONALIZATION, CardState.ACTIVE, CardState.SUSPENDED)
@@ -52,47 +30,7 @@ _LIVE = "state IN ('pending_personalization', 'active', 'suspended')"
 _STATES = "state IN ('pending_personalization', 'active', 'suspended', 'revoked', 'expired')"
 
 
-class UtcDateTime(TypeDecorator[datetime]):
-    """``TIMESTAMP WITH TIME ZONE`` that always hands back aware UTC datetimes.
-
-    SQLite stores no offset: values are written as UTC and read back as UTC.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: the registry stores aware UTC times only")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def state_type(enum: type[StrEnum], length: int) -> Enum:
-    """A state column: ``VARCHAR(length)`` holding the enum's values, read back as members.
-
-    The stored strings are the values, exactly as when these columns were plain strings
-    (the CHECK constraints of the migrations still hold them); a string that is no member's
-    value is refused when bound, not written.
-    """
-    return Enum(
-        enum,
-        native_enum=False,
-        create_constraint=False,
-        length=length,
-        values_callable=lambda members: [member.value for member in members],
-        validate_strings=True,
-    )
-
-
 # BIGINT on PostgreSQL; SQLite only autoincrements an INTEGER primary key.
-_EventId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Person(Base):
@@ -122,7 +60,7 @@ class PersonChange(Base):
     __tablename__ = "person_changes"
     __table_args__ = (Index("ix_person_changes_person_id", "person_id", "id"),)
 
-    id: Mapped[int] = mapped_column(_EventId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
     field: Mapped[str] = mapped_column(String(32))
     old_value: Mapped[str | None] = mapped_column(String(256), nullable=True)
@@ -207,7 +145,7 @@ class CardEvent(Base):
     __tablename__ = "card_events"
     __table_args__ = (Index("ix_card_events_card_id", "card_id", "id"),)
 
-    id: Mapped[int] = mapped_column(_EventId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     card_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("cards.id"))
     action: Mapped[str] = mapped_column(String(32))
     from_state: Mapped[CardState | None] = mapped_column(state_type(CardState, 32), nullable=True)

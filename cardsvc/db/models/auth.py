@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cardsvc.auth.scopes import Role
-from cardsvc.db.models import Base, state_type
-
-
-class ClientKind(StrEnum):
-    OPERATOR = "operator"
-    TERMINAL = "terminal"
-    PARTNER = "partner"
-
-
-class ClientStatus(StrEnum):
-    ACTIVE = "active"
-    SUSPENDED = "suspended"  # refused at the token endpoint until made active again
+from cardsvc.db.models.base import Base, state_type
+from cardsvc.db.states import ClientKind, ClientStatus, Role
 
 
 class ClientRow(Base):
