@@ -3,10 +3,8 @@ it refuses (no card reader needed)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from reader_agent.check import DEFAULT_MAX_STATUS_AGE, ONLINE_MAX_STATUS_AGE
 from reader_agent.counter import refreshed_status_limit
 from reader_agent.issuer import IssuerClient
 from tests.agent.world import STATUS_URI, World
+from tests.standin import Answer, stand_in
 
 REF = StatusReference(idx=7, uri=STATUS_URI)
 
@@ -108,31 +107,17 @@ def test_a_bundle_tampered_with_on_disk_is_not_trusted(tmp_path: Path) -> None:
 
 @pytest.fixture
 def bundle_server() -> Iterator[tuple[list[str], str]]:
-    """Serves ``bodies[-1]`` at /v1/bundles/latest, 304 for its ETag."""
+    """Serves ``bodies[-1]``, and 304 for its ETag (which counts the bodies)."""
     bodies: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            etag = f'"{len(bodies)}"'
-            if self.headers.get("If-None-Match") == etag:
-                self.send_response(304)
-                self.send_header("ETag", etag)
-                self.end_headers()
-                return
-            data = bodies[-1].encode()
-            self.send_response(200)
-            self.send_header("ETag", etag)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def reply(_query: dict[str, list[str]], if_none_match: str | None) -> Answer:
+        etag = f'"{len(bodies)}"'
+        if if_none_match == etag:
+            return Answer(status=304, headers={"ETag": etag})
+        return Answer(body=bodies[-1].encode(), headers={"ETag": etag})
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield bodies, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with stand_in(reply) as http:
+        yield bodies, http.base
 
 
 def test_a_refresh_the_issuer_answers_makes_status_current(

@@ -4,13 +4,9 @@ failure keeping the held bundle."""
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,48 +18,15 @@ from cardsvc.core.statuslist import Status
 from cardsvc.core.verifier import OfflineVerifier
 from tests.core.conftest import NOW, Issuer, new_signer
 from tests.core.test_bundle import make_bundle, status_jwt
+from tests.standin import Answer, StandIn, stand_in
 
 SECOND = "https://issuer.test/v1/status-lists/1"
 
 
-@dataclass
-class Answer:
-    status: int = 200
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class StandIn:
-    """Answers GET /bundle with ``reply(query, if_none_match)``; records the queries."""
-
-    reply: Callable[[dict[str, list[str]], str | None], Answer]
-    queries: list[dict[str, list[str]]] = field(default_factory=list)
-
-
 @pytest.fixture
 def server() -> Iterator[tuple[StandIn, str]]:
-    stand_in = StandIn(reply=lambda _q, _e: Answer(status=404))
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            query = parse_qs(urlsplit(self.path).query)
-            stand_in.queries.append(query)
-            answer = stand_in.reply(query, self.headers.get("If-None-Match"))
-            self.send_response(answer.status)
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer.body)))
-            self.end_headers()
-            self.wfile.write(answer.body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    yield stand_in, f"http://127.0.0.1:{http.server_address[1]}/bundle?shard=0"
-    http.shutdown()
+    with stand_in() as http:
+        yield http, f"{http.base}/bundle?shard=0"
 
 
 def verifier(issuer: Issuer, state: Path | None = None) -> OfflineVerifier:
@@ -77,7 +40,7 @@ def fetcher(v: OfflineVerifier, url: str, state: Path | None = None) -> BundleFe
 def test_full_then_304_then_entry_delta_with_etag(
     issuer: Issuer, server: tuple[StandIn, str], tmp_path: Path
 ) -> None:
-    stand_in, url = server
+    http, url = server
     v1 = make_bundle(issuer, version=1)
     v2 = make_bundle(issuer, version=2, base=1, shards={SECOND: status_jwt(issuer, SECOND, (7,))})
 
@@ -88,23 +51,23 @@ def test_full_then_304_then_entry_delta_with_etag(
             return Answer(body=v2.encode(), headers={"ETag": '"v2"', "Bundle-Version": "2"})
         return Answer(body=v1.encode(), headers={"ETag": '"v1"', "Bundle-Version": "1"})
 
-    stand_in.reply = reply
+    http.reply = reply
     state = tmp_path / "state"
     held = verifier(issuer, state)
     first = fetcher(held, url, state).refresh(now=NOW)
     assert first.outcome is RefreshOutcome.UPDATED and first.bundle is not None
     assert first.bundle.version == 1 and first.downloaded == len(v1)
-    assert stand_in.queries[-1] == {"shard": ["0"]}  # other parameters kept, no since
+    assert http.queries[-1] == {"shard": ["0"]}  # other parameters kept, no since
 
     # A new process: the memo on disk sends the ETag, and the 304 is "nothing new".
     again = fetcher(verifier(issuer, state), url, state)
     unchanged = again.refresh(now=NOW)
     assert unchanged.outcome is RefreshOutcome.UNCHANGED and unchanged.downloaded == 0
-    assert stand_in.queries[-1] == {"shard": ["0"], "since": ["1"], "delta": ["entries"]}
+    assert http.queries[-1] == {"shard": ["0"], "since": ["1"], "delta": ["entries"]}
     assert again.confirmed_at == NOW
 
     # Content changed: the delta comes, applies, and the memo follows it.
-    stand_in.reply = lambda q, e: reply(q, None)
+    http.reply = lambda q, e: reply(q, None)
     updated = again.refresh(now=NOW)
     assert updated.outcome is RefreshOutcome.UPDATED and updated.bundle is not None
     assert updated.bundle.version == 2 and updated.bundle.base == 1
@@ -116,16 +79,16 @@ def test_full_then_304_then_entry_delta_with_etag(
 def test_a_delta_that_does_not_apply_is_followed_by_a_full_bundle(
     issuer: Issuer, server: tuple[StandIn, str]
 ) -> None:
-    stand_in, url = server
+    http, url = server
     v1, v9 = make_bundle(issuer, version=1), make_bundle(issuer, version=9)
     wrong_base = make_bundle(issuer, version=9, base=8, shards={})
 
     def reply(query: dict[str, list[str]], _etag: str | None) -> Answer:
         if query.get("since") == ["1"]:
             return Answer(body=wrong_base.encode(), headers={"Bundle-Version": "9"})
-        return Answer(body=(v9 if stand_in.queries[1:] else v1).encode())
+        return Answer(body=(v9 if http.queries[1:] else v1).encode())
 
-    stand_in.reply = reply
+    http.reply = reply
     held = verifier(issuer)
     fetch = fetcher(held, url)
     assert fetch.refresh(now=NOW).outcome is RefreshOutcome.UPDATED
@@ -133,7 +96,7 @@ def test_a_delta_that_does_not_apply_is_followed_by_a_full_bundle(
     assert refresh.outcome is RefreshOutcome.UPDATED
     assert refresh.bundle is not None and refresh.bundle.version == 9
     assert refresh.bundle.base is None  # the full one
-    assert "since" not in stand_in.queries[-1]
+    assert "since" not in http.queries[-1]
     assert refresh.downloaded == len(wrong_base) + len(v9)
 
 
@@ -150,12 +113,12 @@ def test_a_failed_or_refused_refresh_keeps_the_held_bundle(
     issuer: Issuer, server: tuple[StandIn, str], answer: Answer, outcome: RefreshOutcome,
     words: str,
 ) -> None:  # fmt: skip
-    stand_in, url = server
+    http, url = server
     v1 = make_bundle(issuer, version=1)
-    stand_in.reply = lambda _q, _e: Answer(body=v1.encode())
+    http.reply = lambda _q, _e: Answer(body=v1.encode())
     held = verifier(issuer)
     assert fetcher(held, url).refresh(now=NOW).outcome is RefreshOutcome.UPDATED
-    stand_in.reply = lambda _q, _e: answer
+    http.reply = lambda _q, _e: answer
     small = BundleFetcher(held, url, max_download=len(v1) + 100, clock=lambda: NOW)
     refresh = small.refresh(now=NOW)
     assert refresh.outcome is outcome and words in refresh.detail
@@ -167,9 +130,9 @@ def test_a_failed_or_refused_refresh_keeps_the_held_bundle(
 def test_a_bundle_from_another_key_is_refused(
     issuer: Issuer, server: tuple[StandIn, str]
 ) -> None:
-    stand_in, url = server
+    http, url = server
     forged = make_bundle(issuer, version=1, signer=new_signer())
-    stand_in.reply = lambda _q, _e: Answer(body=forged.encode())
+    http.reply = lambda _q, _e: Answer(body=forged.encode())
     refresh = fetcher(verifier(issuer), url).refresh(now=NOW)
     assert refresh.outcome is RefreshOutcome.REFUSED and refresh.bundle is None
 
@@ -182,9 +145,9 @@ def test_no_answer_at_all_is_a_failed_refresh(issuer: Issuer) -> None:
 def test_a_damaged_memo_costs_one_full_download(
     issuer: Issuer, server: tuple[StandIn, str], tmp_path: Path
 ) -> None:
-    stand_in, url = server
+    http, url = server
     v1 = make_bundle(issuer, version=1)
-    stand_in.reply = lambda _q, e: (
+    http.reply = lambda _q, e: (
         Answer(status=304) if e else Answer(body=v1.encode(), headers={"ETag": '"v1"'})
     )
     state = tmp_path / "state"
@@ -203,9 +166,9 @@ def test_only_http_urls() -> None:
 
 
 def test_status_list_key_purpose_is_pinned(issuer: Issuer, server: tuple[StandIn, str]) -> None:
-    stand_in, url = server
+    http, url = server
     wrong = make_bundle(issuer, version=1, signer=issuer.signer(KeyPurpose.ECARD))
-    stand_in.reply = lambda _q, _e: Answer(body=wrong.encode())
+    http.reply = lambda _q, _e: Answer(body=wrong.encode())
     refresh = fetcher(verifier(issuer), url).refresh(now=NOW)
     assert refresh.outcome is RefreshOutcome.REFUSED and "purpose" in refresh.detail
 
@@ -217,13 +180,13 @@ def test_status_list_key_purpose_is_pinned(issuer: Issuer, server: tuple[StandIn
 def test_any_answer_is_a_typed_outcome_and_keeps_the_held_bundle(
     issuer: Issuer, server: tuple[StandIn, str], body: bytes, status: int
 ) -> None:
-    stand_in, url = server
+    http, url = server
     v1 = make_bundle(issuer, version=1)
-    stand_in.reply = lambda _q, _e: Answer(body=v1.encode())
+    http.reply = lambda _q, _e: Answer(body=v1.encode())
     held = verifier(issuer)
     fetch = fetcher(held, url)
     fetch.refresh(now=NOW)
-    stand_in.reply = lambda _q, _e: Answer(status=status, body=body if status != 304 else b"")
+    http.reply = lambda _q, _e: Answer(status=status, body=body if status != 304 else b"")
     refresh = fetch.refresh(now=NOW)  # never raises
     assert refresh.outcome in set(RefreshOutcome)
     assert held.bundle is not None and held.bundle.version == 1
