@@ -8,10 +8,13 @@ card and the e-card are valid right now.
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardsvc.core.carddoc import CHINA_TZ
 from cardsvc.core.credential import (
@@ -19,7 +22,7 @@ from cardsvc.core.credential import (
     compressed_point,
     encode_compact_credential,
 )
-from cardsvc.core.keys import KeyPurpose
+from cardsvc.core.keys import KeyPurpose, VerifyingKey
 from cardsvc.core.qrtoken import (
     PURPOSE_ATTRIBUTES,
     Attribute,
@@ -28,7 +31,7 @@ from cardsvc.core.qrtoken import (
     encode_qr_token,
 )
 from cardsvc.core.statuslist import Status
-from cardsvc.ecards.errors import ECardInactiveError
+from cardsvc.ecards.errors import ECardInactiveError, ECardNotFoundError
 from cardsvc.ecards.policy import ECardPolicy
 from cardsvc.ecards.proofs import Sealer, new_nonce, verify_device_proof
 from cardsvc.ecards.views import ECardDirectory, ECardView
@@ -70,16 +73,40 @@ class TokenService:
         self.policy = policy
         self.sealer = sealer
         self._issuer = issuer
+        # Stands in for the device key of an e-card that does not exist (see proven).
+        self._nobody = VerifyingKey(public_key=ec.generate_private_key(ec.SECP256R1()).public_key())
 
     def nonce(self, *, now: datetime) -> str:
         return new_nonce(self.sealer, now=now)
 
+    def proven(
+        self, ecard_id: uuid.UUID, proof: str | None, *, htm: str, htu: str, now: datetime
+    ) -> ECardView:
+        """The e-card ``ecard_id``, for the holder whose bound device made ``proof``.
+
+        An unknown id fails exactly as a real e-card does for a proof made by another
+        device (DeviceProofError, 401): its proof is checked against a key nobody holds,
+        so without the device no one learns whether an e-card id exists.
+        """
+        try:
+            view = self._directory.get(ecard_id, now=now)
+        except ECardNotFoundError:
+            self._check(self._nobody, proof, htm=htm, htu=htu, now=now)
+            raise AssertionError("unreachable: no proof verifies for a key nobody holds") from None
+        self.check_proof(view, proof, htm=htm, htu=htu, now=now)
+        return view
+
     def check_proof(
         self, view: ECardView, proof: str | None, *, htm: str, htu: str, now: datetime
     ) -> None:
+        self._check(view.device_key, proof, htm=htm, htu=htu, now=now)
+
+    def _check(
+        self, key: VerifyingKey, proof: str | None, *, htm: str, htu: str, now: datetime
+    ) -> None:
         verify_device_proof(
             proof,
-            key=view.device_key,
+            key=key,
             htm=htm,
             htu=htu,
             now=now,

@@ -239,13 +239,10 @@ async def _proven(
     now = services.clock()
     htm, htu = request.method, _htu(services, request)
 
-    def load_and_check() -> ECardView:
-        # Off the event loop together: the proof's one-time jti may be a Redis round trip.
-        view = services.ecards.get(ecard_id, now=now)
-        services.ecard_tokens.check_proof(view, proof, htm=htm, htu=htu, now=now)
-        return view
-
-    return await run_in_threadpool(load_and_check)
+    # Off the event loop: the proof's one-time jti may be a Redis round trip.
+    return await run_in_threadpool(
+        lambda: services.ecard_tokens.proven(ecard_id, proof, htm=htm, htu=htu, now=now)
+    )
 
 
 @router.get(
