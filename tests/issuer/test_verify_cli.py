@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -42,8 +43,9 @@ def make_bundle(*, version: int = 1, iat: timedelta = timedelta(0), signer: Any 
 
 
 def qr(purpose: Purpose = Purpose.TRANSPORT, idx: int = 1234) -> str:
+    """A new code each call (its own ``jti``): runs sharing a state would see a replay."""
     attrs = G.TRANSPORT if purpose is Purpose.TRANSPORT else G.IDENTITY
-    token = G.qr_token(purpose, attrs, status_idx=idx)
+    token = G.qr_token(purpose, attrs, status_idx=idx, jti=secrets.token_bytes(8))
     return str(encode_qr_token(token, G.SIGNERS[KeyPurpose.ECARD]))
 
 
@@ -118,6 +120,20 @@ def test_clock_rollback_exit_2_across_runs(files: dict[str, str], tmp_path: Path
                 now=G.NOW - timedelta(hours=2))  # fmt: skip
     assert early.exit_code == 2
     assert "clock-rollback" in early.output
+
+
+def test_a_code_is_replayed_across_runs_as_of_a_past_time(
+    files: dict[str, str], tmp_path: Path
+) -> None:
+    """``--now`` in the past (AT is days before the wall clock): the replay memory kept in
+    ``--state`` follows that time, not the wall clock, when the second run loads it."""
+    state, text = str(tmp_path / "state"), qr()
+    first = run(files, text, "--purpose", "transport", "--state", state, "--bundle",
+                files["bundle"])  # fmt: skip
+    assert first.exit_code == 0, first.output
+    second = run(files, text, "--purpose", "transport", "--state", state, "--json")
+    assert second.exit_code == 1, second.output
+    assert json.loads(second.stdout)["reason"] == "replayed"
 
 
 def test_rejected_bundle_keeps_the_previous_one(files: dict[str, str], tmp_path: Path) -> None:
