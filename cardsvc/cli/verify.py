@@ -6,7 +6,12 @@ imports nothing of the issuer (no FastAPI, SQLAlchemy, pydantic): with
 ``pip install 'cardsvc[partner]'`` it runs as ``cardsvc verify`` or ``cardsvc-verify``
 (:mod:`cardsvc.cli.partner`), and fetches bundles with the standard library only.
 
-A bundle from an URL is fetched as a delta on the one held in ``--state``
+Replay and rollback protection are on by default: the state (the last good bundle, the
+newest signed time, the replay memory) is kept in ``--state DIR``, else
+``$CARDSVC_VERIFY_STATE``, else a per-user directory (:func:`default_state_dir`).
+``--no-state`` opts out and says on stderr what that gives up.
+
+A bundle from an URL is fetched as a delta on the one held in the state directory
 (``?since=<held version>&delta=entries``, ``If-None-Match`` with the ETag it came with):
 changed shards come as their changed entries when that is smaller. A 304 keeps the held
 bundle; a delta that does not apply (another base, an entry patch that does not rebuild
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -58,6 +64,47 @@ _EXIT = {
 
 class InputError(Exception):
     """The command's input could not be read (exit status 3)."""
+
+
+#: The state directory when ``--state`` is not given (before the per-user default).
+STATE_ENV = "CARDSVC_VERIFY_STATE"
+NO_STATE_WARNING = (
+    "warning: --no-state: no replay protection (a code already used is accepted again) "
+    "and no rollback protection across runs (an older bundle or a clock set back is not "
+    "noticed); nothing is kept"
+)
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/cardsvc-verify``, else ``~/.local/state/cardsvc-verify``.
+
+    A relative ``XDG_STATE_HOME`` is ignored, as the XDG base directory spec says.
+    """
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "cardsvc-verify"
+    try:
+        home = Path.home()
+    except RuntimeError:
+        raise InputError(
+            "no home directory for the replay memory: give --state DIR (or --no-state)"
+        ) from None
+    return home / ".local" / "state" / "cardsvc-verify"
+
+
+def _state_dir(state: Path | None, no_state: bool) -> Path | None:
+    """Where to keep the state: ``--state``, the environment, the per-user default."""
+    if no_state:
+        if state is not None:
+            raise InputError("give --state or --no-state, not both")
+        typer.echo(NO_STATE_WARNING, err=True)
+        return None
+    if state is not None:
+        return state
+    chosen = Path(os.environ[STATE_ENV]) if os.environ.get(STATE_ENV) else default_state_dir()
+    # Only this user's: the replay memory holds e-card references of who passed the gate.
+    chosen.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return chosen
 
 
 def _usage_error_types() -> tuple[type[BaseException], ...]:
@@ -216,9 +263,19 @@ def verify(
         typer.Option(
             help="Directory that keeps the last good bundle, the newest signed time and "
             "the replay memory (rollback and replay protection across runs; URL bundles "
-            "are then fetched as deltas)"
+            f"are fetched as deltas). Default: ${STATE_ENV}, else "
+            "$XDG_STATE_HOME/cardsvc-verify or ~/.local/state/cardsvc-verify",
+            show_default=False,
         ),
     ] = None,
+    no_state: Annotated[
+        bool,
+        typer.Option(
+            "--no-state",
+            help="Keep nothing: no replay protection (a code already used is accepted "
+            "again), no rollback protection across runs",
+        ),
+    ] = False,
     max_age: Annotated[
         int,
         typer.Option(help="Seconds after which the bundle is stale (status unknown)"),
@@ -236,6 +293,9 @@ def verify(
     Prints the verdict, the claims that purpose discloses, the bundle's age, and the
     reason on failure.
 
+    Replay and rollback protection across runs are on by default (see --state);
+    --no-state turns them off.
+
     \b
     Exit status:
       0  valid
@@ -245,7 +305,7 @@ def verify(
       3  usage or input error (bad options, unreadable file or image, no QR code)
     """
     try:
-        code = _run(text, purpose, root, bundle, image, state, max_age, now, as_json)
+        code = _run(text, purpose, root, bundle, image, state, no_state, max_age, now, as_json)
     except (InputError, CoreError, OSError, ValueError, UnicodeError) as exc:
         typer.echo(f"error: {getattr(exc, 'detail', exc)}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
@@ -258,7 +318,8 @@ def _run(
     root: str,
     bundle: str | None,
     image: Path | None,
-    state: Path | None,
+    state_option: Path | None,
+    no_state: bool,
     max_age: int,
     now_text: str | None,
     as_json: bool,
@@ -271,10 +332,11 @@ def _run(
         ) from None
     if not root:
         raise InputError("--root is required (the issuer's root public key, pinned)")
-    if bundle is None and state is None:
-        raise InputError("give --bundle, or --state with a bundle kept from an earlier run")
+    if bundle is None and no_state:
+        raise InputError("give --bundle: with --no-state no bundle is kept from an earlier run")
     if image is not None and text not in (None, "-"):
         raise InputError("give the QR text or --image, not both")
+    state = _state_dir(state_option, no_state)
     now = _parse_now(now_text)
     verifier = OfflineVerifier(
         _read_root(root), state_dir=state, max_age=timedelta(seconds=max_age)

@@ -47,7 +47,9 @@ against its digest, so the file needs no integrity of its own and a patched list
 trusted from disk. Entry deltas are small, so this costs little; ``max_deltas`` bounds it.
 
 Replay memory: the ``jti`` of each accepted ``SSC1:`` token and the (e-card, slot,
-counter) of each accepted ``SSC2:`` code are remembered until the code expires, and with
+counter) of each accepted ``SSC2:`` code are remembered until the code expires (as of the
+time a verify is asked about, ``now``, and by the clock: a run as of a past time, such as
+``cardsvc verify --now``, still finds the codes live then), and with
 a ``state_dir`` written to :data:`REPLAY_FILE` (atomically, before ``valid`` is answered),
 so a restarted gate still refuses a second showing. When that memory cannot be trusted
 whole (the file is missing beside a kept bundle, unreadable or damaged; or the memory was
@@ -482,7 +484,9 @@ class OfflineVerifier:
         except DecodeError as exc:
             self._lose_replay_memory(now, f"{path}: {exc.detail}")
             return
-        self._seen = {key: until for key, until in seen.items() if until > now}
+        # Every entry is kept: whether one has expired depends on the time each verify is
+        # asked about (``now``, e.g. ``cardsvc verify --now`` in the past), not the clock.
+        self._seen = seen
         self._complete_since = since
 
     def _lose_replay_memory(self, at: float, problem: str) -> None:
@@ -671,6 +675,10 @@ class OfflineVerifier:
         memory cannot be kept; the code is then forgotten, as it was not taken.
         """
         key, until = checked.replay_key, checked.remember_until.timestamp()
+        # An entry is forgotten once expired both as of ``t`` and by the clock: a verify
+        # as of a past time keeps what is live then, one as of a later time keeps what
+        # is live now.
+        expired = min(t, self._clock().timestamp())
         with self._replay_lock:
             seen = self._seen
             if seen.get(key, 0.0) > t:
@@ -678,15 +686,16 @@ class OfflineVerifier:
             since = self._complete_since
             if since is not None and checked.first_acceptable.timestamp() <= since:
                 return "replay-unknown"
-            if len(seen) >= self._seen_capacity:
-                for old in [k for k, e in seen.items() if e <= t]:
+            if self._state_dir is not None or len(seen) >= self._seen_capacity:
+                # Only when the memory is written (which costs as much) or full.
+                for old in [k for k, e in seen.items() if e <= expired]:
                     del seen[old]
-                if len(seen) >= self._seen_capacity:
-                    # All live: drop the oldest, and no code that could have been taken
-                    # before now is vouched for any more (it might be the dropped one).
-                    while len(seen) >= self._seen_capacity:
-                        del seen[next(iter(seen))]
-                    self._complete_since = max(t, self._complete_since or t)
+            if len(seen) >= self._seen_capacity:
+                # All live: drop the oldest, and no code that could have been taken
+                # before now is vouched for any more (it might be the dropped one).
+                while len(seen) >= self._seen_capacity:
+                    del seen[next(iter(seen))]
+                self._complete_since = max(t, self._complete_since or t)
             seen[key] = until
             try:
                 self._save_replay()

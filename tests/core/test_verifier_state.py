@@ -159,6 +159,30 @@ def test_a_memory_that_cannot_be_written_is_not_valid(issuer: Issuer, tmp_path: 
     assert scan(v, text).valid  # not remembered, as it was not accepted
 
 
+def test_the_memory_expires_by_the_time_asked_about_not_the_clock(
+    issuer: Issuer, tmp_path: Path
+) -> None:
+    """A verify as of a past time (``cardsvc verify --now``) on a gate whose clock is later:
+    the code's entry is live at that time, so a restart must not drop it by the clock."""
+    clock = AT + timedelta(days=1)
+    text = qr(issuer)
+    assert scan(first_start(issuer, tmp_path, at=clock), text).valid
+    again = scan(restart(issuer, tmp_path, at=clock), text)
+    assert (again.outcome, again.reason) == (Outcome.INVALID, "replayed")
+
+
+def test_a_verify_as_of_a_later_time_forgets_no_code_live_by_the_clock(
+    issuer: Issuer, tmp_path: Path
+) -> None:
+    v = first_start(issuer, tmp_path)
+    shown = qr(issuer)
+    assert scan(v, shown).valid
+    later = AT + timedelta(minutes=10)
+    ahead = qr(issuer, issued_at=later, expires_at=later + timedelta(minutes=1))
+    assert scan(v, ahead, later).valid  # its write must keep the entry of ``shown``
+    assert scan(restart(issuer, tmp_path), shown).reason == "replayed"
+
+
 # -- deltas ---------------------------------------------------------------------------------
 
 

@@ -99,6 +99,14 @@ def assert_partner_only(run: Run) -> None:
     assert not any(m.startswith("cardsvc") for m in run.imports["pydantic"]), run.imports
 
 
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default state directory of ``cardsvc verify`` (the processes inherit these)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.delenv("CARDSVC_VERIFY_STATE", raising=False)
+
+
 @pytest.fixture
 def vector_files(tmp_path: Path) -> dict[str, str]:
     full = json.loads((VECTORS / "bundle/valid-full.json").read_text())
@@ -118,6 +126,10 @@ def test_cardsvc_verify_runs_without_the_issuers_packages(
     assert valid.code == 0, valid.stderr
     assert valid.stdout.startswith("VALID  transport\n  concession: 1\n")
     assert_partner_only(valid)
+    # Replay protection by default: the same code in another run is refused.
+    again = partner_run("verify_main", *common, ssc2, cwd=tmp_path)
+    assert again.code == 1 and "reason: replayed" in again.stdout, again.stderr
+    assert_partner_only(again)
 
     ssc1 = json.loads((VECTORS / "qr-token/transport-valid.json").read_text())["input"]
     suspended = partner_run("verify_main", *common, "--json", ssc1, cwd=tmp_path)

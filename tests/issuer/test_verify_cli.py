@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from cardsvc.cli.main import app
 from cardsvc.core.bundle import encode_bundle
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.qrtoken import Purpose, encode_qr_token
+from cardsvc.core.verifier import REPLAY_FILE, STATE_FILE
 from tests.core.test_schemas import GENERATOR
 
 G = GENERATOR
@@ -42,9 +44,19 @@ def make_bundle(*, version: int = 1, iat: timedelta = timedelta(0), signer: Any 
 
 
 def qr(purpose: Purpose = Purpose.TRANSPORT, idx: int = 1234) -> str:
+    """A new code each call (its own ``jti``): runs sharing a state would see a replay."""
     attrs = G.TRANSPORT if purpose is Purpose.TRANSPORT else G.IDENTITY
-    token = G.qr_token(purpose, attrs, status_idx=idx)
+    token = G.qr_token(purpose, attrs, status_idx=idx, jti=secrets.token_bytes(8))
     return str(encode_qr_token(token, G.SIGNERS[KeyPurpose.ECARD]))
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home of the test's own: the default state directory must never be the real one."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.delenv("CARDSVC_VERIFY_STATE", raising=False)
+    return tmp_path
 
 
 @pytest.fixture
@@ -118,6 +130,71 @@ def test_clock_rollback_exit_2_across_runs(files: dict[str, str], tmp_path: Path
                 now=G.NOW - timedelta(hours=2))  # fmt: skip
     assert early.exit_code == 2
     assert "clock-rollback" in early.output
+
+
+def test_a_code_is_replayed_across_runs_as_of_a_past_time(
+    files: dict[str, str], tmp_path: Path
+) -> None:
+    """``--now`` in the past (AT is days before the wall clock): the replay memory kept in
+    ``--state`` follows that time, not the wall clock, when the second run loads it."""
+    state, text = str(tmp_path / "state"), qr()
+    first = run(files, text, "--purpose", "transport", "--state", state, "--bundle",
+                files["bundle"])  # fmt: skip
+    assert first.exit_code == 0, first.output
+    second = run(files, text, "--purpose", "transport", "--state", state, "--json")
+    assert second.exit_code == 1, second.output
+    assert json.loads(second.stdout)["reason"] == "replayed"
+
+
+def test_replay_protection_is_on_by_default(files: dict[str, str], tmp_path: Path) -> None:
+    text = qr()
+    assert run(files, text, "--purpose", "transport").exit_code == 0
+    again = run(files, text, "--purpose", "transport", "--json")
+    assert again.exit_code == 1, again.output
+    assert json.loads(again.stdout)["reason"] == "replayed"
+    kept = tmp_path / "xdg-state" / "cardsvc-verify"
+    assert {p.name for p in kept.iterdir()} == {STATE_FILE, REPLAY_FILE}
+    assert kept.stat().st_mode & 0o777 == 0o700  # e-card references: this user's only
+    assert not (tmp_path / "home").exists()
+
+
+def test_the_default_state_without_xdg_is_under_the_home(
+    files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("XDG_STATE_HOME")
+    text = qr()
+    assert run(files, text, "--purpose", "transport").exit_code == 0
+    assert (tmp_path / "home/.local/state/cardsvc-verify" / REPLAY_FILE).is_file()
+    assert run(files, text, "--purpose", "transport").exit_code == 1
+
+
+def test_the_state_directory_from_the_environment_and_from_state(
+    files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARDSVC_VERIFY_STATE", str(tmp_path / "gate"))
+    text = qr()
+    assert run(files, text, "--purpose", "transport").exit_code == 0
+    assert (tmp_path / "gate" / REPLAY_FILE).is_file()
+    # --state wins over the environment: this directory has not seen the code.
+    assert run(files, text, "--purpose", "transport", "--state", str(tmp_path / "other"),
+               "--bundle", files["bundle"]).exit_code == 0  # fmt: skip
+    assert run(files, text, "--purpose", "transport").exit_code == 1
+    assert not (tmp_path / "xdg-state").exists()
+
+
+def test_no_state_says_what_it_gives_up(
+    files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARDSVC_VERIFY_STATE", str(tmp_path / "gate"))  # --no-state wins
+    text = qr()
+    for _ in range(2):  # the opt-out: a code shown twice is accepted twice
+        result = run(files, text, "--purpose", "transport", "--no-state")
+        assert result.exit_code == 0, result.output
+        assert "no replay protection" in result.stderr
+        assert "no rollback protection across runs" in result.stderr
+    assert not any((tmp_path / d).exists() for d in ("gate", "xdg-state", "home"))
+    both = run(files, text, "--purpose", "transport", "--no-state", "--state", "s")
+    assert both.exit_code == 3 and "--no-state" in both.stderr
 
 
 def test_rejected_bundle_keeps_the_previous_one(files: dict[str, str], tmp_path: Path) -> None:
