@@ -45,7 +45,7 @@ def test_emulator_dropping_the_socket_mid_command(emulated_card: CardFactory) ->
     with pcsc.connect(card.reader, timeout=5.0) as connection:
         session = SscSession(connection)
         card.vpcd.faults = Faults(drop_after=card.vpcd.apdu_count)  # the next APDU
-        with pytest.raises(errors.ReaderError) as raised:
+        with pytest.raises(errors.NoCardError) as raised:
             session.read_document()
         # The connection is dead and says so; it does not pretend to work.
         with pytest.raises(errors.ReaderError):
