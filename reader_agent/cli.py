@@ -227,6 +227,10 @@ def emulate(
     drop_after: Annotated[
         int | None, typer.Option(min=0, help="Drop the connection mid-command after N APDUs")
     ] = None,
+    drop_after_reads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Drop the connection at the next APDU after N READ BINARY"),
+    ] = None,
 ) -> None:
     """Run the card emulator: the cardsvc applet in vpcd slot N until Ctrl-C."""
     from reader_agent.emulator.applet import Applet
@@ -234,7 +238,11 @@ def emulate(
     from reader_agent.emulator.vpcd import Faults, VpcdCard
 
     applet = Applet(store=StateFile(state), t0=t0)
-    card = VpcdCard(applet, slot=slot, faults=Faults(delay_ms=delay_ms, drop_after=drop_after))
+    card = VpcdCard(
+        applet,
+        slot=slot,
+        faults=Faults(delay_ms=delay_ms, drop_after=drop_after, drop_after_reads=drop_after_reads),
+    )
     typer.echo(f"emulating {applet.state!r} in vpcd slot {slot}; Ctrl-C to remove the card")
     try:
         card.serve_forever()

@@ -75,6 +75,14 @@ _NO_CARD = frozenset({PcscCode.E_NO_SMARTCARD, PcscCode.W_REMOVED_CARD})
 # How long one SCardGetStatusChange may block while waiting for a card: short, so the
 # overall deadline is checked often and a restarted pcscd is noticed quickly.
 _STATUS_POLL_MS = 500
+# A card that leaves mid-command can cut its answer short (vpcd answers nothing at all)
+# before pcscd notices: pcsc-lite polls most readers every 400 ms. So after an answer
+# without a status word, the card handle's state is watched this long for the removal.
+_REMOVAL_SETTLE = 1.0
+_REMOVAL_POLL = 0.05
+# A card that lost power mid-command (reset) is as gone for the step in flight as a removed
+# one: with our exclusive transaction held, nobody else could have reset it.
+_CARD_GONE = frozenset({PcscCode.W_REMOVED_CARD, PcscCode.E_NO_SMARTCARD, PcscCode.W_RESET_CARD})
 
 
 def list_readers(*, timeout: float) -> list[str]:
@@ -157,12 +165,7 @@ def transmit(reader: str, apdu: bytes, *, timeout: float) -> tuple[bytes, int]:
             hresult, response = scard.SCardTransmit(hcard, protocol, list(apdu))
             _check(hresult, "SCardTransmit", reader=reader)
             if len(response) < 2:
-                raise ReaderError(
-                    f"response of {len(response)} byte(s) from the card in {reader!r} has no "
-                    "status word",
-                    operation="SCardTransmit",
-                    reader=reader,
-                )
+                raise _no_status_word(hcard, len(response), reader, settle=timeout / 2)
             data = bytes(response[:-2])
             return data, (response[-2] << 8) | response[-1]
 
@@ -200,6 +203,34 @@ def _card(hcontext: int, reader: str) -> Iterator[tuple[int, int]]:
         if hresult != scard.SCARD_S_SUCCESS:
             # Disconnecting from a removed card fails. The exchange's result still stands.
             _log.debug("SCardDisconnect on %r: %s", reader, describe_pcsc_code(hresult))
+
+
+def _no_status_word(hcard: int, length: int, reader: str, *, settle: float) -> ReaderError:
+    """The error for an answer of ``length`` (< 2) bytes: too short for a status word.
+
+    If the card handle turns out removed (or reset) within ``settle`` seconds (at most
+    :data:`_REMOVAL_SETTLE`), the card left mid-command: :class:`NoCardError`. A card still
+    there sent a garbled answer: :class:`ReaderError`.
+    """
+    deadline = time.monotonic() + min(settle, _REMOVAL_SETTLE)
+    while True:
+        hresult, _name, _state, _protocol, _atr = scard.SCardStatus(hcard)
+        code = as_pcsc_code(hresult)
+        if code in _CARD_GONE:
+            return NoCardError(
+                f"the card left reader {reader!r} during a command (answer cut to "
+                f"{length} byte(s)) [{describe_pcsc_code(code)}]",
+                operation="SCardTransmit",
+                pcsc_code=code,
+                reader=reader,
+            )
+        if code != PcscCode.SUCCESS or time.monotonic() >= deadline:
+            return ReaderError(
+                f"response of {length} byte(s) from the card in {reader!r} has no status word",
+                operation="SCardTransmit",
+                reader=reader,
+            )
+        time.sleep(_REMOVAL_POLL)
 
 
 def _check(hresult: int, operation: str, *, reader: str | None = None) -> None:
@@ -533,15 +564,17 @@ class PcscConnection:
             _log.log(TRAFFIC, "%s -> %s", self.reader, redact(apdu))
 
         def work() -> tuple[bytes, int]:
-            hresult, response = scard.SCardTransmit(self._hcard, self._pci, list(apdu))
-            _check(hresult, "SCardTransmit", reader=self.reader)
-            if len(response) < 2:
+            hcard = self._hcard
+            if hcard is None:  # closed by a failure queued ahead of this call
                 raise ReaderError(
-                    f"response of {len(response)} byte(s) from the card in {self.reader!r} "
-                    "has no status word",
-                    operation="SCardTransmit",
+                    f"connection to {self.reader!r} is closed",
+                    operation="transmit",
                     reader=self.reader,
                 )
+            hresult, response = scard.SCardTransmit(hcard, self._pci, list(apdu))
+            _check(hresult, "SCardTransmit", reader=self.reader)
+            if len(response) < 2:
+                raise _no_status_word(hcard, len(response), self.reader, settle=self.timeout / 2)
             return bytes(response[:-2]), (response[-2] << 8) | response[-1]
 
         data, sw = self._call(work, "transmit")

@@ -7,7 +7,8 @@ Closing the socket is the card leaving the reader, so the emulator reconnects af
 drop or when pcscd restarts: the card is "inserted" again.
 
 Faults for tests (:class:`Faults`): a delay before every answer, dropping the connection
-mid-command after N APDUs (once), and hanging after N APDUs until released.
+mid-command after N APDUs or after N READ BINARY (once), a one-byte answer without status
+word after N READ BINARY (once), and hanging after N APDUs until released.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from reader_agent.apdu import TRAFFIC, redact
-from reader_agent.card.constants import ATR
+from reader_agent.card.constants import ATR, Ins
 from reader_agent.emulator.applet import Applet
 
 _log = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ class Faults:
     delay_ms: int = 0
     #: Close the socket, unanswered, when APDU number ``drop_after + 1`` arrives (once).
     drop_after: int | None = None
+    #: Close the socket, unanswered, at the first APDU after READ BINARY number
+    #: ``drop_after_reads`` was answered (once): a card pulled between two reads of a
+    #: document, whatever else the reads took (GET RESPONSE, 6Cxx resends).
+    drop_after_reads: int | None = None
+    #: Answer the first APDU after READ BINARY number ``truncate_after_reads`` with its
+    #: first byte only, and stay in the reader (once): a garbled answer, no removal.
+    truncate_after_reads: int | None = None
     #: Stop answering from APDU number ``hang_after + 1`` until :meth:`VpcdCard.release`.
     hang_after: int | None = None
 
@@ -64,6 +72,7 @@ class VpcdCard:
         # here with vpcd 0.9). One second is comfortably past pcscd's poll interval.
         self.reinsert_delay = reinsert_delay
         self.apdu_count = 0
+        self.read_count = 0
         self.connected = threading.Event()
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -159,10 +168,18 @@ class VpcdCard:
         self.apdu_count += 1
         faults = self.faults
         _log.log(TRAFFIC, "emulator <- %s", redact(apdu))
-        if faults.drop_after is not None and self.apdu_count > faults.drop_after:
-            self.faults = Faults(delay_ms=faults.delay_ms, hang_after=faults.hang_after)
+        if (faults.drop_after is not None and self.apdu_count > faults.drop_after) or (
+            faults.drop_after_reads is not None and self.read_count >= faults.drop_after_reads
+        ):
+            self.faults = replace(faults, drop_after=None, drop_after_reads=None)
             _log.info("fault: dropping the connection at APDU %d", self.apdu_count)
             return None
+        if faults.truncate_after_reads is not None and (
+            self.read_count >= faults.truncate_after_reads
+        ):
+            self.faults = replace(faults, truncate_after_reads=None)
+            _log.info("fault: truncating the answer to APDU %d", self.apdu_count)
+            return self.applet.process(apdu)[:1]
         if faults.hang_after is not None and self.apdu_count > faults.hang_after:
             _log.info("fault: hanging at APDU %d", self.apdu_count)
             self._release.clear()
@@ -172,6 +189,8 @@ class VpcdCard:
         if faults.delay_ms:
             time.sleep(faults.delay_ms / 1000)
         response = self.applet.process(apdu)
+        if len(apdu) > 1 and apdu[1] == Ins.READ_BINARY:
+            self.read_count += 1
         _log.log(TRAFFIC, "emulator -> %s", response.hex())
         return response
 

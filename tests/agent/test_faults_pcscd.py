@@ -1,5 +1,6 @@
-"""Faults through real pcscd: socket dropped mid-command, card pulled mid-session, a hung
-card, pcscd restarted mid-session. Each gives a typed error, and the next operation works
+"""Faults through real pcscd: socket dropped mid-command, card pulled between two reads of
+the card document, a garbled answer, card pulled mid-session, a hung card, pcscd restarted
+mid-session. Each gives a typed error, and the next operation works
 once the card (or pcscd) is back. No timing assertions: deadlines are checked by type."""
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import pytest
 
 from reader_agent import errors, pcsc
 from reader_agent.card.session import SscSession
+from reader_agent.check import check_card
 from reader_agent.emulator.applet import Applet
 from reader_agent.emulator.state import StateFile
 from reader_agent.emulator.vpcd import Faults, VpcdCard
+from reader_agent.page.words import CARD_PULLED, explain
 from tests.agent.conftest import EmulatedCard
 from tests.agent.test_card_pcscd import personalized
-from tests.agent.world import World
+from tests.agent.world import World, emulator_process
 
 pytestmark = pytest.mark.pcscd
 
@@ -42,11 +45,70 @@ def test_emulator_dropping_the_socket_mid_command(emulated_card: CardFactory) ->
     with pcsc.connect(card.reader, timeout=5.0) as connection:
         session = SscSession(connection)
         card.vpcd.faults = Faults(drop_after=card.vpcd.apdu_count)  # the next APDU
-        with pytest.raises(errors.ReaderError) as raised:
+        with pytest.raises(errors.NoCardError) as raised:
             session.read_document()
         # The connection is dead and says so; it does not pretend to work.
         with pytest.raises(errors.ReaderError):
             connection.transmit(bytes.fromhex("00a4040000"))
+    assert raised.value.reader == card.reader
+    _works_again(card)
+
+
+def test_t0_card_pulled_between_two_reads_is_reported_removed(emulated_card: CardFactory) -> None:
+    """vpcd answers the READ BINARY in flight with no bytes at all; pcscd only reports the
+    card removed at its next poll. The agent waits for that and says "card removed"."""
+    card = emulated_card(1, t0=True)
+    personalized(card, World())
+    with pcsc.connect(card.reader, timeout=5.0) as connection:
+        session = SscSession(connection)
+        assert session.info.document_length > 256  # read in pieces: a second READ BINARY
+        card.vpcd.faults = Faults(drop_after_reads=card.vpcd.read_count + 1)
+        with pytest.raises(errors.NoCardError) as raised:
+            session.read_document()
+        # The dead connection keeps saying why it died.
+        with pytest.raises(errors.NoCardError):
+            connection.transmit(bytes.fromhex("00a4040000"))
+    assert raised.value.reader == card.reader
+    assert raised.value.operation == "SCardTransmit"
+    assert raised.value.pcsc_code == errors.PcscCode.W_REMOVED_CARD
+    _works_again(card)
+
+
+def test_card_pulled_mid_read_during_the_check_is_taken_out_on_the_counter_page(
+    emulated_card: CardFactory, tmp_path: Path
+) -> None:
+    """The emulator as its own process (`reader-agent emulate --t0 --drop-after-reads 1`)
+    leaves the reader after the first READ BINARY of the genuine-card check."""
+    world = World()
+    state = tmp_path / "card.json"
+    blank = emulated_card(1, t0=True, state=state)
+    personalized(blank, world)
+    blank.remove()
+    cache = world.cache(tmp_path / "cache")
+    with (
+        emulator_process(1, state, "--t0", "--drop-after-reads", "1"),
+        pcsc.connect(blank.reader, timeout=5.0) as connection,
+        pytest.raises(errors.NoCardError) as raised,
+    ):
+        check_card(SscSession(connection), cache=cache, now=world.now)
+    words = explain(raised.value)
+    assert words == CARD_PULLED
+    assert words.detail.startswith("The card was taken out of the reader")
+
+
+def test_garbled_answer_from_a_card_still_there_is_a_reader_error(
+    emulated_card: CardFactory,
+) -> None:
+    """One byte and no status word, from a card that stays in the reader: not a removal."""
+    card = emulated_card(1, t0=True)
+    personalized(card, World())
+    with pcsc.connect(card.reader, timeout=5.0) as connection:
+        session = SscSession(connection)
+        card.vpcd.faults = Faults(truncate_after_reads=card.vpcd.read_count + 1)
+        with pytest.raises(errors.ReaderError) as raised:
+            session.read_document()
+    assert type(raised.value) is errors.ReaderError
+    assert "no status word" in raised.value.detail
     assert raised.value.reader == card.reader
     _works_again(card)
 

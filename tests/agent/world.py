@@ -113,8 +113,9 @@ class World:
 
 
 @contextmanager
-def emulator_process(slot: int, state: Path) -> Iterator[Path]:
-    """`reader-agent emulate --slot N` as a subprocess, inserted until the block ends."""
+def emulator_process(slot: int, state: Path, *options: str) -> Iterator[Path]:
+    """`reader-agent emulate --slot N [options]` as a subprocess, inserted until the block
+    ends."""
     from reader_agent import pcsc
 
     reader = f"Virtual PCD 00 {slot:02d}"
@@ -128,6 +129,7 @@ def emulator_process(slot: int, state: Path) -> Iterator[Path]:
             str(slot),
             "--state",
             str(state),
+            *options,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
