@@ -997,3 +997,174 @@ def test_sign1_writes_cbor2s_canonical_bytes_and_verifies(
     msg = decode_sign1(encoded)
     key = _SIGNER.private_key.public_key()
     assert verify_sign1(msg, key, external_aad=aad) == payload
+
+
+# --- the encoding profile: one encoding for what the issuer signs (issue 15, part 4) -------
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _signed_with(protected: bytes, payload: bytes = b"payload") -> bytes:
+    """A tagged COSE_Sign1 over ``protected`` exactly, correctly signed by SIGNER."""
+    signature = SIGNER.sign(_sig_structure(protected, b"", payload))
+    return b"\xd2\x84" + _bstr_head(len(protected)) + protected + b"\xa0" + (
+        _bstr_head(len(payload)) + payload + b"\x58\x40" + signature
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (b"\xd2\x84\x4a", b"\xd2\x84\x58\x0a"),  # protected bstr: 1-byte length for 10
+        (b"\xd2\x84\x4a", b"\xd2\x84\x59\x00\x0a"),
+        (b"\xd2", b"\xd8\x12"),  # tag 18 in two bytes
+    ],
+)
+def test_non_minimal_heads_of_the_envelope_are_refused(before: bytes, after: bytes) -> None:
+    data = sign1(b"payload", SIGNER, kid=b"kid-1")
+    assert data.startswith(before)
+    stretched = after + data[len(before) :]
+    with pytest.raises(DecodeError) as info:
+        decode_sign1(stretched)
+    assert "deterministic" in info.value.reason or "shortest" in info.value.reason
+
+
+def test_non_minimal_payload_and_signature_lengths_are_refused() -> None:
+    data = sign1(b"payload", SIGNER, kid=b"kid-1")
+    for before, after in ((b"\x47payload", b"\x58\x07payload"), (b"\x58\x40", b"\x59\x00\x40")):
+        with pytest.raises(DecodeError, match="deterministic"):
+            decode_sign1(data.replace(before, after, 1))
+
+
+@pytest.mark.parametrize(
+    "protected",
+    [
+        b"\xa2\x01\x26\x04\x58\x05kid-1",  # kid length in a needless extra byte
+        b"\xa2\x01\x38\x06\x04\x45kid-1",  # -7 in two bytes
+        b"\xa2\x04\x45kid-1\x01\x26",  # keys out of order
+    ],
+)
+def test_protected_header_must_be_deterministic(protected: bytes) -> None:
+    assert cbor2.loads(protected) == {HEADER_ALG: ALG_ES256, HEADER_KID: b"kid-1"}
+    with pytest.raises(DecodeError, match="deterministic"):
+        decode_sign1(_signed_with(protected))
+
+
+def test_high_s_signature_is_refused() -> None:
+    signature = SIGNED.signature
+    s = int.from_bytes(signature[32:])
+    assert s <= P256_ORDER // 2, "sign1 writes low-S"
+    high = signature[:32] + (P256_ORDER - s).to_bytes(32)
+    der = encode_dss_signature(int.from_bytes(high[:32]), P256_ORDER - s)
+    KEY.public_key().verify(der, _to_be_signed(SIGNED, b""), ec.ECDSA(hashes.SHA256()))
+    failure = _signature_failure(_reencode(SIGNED, signature=high))
+    assert failure.check == "signature"
+    assert "low-S" in str(failure)
+
+
+class _HighSSigner:
+    """A signer (an HSM, say) that returns whichever s its ECDSA drew, here always high."""
+
+    alg = "ES256"
+    kid = "k"
+
+    def sign(self, data: bytes) -> bytes:
+        der = KEY.sign(data, ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        return r.to_bytes(32) + max(s, P256_ORDER - s).to_bytes(32)
+
+    def verifying_key(self) -> Any:
+        return SIGNER.verifying_key()
+
+
+def test_sign1_writes_low_s_whatever_the_signer_returns() -> None:
+    for n in range(8):
+        msg = decode_sign1(sign1(b"payload %d" % n, _HighSSigner(), kid=b"k"))
+        assert int.from_bytes(msg.signature[32:]) <= P256_ORDER // 2
+        assert verify_sign1(msg, KEY.public_key()) == b"payload %d" % n
+
+
+def test_local_signer_writes_low_s() -> None:
+    for n in range(16):
+        assert int.from_bytes(SIGNER.sign(b"%d" % n)[32:]) <= P256_ORDER // 2
+
+
+@pytest.mark.parametrize("critical", [[HEADER_KID], [HEADER_ALG, HEADER_KID], [99]])
+def test_crit_is_refused(critical: list[int]) -> None:
+    header = {HEADER_ALG: ALG_ES256, HEADER_CRIT: critical, HEADER_KID: b"k"}
+    failure = _signature_failure(_with_protected(header))
+    assert failure.check == "crit"
+
+
+@pytest.mark.parametrize("label", [3, 5, -70000, "x-ext"])
+def test_unknown_protected_labels_are_refused(label: int | str) -> None:
+    failure = _signature_failure(_with_protected({HEADER_ALG: ALG_ES256, label: 0}))
+    assert failure.check == "header"
+    assert repr(label) in str(failure)
+
+
+def _deterministic(value: object) -> bytes:
+    """RFC 8949 section 4.2.1 written out independently: maps sorted by encoded key bytes."""
+    if isinstance(value, dict):
+        items = sorted((_deterministic(k), _deterministic(v)) for k, v in value.items())
+        head = cbor2.dumps({i: 0 for i in range(len(items))})[: -2 * len(items) or None]
+        return (head if items else b"\xa0") + b"".join(k + v for k, v in items)
+    if isinstance(value, list):
+        head = cbor2.dumps([0] * len(value))[: -len(value) or None]
+        return (head if value else b"\x80") + b"".join(_deterministic(v) for v in value)
+    return cbor2.dumps(value)
+
+
+_CBOR_VALUES = st.recursive(
+    st.integers(-(2**64), 2**64 - 1) | st.binary(max_size=30) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.integers(-(2**40), 2**40) | st.text(max_size=4) | st.binary(max_size=4),
+                      inner, max_size=5),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(value=_CBOR_VALUES)
+def test_decode_cbor_takes_exactly_the_deterministic_encoding(value: object) -> None:
+    encoded = _deterministic(value)
+    assert cose.decode_cbor(encoded, what="x") == value
+    as_given = cbor2.dumps(value)  # maps in insertion order
+    if as_given == encoded:
+        assert cose.decode_cbor(as_given, what="x") == value
+    else:
+        with pytest.raises(DecodeError, match="deterministic"):
+            cose.decode_cbor(as_given, what="x")
+
+
+@given(data=st.binary(max_size=80))
+def test_decode_cbor_random_bytes_give_a_value_or_a_decode_error(data: bytes) -> None:
+    try:
+        value = cose.decode_cbor(data, what="x")
+    except DecodeError:
+        return
+    assert _deterministic(value) == data  # whatever is taken is in its one encoding
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x18\x05",  # 5 in two bytes
+        b"\x19\x00\x18",
+        b"\x38\x00",  # -1 in two bytes
+        b"\x58\x01x",
+        b"\x78\x01x",
+        b"\x98\x01\x00",
+        b"\xb8\x01\x00\x00",
+        b"\xa2\x02\x00\x01\x00",  # keys out of order
+        b"\xa2\x20\x00\x19\x03\xe8\x00",  # -1 before 1000: length-first, not bytewise
+        b"\xf9\x3e\x00",  # a float: none of our structures holds one
+        b"\xfb\x3f\xf8\x00\x00\x00\x00\x00\x00",
+    ],
+)
+def test_decode_cbor_refuses_other_encodings(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        cose.decode_cbor(data, what="x")
+
+
+def test_decode_cbor_takes_bytewise_key_order() -> None:
+    assert cose.decode_cbor(b"\xa2\x19\x03\xe8\x00\x20\x00", what="x") == {1000: 0, -1: 0}
