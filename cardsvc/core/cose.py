@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from cardsvc.core.errors import DecodeError, InputTooLargeError, VerificationError
 from cardsvc.core.errors import shown as shown_input
-from cardsvc.core.signing import Signer, is_high_s, low_s
+from cardsvc.core.signing import P256_ORDER, Signer, low_s
 
 __all__ = [
     "ALG_ES256",
@@ -84,6 +84,7 @@ HeaderMap: TypeAlias = dict[HeaderLabel, object]
 _FORMAT = "cose"
 _P256_BYTES = 32
 _SIGNATURE_BYTES = 2 * _P256_BYTES
+_HALF_ORDER: Final = P256_ORDER // 2
 # The only protected labels of our profile: alg is enforced here, kid is how the caller
 # picked the key. A header carrying anything else asks for processing we do not do.
 _PROFILE_LABELS: Final = frozenset({HEADER_ALG, HEADER_KID})
@@ -246,11 +247,10 @@ def verify_sign1(
         raise VerificationError(
             "signature", f"ES256 signature must be {_SIGNATURE_BYTES} bytes, got {len(signature)}"
         )
-    if is_high_s(signature):
+    s = int.from_bytes(signature[_P256_BYTES:])
+    if s > _HALF_ORDER:
         raise VerificationError("signature", "s is above n/2: only the low-S form is accepted")
-    der = encode_dss_signature(
-        int.from_bytes(signature[:_P256_BYTES]), int.from_bytes(signature[_P256_BYTES:])
-    )
+    der = encode_dss_signature(int.from_bytes(signature[:_P256_BYTES]), s)
     try:
         public_key.verify(der, _to_be_signed(msg, external_aad), _ECDSA_SHA256)
     except InvalidSignature:
@@ -304,7 +304,12 @@ def decode_cbor(data: bytes, *, what: str) -> object:
     keys in bytewise order, no duplicates), no floats, no tags, nesting at most 16 deep, no
     trailing bytes; any failure is a :class:`~cardsvc.core.errors.DecodeError`.
     """
-    item = _decode_cbor(data, 0, what)
+    # cbor2.loads, not a decoder over a stream: ~0.6 us less on every token. It ignores
+    # trailing bytes, which the re-encoding comparison then refuses.
+    try:
+        item = cbor2.loads(data, **_DECODER_OPTIONS)
+    except Exception as exc:  # see _decode_cbor: anything raised means "not valid"
+        raise DecodeError(_FORMAT, f"invalid CBOR in {what}: {_cbor_failure(exc)}") from None
     _require_deterministic(item, data, what)
     return item
 
@@ -343,6 +348,8 @@ def _require_deterministic(item: object, data: bytes, what: str) -> None:
     except Exception:
         again = b""
     if again != data:
+        if again and data.startswith(again):
+            raise DecodeError(_FORMAT, f"{len(data) - len(again)} trailing byte(s) after {what}")
         raise DecodeError(
             _FORMAT, f"{what} is not deterministic CBOR (RFC 8949 section 4.2.1): "
             "a head longer than needed"
@@ -553,20 +560,24 @@ _CBOR2_SEMANTIC_TAGS: Final = (
 _REJECT_SEMANTIC_TAGS: Final = {tag: _tag_rejecter(tag) for tag in _CBOR2_SEMANTIC_TAGS}
 
 
+# Every decode: no tag but refused ones, map keys checked in order, no indefinite length,
+# no duplicate key, bounded nesting.
+_DECODER_OPTIONS: Final[dict[str, Any]] = {
+    "tag_hook": _reject_unknown_tag,
+    "semantic_decoders": _REJECT_SEMANTIC_TAGS,
+    "object_hook": _keys_in_order,
+    "max_depth": _MAX_DEPTH,
+    "allow_indefinite": False,
+    "allow_duplicate_keys": False,
+}
+
+
 def _decode_cbor(data: bytes, offset: int, what: str) -> object:
     """Decode exactly one CBOR item from ``data[offset:]``; any failure is a DecodeError."""
     stream = io.BytesIO(data)
     stream.seek(offset)
     try:
-        item = cbor2.CBORDecoder(
-            stream,
-            tag_hook=_reject_unknown_tag,
-            semantic_decoders=_REJECT_SEMANTIC_TAGS,
-            object_hook=_keys_in_order,
-            max_depth=_MAX_DEPTH,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-        ).decode()
+        item = cbor2.CBORDecoder(stream, **_DECODER_OPTIONS).decode()
     # cbor2 is a C extension fed hostile bytes: whatever it raises (CBORDecodeError, but
     # also ValueError, OverflowError, RecursionError...) means "not a valid item".
     except Exception as exc:
