@@ -45,7 +45,7 @@ from cardsvc.core.qrtoken import (
     verify_qr_token,
 )
 from cardsvc.core.references import StatusReference
-from cardsvc.core.signing import sign_jws
+from cardsvc.core.signing import P256_ORDER, low_s, sign_jws
 from cardsvc.core.statuslist import (
     Status,
     StatusList,
@@ -87,7 +87,7 @@ class FixedSigner:
     def sign(self, data: bytes) -> bytes:
         der = self.private_key.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
         r, s = decode_dss_signature(der)
-        return r.to_bytes(32) + s.to_bytes(32)
+        return low_s(r.to_bytes(32) + s.to_bytes(32))
 
 
 ROOT = FixedSigner("root")
@@ -242,13 +242,61 @@ def card_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
     }
 
 
+def _sign1_by_hand(protected: bytes, payload: bytes, signer: FixedSigner) -> bytes:
+    """A tagged COSE_Sign1 over exactly these bytes, built with cbor2 rather than our encoder."""
+    to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
+    return cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, signer.sign(to_be_signed)]))
+
+
+def _qr(message: bytes) -> str:
+    return SCHEME_PREFIX + b45encode(message)
+
+
+def encoding_profile_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Validly signed under RFC 9052, each refused by the encoding profile (verifying.md)."""
+    ecard = SIGNERS[KeyPurpose.ECARD]
+    kid = short_kid(ecard.kid)
+    good = b45decode(encode_qr_token(qr_token(Purpose.TRANSPORT, TRANSPORT), ecard)[5:])
+    payload = cose.encode_cbor(qr_token(Purpose.TRANSPORT, TRANSPORT).to_cbor_claims())
+    if good[:3] != b"\xd2\x84\x4d":  # tag 18, array of 4, protected bstr of 13
+        raise SystemExit("the transport token's layout changed: update these vectors")
+    s = int.from_bytes(good[-32:])
+    high_s = good[:-32] + (P256_ORDER - s).to_bytes(32)
+    protected = {1: -7, 4: kid}
+    claims = qr_token(Purpose.TRANSPORT, TRANSPORT).to_cbor_claims()
+    backwards = dict(reversed(list(claims.items())))
+    return {
+        "protected-length-non-minimal": (
+            "The protected header's bstr length in a needless extra byte (58 0d, not 4d)",
+            _qr(b"\xd2\x84\x58\x0d" + good[3:]),
+            {},
+        ),
+        "high-s": ("The same signature with s replaced by n - s (high-S)", _qr(high_s), {}),
+        "crit": (
+            "crit [4] in the protected header",
+            _qr(_sign1_by_hand(cbor2.dumps({1: -7, 2: [4], 4: kid}), payload, ecard)),
+            {},
+        ),
+        "unknown-header": (
+            "Content type 61 (application/cwt) in the protected header",
+            _qr(_sign1_by_hand(cbor2.dumps({**protected, 3: 61}, canonical=True), payload, ecard)),
+            {},
+        ),
+        "claims-not-deterministic": (
+            "CWT claims whose map keys are in reverse order",
+            _qr(_sign1_by_hand(cose.encode_cbor(protected), cbor2.dumps(backwards), ecard)),
+            {},
+        ),
+    }
+
+
 def qr_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
     ecard = SIGNERS[KeyPurpose.ECARD]
     identity = encode_qr_token(qr_token(Purpose.IDENTITY, IDENTITY), ecard)
     over = qr_token(Purpose.TRANSPORT, TRANSPORT).to_cbor_claims()
     over[-65537][4][int(Attribute.NAME)] = "张三"
     over_text = SCHEME_PREFIX + b45encode(
-        cose.sign1(cbor2.dumps(over), ecard, kid=short_kid(ecard.kid))
+        cose.sign1(cose.encode_cbor(over), ecard, kid=short_kid(ecard.kid))
     )
     return {
         "identity-valid": ("An identity token", identity, {"purpose": "identity"}),
@@ -276,6 +324,7 @@ def qr_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
             {},
         ),
         "bad-prefix": ("The EU certificate prefix", "HC1:" + identity[len(SCHEME_PREFIX) :], {}),
+        **encoding_profile_vectors(),
     }
 
 
@@ -354,7 +403,7 @@ OFFLINE_IDENTITY = {k: v for k, v in IDENTITY.items() if k is not Attribute.PHOT
 def _wrap(credential: bytes, device: FixedSigner, purpose: Purpose, slot: int) -> str:
     """A wrapper built by hand (another phone, a forger): present() would refuse it."""
     hint = device_hint(compressed_point(device.verifying_key()))
-    body = cbor2.dumps([credential, slot, 0, int(purpose)])
+    body = cose.encode_cbor([credential, slot, 0, int(purpose)])
     return "SSC2:" + b45encode(cose.sign1(body, device, kid=hint, tagged=False))
 
 
@@ -621,6 +670,11 @@ INTENT: dict[str, str] = {
     "qr-token/over-disclosure": "claims",
     "qr-token/wrong-purpose-key": "key-purpose",
     "qr-token/bad-prefix": "DecodeError",
+    "qr-token/protected-length-non-minimal": "DecodeError",
+    "qr-token/high-s": "signature",
+    "qr-token/crit": "crit",
+    "qr-token/unknown-header": "header",
+    "qr-token/claims-not-deterministic": "DecodeError",
     "status-list/valid": "valid",
     "status-list/expired": "expired",
     "status-list/wrong-sub": "sub",

@@ -57,7 +57,10 @@ def verify_client_assertion(
     RFC 7523 section 3: ``iss`` and ``sub`` are the client, ``aud`` names this token
     endpoint, ``exp`` is near, ``jti`` is present (the caller makes it one-time).
     """
-    verified = verify_jws(assertion, typ=_TYPS, key_for=lambda _header: key, max_size=4096)
+    # Signed by the client's own library, which may draw either s: low-S is ours only.
+    verified = verify_jws(
+        assertion, typ=_TYPS, key_for=lambda _header: key, max_size=4096, low_s=False
+    )
     claims = verified.claims
     check_times(claims, now=now, leeway=leeway, require=("exp",))
     if claims.get("iss") != client_id or claims.get("sub") != client_id:

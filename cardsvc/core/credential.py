@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
-import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -180,7 +179,7 @@ class CompactCredential:
 
 def encode_compact_credential(credential: CompactCredential, signer: Signer) -> bytes:
     """Sign ``credential`` with an ``ecard`` key: the COSE_Sign1 bytes a wallet keeps."""
-    payload = cbor2.dumps(credential.to_cbor())
+    payload = cose.encode_cbor(credential.to_cbor())
     return cose.sign1(payload, signer, kid=short_kid(signer.kid), tagged=False)
 
 

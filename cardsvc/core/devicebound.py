@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardsvc.core import cose
@@ -146,7 +145,7 @@ def present(
     point = compressed_point(signer.verifying_key())
     if claims[5] != point:
         raise ValueError("this credential is bound to another device key")
-    payload = cbor2.dumps([credential, slot_of(now), counter, int(purpose)])
+    payload = cose.encode_cbor([credential, slot_of(now), counter, int(purpose)])
     message = cose.sign1(payload, signer, kid=device_hint(point), tagged=False)
     return SCHEME_PREFIX + b45encode(message)
 

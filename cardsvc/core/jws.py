@@ -24,6 +24,7 @@ from jwt.algorithms import ECAlgorithm
 
 from cardsvc.core.errors import DecodeError, InputTooLargeError, VerificationError, shown
 from cardsvc.core.keys import ES256, VerifyingKey, canonical_b64url_decode
+from cardsvc.core.signing import is_high_s
 
 #: Default upper bound on a compact JWS, checked before any decoding.
 MAX_JWS_SIZE = 64 * 1024
@@ -116,6 +117,7 @@ def verify_jws(
     typ: str | frozenset[str | None],
     key_for: Callable[[Mapping[str, Any]], VerifyingKey],
     max_size: int = MAX_JWS_SIZE,
+    low_s: bool = True,
 ) -> VerifiedJws:
     """Verify a compact JWS signature and return its header and claims.
 
@@ -123,6 +125,11 @@ def verify_jws(
     ``key_for`` receives the parsed header and must return the key to use or raise a
     :class:`VerificationError` (unknown ``kid``, wrong purpose). Time claims are *not*
     checked here; call :func:`check_times` with the caller's clock.
+
+    ``low_s`` (the default) refuses a signature whose ``s`` is above n/2: our signers
+    write only the low form (:func:`cardsvc.core.signing.low_s`), so each document has one
+    encoding. Pass ``False`` only for a JWS signed by someone else's library (a client
+    assertion), which may draw either form.
     """
     if not isinstance(token, str):
         raise DecodeError("jws", "token must be text")
@@ -157,6 +164,8 @@ def verify_jws(
         raise VerificationError("algorithm", f"key algorithm {key.alg} is not supported")
     signature = canonical_b64url_decode(parts[2], format_name="jws", what="signature")
     payload = canonical_b64url_decode(parts[1], format_name="jws", what="payload")
+    if low_s and is_high_s(signature):
+        raise VerificationError("signature", "s is above n/2: only the low-S form is accepted")
     if not _ES256.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), key.public_key, signature):
         raise VerificationError("signature", "signature does not verify")
     claims = strict_json_object(payload, what="jws payload")

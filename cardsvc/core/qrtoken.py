@@ -24,8 +24,6 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import Any
 
-import cbor2
-
 from cardsvc.core import cose
 from cardsvc.core.base45 import b45decode, b45encode
 from cardsvc.core.errors import CoreError, DecodeError, InputTooLargeError, VerificationError
@@ -314,7 +312,7 @@ def encode_qr_token(token: QrToken, signer: Signer) -> str:
 
     ``token`` validated itself when built (identity rules included).
     """
-    payload = cbor2.dumps(token.to_cbor_claims())
+    payload = cose.encode_cbor(token.to_cbor_claims())
     message = cose.sign1(payload, signer, kid=short_kid(signer.kid))
     return SCHEME_PREFIX + b45encode(message)
 

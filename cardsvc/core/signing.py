@@ -18,6 +18,27 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from cardsvc.core.keys import ES256, VerifyingKey, b64url_encode
 
+#: The order n of the P-256 group.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_HALF_ORDER = P256_ORDER // 2
+
+
+def is_high_s(signature: bytes) -> bool:
+    """Whether a raw 64-byte r||s signature has s above n/2 (the other of its two forms)."""
+    return len(signature) == 64 and int.from_bytes(signature[32:]) > _HALF_ORDER
+
+
+def low_s(signature: bytes) -> bytes:
+    """The low-S form of a raw r||s signature: s replaced by n - s when above n/2.
+
+    (r, s) and (r, n - s) both verify; our verifiers take only the low one, so that each
+    signed object has one encoding. Every encoder passes its signer's output through here,
+    since an HSM or a phone's secure element returns whichever s its ECDSA drew.
+    """
+    if not is_high_s(signature):
+        return signature
+    return signature[:32] + (P256_ORDER - int.from_bytes(signature[32:])).to_bytes(32)
+
 
 class Signer(Protocol):
     """Signs with one key for one algorithm; ``sign`` returns the raw r||s form."""
@@ -55,7 +76,7 @@ class LocalSigner:
     def sign(self, data: bytes) -> bytes:
         der = self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return low_s(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
 def _b64_json(obj: Mapping[str, object]) -> str:
@@ -66,5 +87,5 @@ def sign_jws(header: Mapping[str, object], payload: Mapping[str, object], signer
     """A compact JWS (RFC 7515). ``alg`` and ``kid`` come from the signer, not the caller."""
     protected = {**header, "alg": signer.alg, "kid": signer.kid}
     signing_input = f"{_b64_json(protected)}.{_b64_json(payload)}"
-    signature = signer.sign(signing_input.encode("ascii"))
+    signature = low_s(signer.sign(signing_input.encode("ascii")))
     return f"{signing_input}.{b64url_encode(signature)}"

@@ -213,3 +213,24 @@ def test_random_json_parts_give_typed_errors(
 ) -> None:
     with pytest.raises(CoreError):
         verify(issuer, forge(header, claims))
+
+
+def test_high_s_signature_is_refused_and_the_signer_writes_low_s(issuer: Issuer) -> None:
+    """Issue 15, part 4: (r, n - s) verifies under ES256 but is a second encoding."""
+    from cardsvc.core.keys import b64url_decode
+    from cardsvc.core.signing import P256_ORDER
+
+    for n in range(6):
+        token = replace(sample(issuer), name=f"张三{n}").sign(
+            issuer.signer(KeyPurpose.CARD_DOCUMENT)
+        )
+        h, p, s = token.split(".")
+        raw = b64url_decode(s)
+        low = int.from_bytes(raw[32:])
+        assert low <= P256_ORDER // 2
+        verify(issuer, token)
+        high = raw[:32] + (P256_ORDER - low).to_bytes(32)
+        with pytest.raises(VerificationError) as failure:
+            verify(issuer, f"{h}.{p}.{b64url_encode(high)}")
+        assert failure.value.check == "signature"
+        assert "low-S" in str(failure.value)

@@ -98,10 +98,13 @@ class Undecodable:
 
 
 NOT_ES256 = "alg {} is not ES256 (-7)"
+UNKNOWN_LABEL_3 = "protected labels 3 are not in our profile (alg 1, kid 4)"
 BAD_SIGNATURE = Rejected("signature", "ES256 signature does not verify")
 
 EXPECTED: dict[str, Valid | Rejected | Undecodable] = {
-    "cose-sign1/ecdsa-sig-01.json": Valid(),
+    # Valid COSE, outside our profile: content type (3) in the protected header, and the
+    # signature is high-S (test_profile_rejected_vectors_are_otherwise_valid).
+    "cose-sign1/ecdsa-sig-01.json": Rejected("header", UNKNOWN_LABEL_3),
     # P-384 / ES384 and P-521 / ES512: valid COSE, outside our ES256-only profile.
     "cose-sign1/ecdsa-sig-02.json": Rejected("algorithm", NOT_ES256.format("-35 (ES384)")),
     "cose-sign1/ecdsa-sig-03.json": Rejected("algorithm", NOT_ES256.format("-36 (ES512)")),
@@ -111,8 +114,12 @@ EXPECTED: dict[str, Valid | Rejected | Undecodable] = {
     "cose-sign1/sign-fail-02.json": BAD_SIGNATURE,  # payload changed
     "cose-sign1/sign-fail-03.json": Rejected("algorithm", NOT_ES256.format("-999")),
     "cose-sign1/sign-fail-04.json": Rejected("algorithm", NOT_ES256.format("'unknown'")),
-    "cose-sign1/sign-fail-06.json": BAD_SIGNATURE,  # protected attribute added
-    "cose-sign1/sign-fail-07.json": BAD_SIGNATURE,  # protected attribute removed
+    "cose-sign1/sign-fail-06.json": Rejected("header", UNKNOWN_LABEL_3),  # attribute added
+    # Protected attribute removed; its signature is high-S, which is refused before any
+    # curve arithmetic.
+    "cose-sign1/sign-fail-07.json": Rejected(
+        "signature", "s is above n/2: only the low-S form is accepted"
+    ),
     # Valid under RFC 9052, but alg sits only in the unprotected header.
     "cose-sign1/sign-pass-01.json": Rejected(
         "algorithm",
@@ -253,6 +260,19 @@ def test_rejected_algorithm_vectors_are_otherwise_valid(name: str) -> None:
     vector_public_key(vector).verify(der, tbs, ec.ECDSA(HASHES[msg.alg]))
 
 
+def test_profile_rejected_vectors_are_otherwise_valid() -> None:
+    # ecdsa-sig-01 verifies under RFC 9052; our profile refuses its label 3 and its high-S.
+    vector = load_vector("cose-sign1/ecdsa-sig-01.json")
+    msg = decode_sign1(vector_bytes(vector))
+    assert msg.protected == {HEADER_ALG: ALG_ES256, 3: 0}
+    s = int.from_bytes(msg.signature[32:])
+    assert s > P256_ORDER // 2
+    tbs = bytes.fromhex(vector["intermediates"]["ToBeSign_hex"])
+    for form in (s, P256_ORDER - s):
+        der = encode_dss_signature(int.from_bytes(msg.signature[:32]), form)
+        vector_public_key(vector).verify(der, tbs, ec.ECDSA(hashes.SHA256()))
+
+
 def test_sign_pass_01_is_valid_rfc9052_but_not_our_profile() -> None:
     vector = load_vector("cose-sign1/sign-pass-01.json")
     msg = decode_sign1(vector_bytes(vector))
@@ -272,7 +292,7 @@ def test_sign_pass_01_is_valid_rfc9052_but_not_our_profile() -> None:
 
 
 def test_other_curve_key_with_es256_message_fails_the_key_check() -> None:
-    msg = decode_sign1(vector_bytes(load_vector("cose-sign1/ecdsa-sig-01.json")))
+    msg = decode_sign1(vector_bytes(load_vector("cose-sign1/sign-pass-03.json")))
     p384 = vector_public_key(load_vector("cose-sign1/ecdsa-sig-02.json"))
     with pytest.raises(VerificationError) as info:
         verify_sign1(msg, p384)
@@ -454,14 +474,11 @@ def test_tampered_protected_header() -> None:
 
 
 def test_protected_header_is_verified_as_received_not_reencoded() -> None:
-    # Same map, non-shortest encoding of -7: other bytes, so the signature must fail.
+    # Same map, non-shortest encoding of -7: refused before any signature is checked.
     protected = b"\xa2\x01\x38\x06\x04\x45kid-1"
     assert cbor2.loads(protected) == SIGNED.protected
-    msg = decode_sign1(_reencode(SIGNED, protected_bytes=protected))
-    assert msg.protected == SIGNED.protected
-    with pytest.raises(VerificationError) as info:
-        verify_sign1(msg, KEY.public_key())
-    assert info.value.check == "signature"
+    with pytest.raises(DecodeError, match="protected header is not deterministic"):
+        decode_sign1(_reencode(SIGNED, protected_bytes=protected))
 
 
 def test_tampered_signature() -> None:
@@ -524,8 +541,8 @@ def test_der_signature_is_rejected() -> None:
     )
     der = encode_dss_signature(r, s)
     assert _signature_failure(_reencode(SIGNED, signature=der)).check == "signature"
-    # The same r and s in raw form do verify.
-    raw = r.to_bytes(32) + s.to_bytes(32)
+    # The same r and s in raw form do verify (in the low-S form).
+    raw = r.to_bytes(32) + min(s, P256_ORDER - s).to_bytes(32)
     assert verify_sign1(decode_sign1(_reencode(SIGNED, signature=raw)), KEY.public_key())
 
 
@@ -581,13 +598,7 @@ def test_unknown_critical_header(critical: list[int | str]) -> None:
     header = {HEADER_ALG: ALG_ES256, HEADER_CRIT: critical, 99: 1, "x-ext": 1, 3: 0}
     failure = _signature_failure(_with_protected(header))
     assert failure.check == "crit"
-    assert "not understood" in str(failure)
-
-
-@pytest.mark.parametrize("critical", [[HEADER_KID], [HEADER_ALG, HEADER_KID]])
-def test_understood_critical_header(critical: list[int]) -> None:
-    data = _with_protected({HEADER_ALG: ALG_ES256, HEADER_CRIT: critical, HEADER_KID: b"k"})
-    assert verify_sign1(decode_sign1(data), KEY.public_key()) == b"payload"
+    assert "refused" in str(failure)
 
 
 def test_crit_in_unprotected_header() -> None:
@@ -604,7 +615,7 @@ ARRAY = b"\x84" + BODY
 
 
 def test_minimal_structures_decode() -> None:
-    for data in (ARRAY, b"\xd2" + ARRAY, b"\xd8\x12" + ARRAY, b"\x84\x40\xa0\x40\x40"):
+    for data in (ARRAY, b"\xd2" + ARRAY, b"\x84\x40\xa0\x40\x40"):
         msg = decode_sign1(data)
         assert msg.payload in (b"x", b"")
 
@@ -774,7 +785,7 @@ def _decode_and_verify(data: bytes) -> None:
     try:
         assert verify_sign1(msg, KEY.public_key()) == msg.payload
     except VerificationError as exc:
-        assert exc.check in {"algorithm", "crit", "signature"}
+        assert exc.check in {"algorithm", "crit", "header", "signature"}
 
 
 @given(st.binary(max_size=200))
@@ -908,8 +919,12 @@ def test_plain_split_matches_cbor2(
     general = _outcome(_split_cbor, data, offset)
     if plain is not None:
         assert general == plain
+    shortest = all(
+        _bstr(content, width) == cbor2.dumps(content)
+        for content, width in zip((protected, payload, signature), widths, strict=True)
+    )
     if unprotected == b"\xa0" and not trailing and not cut:
-        assert plain == (protected, {}, payload, signature)
+        assert plain == ((protected, {}, payload, signature) if shortest else None)
     assert _outcome(decode_sign1, data) == _decode_without_fast_paths(data)
 
 
@@ -969,8 +984,14 @@ def test_plain_split_reads_every_head_form(width: int | None) -> None:
                 _bstr(signature, width),
             )
         )
-        assert _split_plain(body, 0) == (protected, {}, payload, signature)
-        assert _split_plain(b"\xd2" + body, 1) == (protected, {}, payload, signature)
+        shortest = all(
+            _bstr(content, width) == cbor2.dumps(content)
+            for content in (protected, payload, signature)
+        )
+        # A head longer than needed is left to the general path, which refuses it.
+        parts = (protected, {}, payload, signature) if shortest else None
+        assert _split_plain(body, 0) == parts
+        assert _split_plain(b"\xd2" + body, 1) == parts
         assert _split_plain(body + b"\x00", 0) is None
         assert _split_plain(body[:-1], 0) is None
 
@@ -997,3 +1018,178 @@ def test_sign1_writes_cbor2s_canonical_bytes_and_verifies(
     msg = decode_sign1(encoded)
     key = _SIGNER.private_key.public_key()
     assert verify_sign1(msg, key, external_aad=aad) == payload
+
+
+# --- the encoding profile: one encoding for what the issuer signs (issue 15, part 4) -------
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _signed_with(protected: bytes, payload: bytes = b"payload") -> bytes:
+    """A tagged COSE_Sign1 over ``protected`` exactly, correctly signed by SIGNER."""
+    signature = SIGNER.sign(_sig_structure(protected, b"", payload))
+    return (
+        b"\xd2\x84"
+        + _bstr_head(len(protected))
+        + protected
+        + b"\xa0"
+        + (_bstr_head(len(payload)) + payload + b"\x58\x40" + signature)
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (b"\xd2\x84\x4a", b"\xd2\x84\x58\x0a"),  # protected bstr: 1-byte length for 10
+        (b"\xd2\x84\x4a", b"\xd2\x84\x59\x00\x0a"),
+        (b"\xd2", b"\xd8\x12"),  # tag 18 in two bytes
+    ],
+)
+def test_non_minimal_heads_of_the_envelope_are_refused(before: bytes, after: bytes) -> None:
+    data = sign1(b"payload", SIGNER, kid=b"kid-1")
+    assert data.startswith(before)
+    stretched = after + data[len(before) :]
+    with pytest.raises(DecodeError) as info:
+        decode_sign1(stretched)
+    assert "deterministic" in info.value.reason or "shortest" in info.value.reason
+
+
+def test_non_minimal_payload_and_signature_lengths_are_refused() -> None:
+    data = sign1(b"payload", SIGNER, kid=b"kid-1")
+    for before, after in ((b"\x47payload", b"\x58\x07payload"), (b"\x58\x40", b"\x59\x00\x40")):
+        with pytest.raises(DecodeError, match="deterministic"):
+            decode_sign1(data.replace(before, after, 1))
+
+
+@pytest.mark.parametrize(
+    "protected",
+    [
+        b"\xa2\x01\x26\x04\x58\x05kid-1",  # kid length in a needless extra byte
+        b"\xa2\x01\x38\x06\x04\x45kid-1",  # -7 in two bytes
+        b"\xa2\x04\x45kid-1\x01\x26",  # keys out of order
+    ],
+)
+def test_protected_header_must_be_deterministic(protected: bytes) -> None:
+    assert cbor2.loads(protected) == {HEADER_ALG: ALG_ES256, HEADER_KID: b"kid-1"}
+    with pytest.raises(DecodeError, match="deterministic"):
+        decode_sign1(_signed_with(protected))
+
+
+def test_high_s_signature_is_refused() -> None:
+    signature = SIGNED.signature
+    s = int.from_bytes(signature[32:])
+    assert s <= P256_ORDER // 2, "sign1 writes low-S"
+    high = signature[:32] + (P256_ORDER - s).to_bytes(32)
+    der = encode_dss_signature(int.from_bytes(high[:32]), P256_ORDER - s)
+    KEY.public_key().verify(der, _to_be_signed(SIGNED, b""), ec.ECDSA(hashes.SHA256()))
+    failure = _signature_failure(_reencode(SIGNED, signature=high))
+    assert failure.check == "signature"
+    assert "low-S" in str(failure)
+
+
+class _HighSSigner:
+    """A signer (an HSM, say) that returns whichever s its ECDSA drew, here always high."""
+
+    alg = "ES256"
+    kid = "k"
+
+    def sign(self, data: bytes) -> bytes:
+        der = KEY.sign(data, ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        return r.to_bytes(32) + max(s, P256_ORDER - s).to_bytes(32)
+
+    def verifying_key(self) -> Any:
+        return SIGNER.verifying_key()
+
+
+def test_sign1_writes_low_s_whatever_the_signer_returns() -> None:
+    for n in range(8):
+        msg = decode_sign1(sign1(b"payload %d" % n, _HighSSigner(), kid=b"k"))
+        assert int.from_bytes(msg.signature[32:]) <= P256_ORDER // 2
+        assert verify_sign1(msg, KEY.public_key()) == b"payload %d" % n
+
+
+def test_local_signer_writes_low_s() -> None:
+    for n in range(16):
+        assert int.from_bytes(SIGNER.sign(b"%d" % n)[32:]) <= P256_ORDER // 2
+
+
+@pytest.mark.parametrize("critical", [[HEADER_KID], [HEADER_ALG, HEADER_KID], [99]])
+def test_crit_is_refused(critical: list[int]) -> None:
+    header = {HEADER_ALG: ALG_ES256, HEADER_CRIT: critical, HEADER_KID: b"k"}
+    failure = _signature_failure(_with_protected(header))
+    assert failure.check == "crit"
+
+
+@pytest.mark.parametrize("label", [3, 5, -70000, "x-ext"])
+def test_unknown_protected_labels_are_refused(label: int | str) -> None:
+    failure = _signature_failure(_with_protected({HEADER_ALG: ALG_ES256, label: 0}))
+    assert failure.check == "header"
+    assert repr(label) in str(failure)
+
+
+def _deterministic(value: object) -> bytes:
+    """RFC 8949 section 4.2.1 written out independently: maps sorted by encoded key bytes."""
+    if isinstance(value, dict):
+        items = sorted((_deterministic(k), _deterministic(v)) for k, v in value.items())
+        head = cbor2.dumps({i: 0 for i in range(len(items))})[: -2 * len(items) or None]
+        return (head if items else b"\xa0") + b"".join(k + v for k, v in items)
+    if isinstance(value, list):
+        head = cbor2.dumps([0] * len(value))[: -len(value) or None]
+        return (head if value else b"\x80") + b"".join(_deterministic(v) for v in value)
+    return cbor2.dumps(value)
+
+
+_CBOR_VALUES = st.recursive(
+    st.integers(-(2**64), 2**64 - 1) | st.binary(max_size=30) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.integers(-(2**40), 2**40) | st.text(max_size=4) | st.binary(max_size=4),
+                      inner, max_size=5),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(value=_CBOR_VALUES)
+def test_decode_cbor_takes_exactly_the_deterministic_encoding(value: object) -> None:
+    encoded = _deterministic(value)
+    assert cose.decode_cbor(encoded, what="x") == value
+    as_given = cbor2.dumps(value)  # maps in insertion order
+    if as_given == encoded:
+        assert cose.decode_cbor(as_given, what="x") == value
+    else:
+        with pytest.raises(DecodeError, match="deterministic"):
+            cose.decode_cbor(as_given, what="x")
+
+
+@given(data=st.binary(max_size=80))
+def test_decode_cbor_random_bytes_give_a_value_or_a_decode_error(data: bytes) -> None:
+    try:
+        value = cose.decode_cbor(data, what="x")
+    except DecodeError:
+        return
+    assert _deterministic(value) == data  # whatever is taken is in its one encoding
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x18\x05",  # 5 in two bytes
+        b"\x19\x00\x18",
+        b"\x38\x00",  # -1 in two bytes
+        b"\x58\x01x",
+        b"\x78\x01x",
+        b"\x98\x01\x00",
+        b"\xb8\x01\x00\x00",
+        b"\xa2\x02\x00\x01\x00",  # keys out of order
+        b"\xa2\x20\x00\x19\x03\xe8\x00",  # -1 before 1000: length-first, not bytewise
+        b"\xf9\x3e\x00",  # a float: none of our structures holds one
+        b"\xfb\x3f\xf8\x00\x00\x00\x00\x00\x00",
+    ],
+)
+def test_decode_cbor_refuses_other_encodings(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        cose.decode_cbor(data, what="x")
+
+
+def test_decode_cbor_takes_bytewise_key_order() -> None:
+    assert cose.decode_cbor(b"\xa2\x19\x03\xe8\x00\x20\x00", what="x") == {1000: 0, -1: 0}

@@ -86,7 +86,7 @@ def wrap(
     body = [cred, slot_of(AT) if slot is None else slot, counter, purpose]
     if hint is None:
         hint = device_hint(compressed_point(device.verifying_key()))
-    message = cose.sign1(cbor2.dumps(body), device, kid=hint, tagged=False)
+    message = cose.sign1(cose.encode_cbor(body), device, kid=hint, tagged=False)
     return SCHEME_PREFIX + b45encode(message)
 
 
@@ -198,7 +198,7 @@ def test_credential_with_unknown_claims_is_refused(issuer: Issuer) -> None:
         {**good.to_cbor(), 4: {1: "张三"}},  # a name in a transport credential
         {**good.to_cbor(), 6: "tomorrow"},
     ):
-        cred = cose.sign1(cbor2.dumps(claims), ecard, kid=short_kid(ecard.kid), tagged=False)
+        cred = cose.sign1(cose.encode_cbor(claims), ecard, kid=short_kid(ecard.kid), tagged=False)
         assert check(issuer, wrap(cred)) == "claims", claims
 
 
@@ -225,7 +225,7 @@ def test_the_wallet_refuses_to_wrap_what_no_gate_would_take(issuer: Issuer) -> N
 
 
 def _wrapper_with(payload: object) -> str:
-    message = cose.sign1(cbor2.dumps(payload), PHONE, kid=b"\0" * 4, tagged=False)
+    message = cose.sign1(cose.encode_cbor(payload), PHONE, kid=b"\0" * 4, tagged=False)
     return SCHEME_PREFIX + b45encode(message)
 
 
@@ -316,7 +316,7 @@ def test_any_signed_structure_gives_a_token_or_a_core_error(payload: Any, claims
     trust, ecard = _TRUST
     from cardsvc.core.keys import short_kid
 
-    cred = cose.sign1(cbor2.dumps(claims), ecard, kid=short_kid(ecard.kid), tagged=False)
+    cred = cose.sign1(cose.encode_cbor(claims), ecard, kid=short_kid(ecard.kid), tagged=False)
     for body in (payload, [cred, slot_of(AT), 1, 5], [cred, *([payload] * 3)]):
         with contextlib.suppress(CoreError):
             verify_device_bound(_wrapper_with(body), trust_list=trust, now=AT, leeway=LEEWAY)
@@ -413,3 +413,27 @@ def test_compact_credential_checks_itself_when_built() -> None:
         with pytest.raises(DecodeError):
             CompactCredential(**{**base, **bad})
     assert replace(CompactCredential(**base), status_idx=2).status_idx == 2
+
+
+def test_credential_claims_in_another_encoding_are_refused(issuer: Issuer) -> None:
+    """Issue 15, part 4: the issuer-signed credential has one encoding (RFC 8949 4.2.1)."""
+    ecard = issuer.signer(KeyPurpose.ECARD)
+    from cardsvc.core.keys import short_kid
+
+    claims = cose.decode_cbor(cose.decode_sign1(credential(issuer)).payload, what="x")
+    assert isinstance(claims, dict)
+    backwards = cbor2.dumps(dict(reversed(list(claims.items()))))
+    cred = cose.sign1(backwards, ecard, kid=short_kid(ecard.kid), tagged=False)
+    with pytest.raises(DecodeError, match="deterministic order"):
+        verify_device_bound(wrap(cred), trust_list=issuer.trust_list, now=AT, leeway=LEEWAY)
+
+
+def test_wrapper_payload_in_another_encoding_is_refused(issuer: Issuer) -> None:
+    body = cose.encode_cbor([credential(issuer), slot_of(AT), 1, int(Purpose.TRANSPORT)])
+    assert body.endswith(b"\x01\x05")
+    respelled = body[:-2] + b"\x18\x01\x05"  # counter 1 in two bytes
+    assert cbor2.loads(respelled) == cbor2.loads(body) and respelled != body
+    hint = device_hint(compressed_point(PHONE.verifying_key()))
+    text = SCHEME_PREFIX + b45encode(cose.sign1(respelled, PHONE, kid=hint, tagged=False))
+    with pytest.raises(DecodeError, match="deterministic"):
+        verify_device_bound(text, trust_list=issuer.trust_list, now=AT, leeway=LEEWAY)

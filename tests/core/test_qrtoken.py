@@ -90,7 +90,7 @@ def qr_version(text: str) -> int:
 
 def sign_claims(issuer: Issuer, claims: object, *, kid: bytes | None = None) -> str:
     signer = issuer.signer(KeyPurpose.ECARD)
-    message = cose.sign1(cbor2.dumps(claims), signer, kid=kid or short_kid(signer.kid))
+    message = cose.sign1(cose.encode_cbor(claims), signer, kid=kid or short_kid(signer.kid))
     return SCHEME_PREFIX + b45encode(message)
 
 
@@ -255,3 +255,44 @@ CBOR_VALUES = st.recursive(
 def test_validly_signed_random_claims_give_typed_errors(issuer: Issuer, claims: object) -> None:
     with pytest.raises(CoreError):
         verify(issuer, sign_claims(issuer, claims))
+
+
+# --- one encoding: the claims are deterministic CBOR (issue 15, part 4) ---------------------
+
+
+def test_encoder_writes_attributes_in_key_order_whatever_order_they_were_given() -> None:
+    given_backwards = dict(reversed(list(TYPICAL[Purpose.IDENTITY].items())))
+    claims = token(Purpose.IDENTITY, attributes=given_backwards).to_cbor_claims()
+    assert list(claims[CLAIM_SSC][4]) != sorted(claims[CLAIM_SSC][4])
+    payload = cose.encode_cbor(claims)
+    assert list(cose.decode_cbor(payload, what="x")[CLAIM_SSC][4]) == [1, 2, 3]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "respell",
+    [
+        lambda p: p.replace(b"\xa3\x01", b"\xb8\x03\x01", 1),  # attribute map head in 2 bytes
+        lambda p: p.replace(b"\x04\x1a", b"\x04\x1b\x00\x00\x00\x00", 1),  # exp in 8 bytes
+        lambda p: p.replace(b"\x01\x66cn-ssc", b"\x01\x78\x06cn-ssc", 1),  # iss length
+    ],
+)
+def test_claims_in_another_encoding_are_refused_though_validly_signed(
+    issuer: Issuer, respell: Any
+) -> None:
+    payload = cose.encode_cbor(token(Purpose.IDENTITY).to_cbor_claims())
+    respelled = respell(payload)
+    assert respelled != payload and cbor2.loads(respelled) == cbor2.loads(payload)
+    signer = issuer.signer(KeyPurpose.ECARD)
+    text = SCHEME_PREFIX + b45encode(cose.sign1(respelled, signer, kid=short_kid(signer.kid)))
+    with pytest.raises(DecodeError, match="deterministic"):
+        verify(issuer, text)
+
+
+def test_claims_with_keys_out_of_order_are_refused_though_validly_signed(issuer: Issuer) -> None:
+    claims = token(Purpose.IDENTITY).to_cbor_claims()
+    backwards = dict(reversed(list(claims.items())))
+    signer = issuer.signer(KeyPurpose.ECARD)
+    payload = cbor2.dumps(backwards)
+    text = SCHEME_PREFIX + b45encode(cose.sign1(payload, signer, kid=short_kid(signer.kid)))
+    with pytest.raises(DecodeError, match="deterministic order"):
+        verify(issuer, text)

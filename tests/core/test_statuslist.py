@@ -43,7 +43,7 @@ from cardsvc.core.errors import (
     VerificationError,
 )
 from cardsvc.core.keys import VerifyingKey
-from cardsvc.core.signing import LocalSigner
+from cardsvc.core.signing import LocalSigner, low_s
 from cardsvc.core.statuslist import (
     JWT_TYP,
     MAX_ENTRIES,
@@ -307,7 +307,21 @@ def test_long_vectors(bits: int) -> None:
 
 
 def test_jwt_vector_verifies_with_the_draft_key() -> None:
-    token = "".join(read_vector("status_list_jwt_raw.md").split())
+    drafted = "".join(read_vector("status_list_jwt_raw.md").split())
+    args: dict[str, Any] = {
+        "key": VerifyingKey(public_key=draft_public_key()),
+        "expected_sub": DRAFT_SUB,
+        "now": DRAFT_IAT + timedelta(days=1),
+        "leeway": LEEWAY,
+    }
+    # The draft's signature is high-S: valid ES256, refused by our one-encoding profile
+    # (docs/verifying.md), and taken in its low-S form, (r, n - s).
+    with pytest.raises(VerificationError, match="low-S") as info:
+        decode_status_list_jwt(drafted, **args)
+    assert info.value.check == "signature"
+    head, body, signature = drafted.split(".")
+    token = f"{head}.{body}.{b64url(low_s(b64url_decode(signature)))}"
+    assert token != drafted
     result = decode_status_list_jwt(
         token,
         key=VerifyingKey(public_key=draft_public_key()),
@@ -839,7 +853,7 @@ def sign_es256(header: Mapping[str, Any], payload: bytes, key: ec.EllipticCurveP
     signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(payload)}"
     der = key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)
-    return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+    return f"{signing_input}.{b64url(low_s(r.to_bytes(32, 'big') + s.to_bytes(32, 'big')))}"
 
 
 def base_claims() -> dict[str, Any]:
