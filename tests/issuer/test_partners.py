@@ -286,3 +286,172 @@ def test_policy_through_the_cli(services: Services, monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 0, result.output
     assert "purposes culture,tourism; 7/min" in result.output
     assert services.audit.leaf_of(f"client:{client_id}", "client.policy_changed") is not None
+
+
+# -- least privilege: a partner verifies, it reads nothing of the registry -------------
+
+REGISTRY_READS = (
+    "/v1/cards",
+    "/v1/cards/{card}",
+    "/v1/cards/{card}/events",
+    "/v1/persons/{person}/cards",
+    "/v1/persons/{person}",
+    "/v1/persons",
+)
+
+
+def registry_paths(client: TestClient, services: Services) -> list[str]:
+    from tests.issuer.registry_helpers import enrol, issue
+
+    person = enrol(client, services)
+    card = issue(client, services, person["id"])
+    return [p.format(card=card["card_number"], person=person["id"]) for p in REGISTRY_READS]
+
+
+def assert_refused(answer: Any) -> None:
+    assert answer.status_code == 403, (answer.status_code, answer.text[:200])
+    assert answer.headers["content-type"] == "application/problem+json"
+    # Nothing of the registry leaks into the refusal.
+    assert "person_id" not in answer.text and "status_index" not in answer.text
+
+
+def test_a_partner_token_reads_nothing_of_the_registry(services: Services) -> None:
+    client = TestClient(create_app(services.settings, services=services))
+    paths = registry_paths(client, services)
+    signer = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+    partner = services.clients.register(
+        kind=ClientKind.PARTNER,
+        display_name="Metro",
+        jwk=public_jwk(signer.private_key.public_key()),
+        created_by="test",
+        now=services.clock(),
+        purposes=frozenset({"transport"}),
+    )
+    assert partner.scopes == {"verify"}
+    now = services.clock()
+    answer = services.clients.exchange(  # no scope asked: everything it holds
+        grant_type="client_credentials",
+        assertion_type=ASSERTION_TYPE,
+        assertion=make_client_assertion(
+            signer, client_id=partner.client_id, audience=services.clients.token_endpoint, now=now
+        ),
+        scope=None,
+        now=now,
+    )
+    assert answer.scope == "verify"
+    headers = {"Authorization": f"Bearer {answer.access_token}"}
+    for path in paths:
+        assert_refused(client.get(path, headers=headers))
+    # What verification needs stays open: the public bundle and POST /v1/verify.
+    assert client.get("/v1/bundles/latest").status_code == 200
+    verify = client.post(
+        "/v1/verify", json={"token": "SSC1:AAAA", "purpose": "transport"}, headers=headers
+    )
+    assert verify.status_code not in (401, 403), verify.json()
+
+
+@pytest.mark.parametrize("kind", [ClientKind.PARTNER, ClientKind.TERMINAL])
+def test_machine_clients_may_not_be_given_registry_scopes(
+    services: Services, kind: ClientKind
+) -> None:
+    extra = {"purposes": frozenset({"transport"})} if kind is ClientKind.PARTNER else {}
+    for scope in ("cards:read", "persons:read"):
+        with pytest.raises(CardsvcError, match=f"may not hold {scope}"):
+            services.clients.register(
+                kind=kind,
+                display_name="Greedy",
+                jwk=public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()),
+                created_by="test",
+                now=services.clock(),
+                scopes=frozenset({"verify", scope}),
+                **extra,  # type: ignore[arg-type]
+            )
+
+
+def test_the_cli_refuses_a_partner_with_registry_scopes(
+    services: Services, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from typer.testing import CliRunner
+
+    from cardsvc.cli.main import app
+
+    settings = services.settings
+    monkeypatch.setenv("CARDSVC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CARDSVC_KEY_DIR", str(settings.key_dir))
+    monkeypatch.setenv("CARDSVC_KEY_PASSPHRASE", "test passphrase")
+    monkeypatch.setenv("CARDSVC_ISSUER", settings.issuer)
+    refused = CliRunner().invoke(app, [
+        "clients", "create", "partner", "Metro", "--purpose", "transport",
+        "--scope", "verify", "--scope", "cards:read", "--key-out", str(tmp_path / "k1.pem"),
+    ])  # fmt: skip
+    assert refused.exit_code != 0
+    assert services.clients.list() == []
+    made = CliRunner().invoke(app, [
+        "clients", "create", "partner", "Metro", "--purpose", "transport",
+        "--key-out", str(tmp_path / "k2.pem"),
+    ])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert "[verify; purposes transport" in made.output
+
+
+@pytest.mark.parametrize("kind", [ClientKind.PARTNER, ClientKind.TERMINAL])
+def test_stored_registry_scopes_of_an_old_client_give_no_access(
+    services: Services, kind: ClientKind
+) -> None:
+    """A row written when partners and terminals could hold cards:read keeps no access:
+    the kind's allowed set bounds what its tokens carry and what the API accepts."""
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from cardsvc.auth.tokens import issue_access_token
+    from cardsvc.db.models import ClientRow
+
+    client = TestClient(create_app(services.settings, services=services))
+    paths = registry_paths(client, services)
+    signer = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+    extra = {"purposes": frozenset({"transport"})} if kind is ClientKind.PARTNER else {}
+    registered = services.clients.register(
+        kind=kind,
+        display_name="Old",
+        jwk=public_jwk(signer.private_key.public_key()),
+        created_by="test",
+        now=services.clock(),
+        **extra,  # type: ignore[arg-type]
+    )
+    with Session(services.engine) as session, session.begin():
+        session.execute(
+            update(ClientRow)
+            .where(ClientRow.client_id == registered.client_id)
+            .values(scopes="cards:read persons:read verify")
+        )
+    assert "cards:read" not in services.clients.get(registered.client_id).scopes
+
+    def exchange(scope: str | None) -> Any:
+        now = services.clock()
+        return services.clients.exchange(
+            grant_type="client_credentials",
+            assertion_type=ASSERTION_TYPE,
+            assertion=make_client_assertion(
+                signer,
+                client_id=registered.client_id,
+                audience=services.clients.token_endpoint,
+                now=now,
+            ),
+            scope=scope,
+            now=now,
+        )
+
+    assert "cards:read" not in exchange(None).scope.split()
+    with pytest.raises(CardsvcError, match="may not have cards:read"):
+        exchange("cards:read")
+    # A token already issued with the scope (before the fix) is narrowed when checked.
+    old_token = issue_access_token(
+        services.keys,
+        issuer=services.settings.issuer,
+        subject=registered.client_id,
+        kind=kind.value,
+        scopes=frozenset({"cards:read", "persons:read", "verify"}),
+        now=services.clock(),
+    )
+    for path in paths:
+        assert_refused(client.get(path, headers={"Authorization": f"Bearer {old_token}"}))
