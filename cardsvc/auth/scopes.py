@@ -1,11 +1,12 @@
-"""Scopes every endpoint checks, and the roles that bundle them for operators."""
+"""Scopes every endpoint checks, the roles that bundle them for operators, and what each
+kind of client may hold at most (the README's "Who may call what" is this table)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from types import MappingProxyType
 
-from cardsvc.db.states import Role
+from cardsvc.db.states import ClientKind, Role
 
 
 class Scope(StrEnum):
@@ -50,3 +51,32 @@ ROLE_SCOPES = MappingProxyType(
         ),
     }
 )
+
+#: What a machine client may hold at most; operators get theirs from their role. A counter
+#: terminal personalises cards, activates e-cards at the counter, pays out open
+#: entitlements and verifies; a partner only verifies (the bundle it also needs is
+#: public). Neither reads the registry: a status-list index linked to a card would undo
+#: the random-index privacy of the status lists.
+MACHINE_SCOPES = MappingProxyType(
+    {
+        ClientKind.TERMINAL: frozenset(
+            {Scope.CARDS_PERSONALIZE, Scope.TRANSACTIONS_WRITE, Scope.VERIFY}
+        ),
+        ClientKind.PARTNER: frozenset({Scope.VERIFY}),
+    }
+)
+
+
+def allowed_scopes(kind: str, role: Role | None = None) -> frozenset[str]:
+    """The most a client of ``kind`` (an operator: of ``role``, or of any role when not
+    known) may hold. Stored scopes and the scopes of a token are cut to this set, so a
+    row or a token written under an older, wider table gains nothing from it."""
+    try:
+        client_kind = ClientKind(kind)
+    except ValueError:  # not a kind this issuer knows: nothing
+        return frozenset()
+    if client_kind is ClientKind.OPERATOR:
+        held = ROLE_SCOPES[role] if role is not None else frozenset(Scope)
+    else:
+        held = MACHINE_SCOPES[client_kind]
+    return frozenset(s.value for s in held)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cardsvc.audit.events import Actor, InvalidActorError
-from cardsvc.auth.scopes import Scope
+from cardsvc.auth.scopes import Scope, allowed_scopes
 from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.jws import check_times, verify_jws
 from cardsvc.core.keys import KeyPurpose, VerifyingKey
@@ -180,7 +180,8 @@ def verify_access_token(
     principal = Principal(
         subject=subject,
         kind=kind,
-        scopes=frozenset(scope.split()),
+        # A token carries no more than its kind may hold today, whatever it was issued with.
+        scopes=frozenset(scope.split()) & allowed_scopes(kind),
         token_id=str(claims.get("jti", "")),
         # A partner token without purposes may verify for none.
         purposes=(

@@ -57,7 +57,13 @@ def create(
     kind: Annotated[ClientKind, typer.Argument(help="operator, terminal or partner")],
     name: Annotated[str, typer.Argument(help="Display name (a person, a counter, a company)")],
     role: Annotated[Role | None, typer.Option(help="Operator role")] = None,
-    scope: Annotated[list[str] | None, typer.Option(help="Scope of a machine client")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A scope of a machine client (repeat; default: all its kind may hold: "
+            "a terminal cards:personalize, transactions:write, verify; a partner verify)"
+        ),
+    ] = None,
     purpose: Annotated[
         list[str] | None, typer.Option(help="A purpose a partner may verify (repeat)")
     ] = None,
