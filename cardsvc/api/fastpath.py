@@ -21,9 +21,10 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from cardsvc.api.problems import problem, problem_for
+from cardsvc.api.security import authenticate
 from cardsvc.auth.partners import PURPOSES
 from cardsvc.auth.scopes import Scope as AuthScope
-from cardsvc.auth.tokens import AuthenticationError, verify_access_token
+from cardsvc.auth.tokens import AuthenticationError
 from cardsvc.services import Services
 
 PATH = "/v1/verify"
@@ -95,14 +96,7 @@ class VerifyFastPath:
             scheme, _, credentials = authorization.decode("latin-1").partition(" ")
             if scheme.lower() != "bearer" or not credentials:
                 raise AuthenticationError("missing bearer access token")
-            principal = verify_access_token(
-                credentials.strip(),
-                keys=services.keys,
-                issuer=services.settings.issuer,
-                now=services.clock(),
-                leeway=services.leeway,
-                cache=services.token_cache,
-            )
+            principal = authenticate(services, credentials.strip())
             principal.require(AuthScope.VERIFY)
         except Exception as exc:
             return await problem_for(exc)

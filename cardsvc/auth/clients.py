@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.auth.partners import DEFAULT_RATE_LIMIT, PartnerPolicy
 from cardsvc.auth.scopes import allowed_scopes
+from cardsvc.auth.suspensions import Suspensions
 from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.assertion import unverified_client_id, verify_client_assertion
 from cardsvc.core.errors import CoreError
@@ -119,6 +120,8 @@ class ClientService:
         self._replay = replay
         self._issuer = issuer
         self._leeway = leeway
+        #: Checked on every authenticated request: a suspension ends tokens already issued.
+        self.suspensions = Suspensions(engine)
 
     @property
     def token_endpoint(self) -> str:
@@ -211,7 +214,9 @@ class ClientService:
             if row is None:
                 raise ClientNotFoundError(client_id)
             row.status = ClientStatus.ACTIVE if active else ClientStatus.SUSPENDED
-            return Client.from_row(row, session.get(PartnerRow, client_id))
+            client = Client.from_row(row, session.get(PartnerRow, client_id))
+        self.suspensions.forget()
+        return client
 
     def exchange(
         self,

@@ -2,8 +2,9 @@
 
 A partner's policy is stored with its client (table ``partners``) and copied into every
 access token it receives (claims ``purposes`` and ``rate_limit``), so the verify hot
-path checks it without a database read. A change (or a suspension) reaches tokens
-already issued when they expire, within ``ACCESS_TOKEN_LIFETIME``.
+path checks it without a database read. A policy change reaches tokens already issued
+when they expire, within ``ACCESS_TOKEN_LIFETIME``; a suspension ends them within seconds
+(:mod:`cardsvc.auth.suspensions`).
 
 An operator changes a partner's policy with :func:`change_partner_policy` (``cardsvc
 clients policy``); each change is a leaf of the audit log, in the same transaction.

@@ -113,7 +113,8 @@ def list_clients() -> None:
 
 @app.command("suspend")
 def suspend(client_id: str) -> None:
-    """Refuse new tokens to CLIENT_ID (tokens already issued expire within minutes)."""
+    """Suspend CLIENT_ID: no new tokens, and its tokens already issued are refused within
+    seconds by every issuer process."""
     typer.echo(_show(_services().clients.set_active(client_id, active=False)))
 
 
