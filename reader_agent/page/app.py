@@ -72,6 +72,9 @@ class PageConfig:
     watch_wait: float = 0.25  # longest block in SCardGetStatusChange per watcher round
     #: None: a fresh random token per process (pages from before a restart must reload).
     csrf_token: str | None = None
+    #: Seconds a request body has to arrive in full (408 after): a stalled client holds
+    #: no request open longer.
+    body_timeout: float = 10.0
 
 
 # -- request bodies -----------------------------------------------------------------------
