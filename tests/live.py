@@ -15,6 +15,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from cardsvc.api.serving import server_config
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now (loopback)."""
@@ -26,8 +28,9 @@ def free_port() -> int:
 
 @contextmanager
 def serving(app: FastAPI, port: int) -> Iterator[None]:
-    """Run ``app`` under uvicorn in a thread until the block ends."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    """Run the issuer ``app`` under uvicorn, configured as in production, in a thread until
+    the block ends."""
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, log_level="warning"))
     with running(server, port):
         yield
 

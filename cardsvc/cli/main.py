@@ -153,6 +153,7 @@ def _serve(services: Services, host: str, port: int) -> None:
     import uvicorn
 
     from cardsvc.api.app import create_app
+    from cardsvc.api.serving import server_config
 
     api = create_app(services.settings, services=services)
     typer.echo(f"cardsvc issuer listening on http://{host}:{port}")
@@ -162,7 +163,7 @@ def _serve(services: Services, host: str, port: int) -> None:
     typer.echo(f"  API docs    http://{host}:{port}/docs")
     typer.echo(f"  wallet      http://{host}:{port}/wallet")
     sys.stdout.flush()
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    uvicorn.Server(server_config(api, host=host, port=port, log_level="info")).run()
 
 
 @app.command()

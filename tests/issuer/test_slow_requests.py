@@ -59,7 +59,8 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 def _head(issuer: Live, method: str, path: str, scopes: frozenset[str] | None,
           *extra: str) -> bytes:  # fmt: skip
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    kind = "x-www-form-urlencoded" if path == "/v1/oauth/token" else "json"
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Type: application/{kind}"]
     if scopes is None:
         lines.append(f"Authorization: {bearer(issuer.services)['Authorization']}")
     elif scopes:
