@@ -61,6 +61,16 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body(port: int) 
     _is_problem(answer, 413)
 
 
+def test_a_chunked_body_over_the_limit_is_refused(port: int) -> None:
+    head = _post_head(port, 0).replace(b"Content-Length: 0", b"Transfer-Encoding: chunked")
+    chunk = b"1000\r\n" + b" " * 0x1000 + b"\r\n"
+    with connect(port) as sock:
+        sock.sendall(head + chunk * 5)  # 20 KiB, and no last chunk
+        answer = read_answer(sock)
+    _is_problem(answer, 413)
+    assert answer.headers["connection"] == "close"
+
+
 def test_a_body_that_stalls_gets_408_after_the_deadline(port: int) -> None:
     with connect(port) as sock:
         sock.sendall(_post_head(port, 100) + b'{"text')

@@ -86,6 +86,18 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body(
 
 
 @pytest.mark.parametrize(("method", "path", "scopes"), ROUTES)
+def test_a_chunked_body_over_the_limit_is_refused(
+    issuer: Live, method: str, path: str, scopes: frozenset[str] | None
+) -> None:
+    chunk = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+    with connect(issuer.port) as sock:
+        sock.sendall(_head(issuer, method, path, scopes, "Transfer-Encoding: chunked"))
+        sock.sendall(chunk * 5)  # 80 KiB, and no last chunk
+        answer = read_answer(sock)
+    _is_problem(answer, 413)
+
+
+@pytest.mark.parametrize(("method", "path", "scopes"), ROUTES)
 def test_a_body_that_stalls_gets_408_after_the_deadline(
     issuer: Live, method: str, path: str, scopes: frozenset[str] | None
 ) -> None:
