@@ -6,6 +6,7 @@ Settings come from ``CARDSVC_*`` environment variables; ``cardsvc --help`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -163,7 +164,9 @@ def _serve(services: Services, host: str, port: int) -> None:
     typer.echo(f"  API docs    http://{host}:{port}/docs")
     typer.echo(f"  wallet      http://{host}:{port}/wallet")
     sys.stdout.flush()
-    uvicorn.Server(server_config(api, host=host, port=port, log_level="info")).run()
+    # As uvicorn.run: the server re-raises Ctrl-C after its shutdown, which ends a clean stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(server_config(api, host=host, port=port, log_level="info")).run()
 
 
 @app.command()
