@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_ecard_verify.py [--requests 12000] [--connections 16]
         [--redis redis://127.0.0.1:6379/0]
 
-- ``POST /v1/verify`` (FastAPI, uvicorn with uvloop + httptools, one worker process, SQLite,
+- ``POST /v1/verify`` (FastAPI, uvicorn with uvloop + httptools as the issuer is served,
+  ``cardsvc.api.serving``: one worker process, SQLite,
   in-process replay store unless ``--redis``) vs a bare ASGI endpoint on the same server
   stack doing the same raw ES256 verify of the token's Sig_structure. A bounded asyncio
   load client keeps ``--connections`` keep-alive HTTP/1.1 connections busy on 127.0.0.1;
@@ -95,21 +96,19 @@ def bare_app(token: str) -> Any:
 def serve(kind: str, port: int, workdir: Path, redis_url: str | None) -> None:
     import uvicorn
 
+    from cardsvc.api.serving import server_config
+
     if kind == "bare":
         app = bare_app((workdir / "sample.txt").read_text())
     else:
         from cardsvc.api.app import create_app
 
         app = create_app(settings_for(workdir, redis_url))
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
+    # Both servers on the issuer's own protocol (httptools with a bounded request head).
+    config = server_config(
+        app, host="127.0.0.1", port=port, loop="uvloop", log_level="warning", access_log=False
     )
+    uvicorn.Server(config).run()
 
 
 # -- load client ------------------------------------------------------------------------

@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest request body accepted (413 above)"
     )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Time a request body has to arrive in full from the request's start (408 "
+        "after)",
+    )
     ecard_token_lifetime_seconds: int = Field(
         default=60, ge=10, le=3600, description="Validity window of one e-card QR token"
     )

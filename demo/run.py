@@ -22,6 +22,7 @@ import typer
 import uvicorn
 
 from cardsvc.api.app import create_app
+from cardsvc.api.serving import server_config
 from cardsvc.cli.clients import ensure_demo_admin
 from cardsvc.core.keys import VerifyingKey
 from cardsvc.db.migrate import upgrade
@@ -91,7 +92,7 @@ def _run() -> None:
     root_file = DEMO_DIR / "root.jwk"
     root_file.write_text(json.dumps(services.keys.root_key().jwk()))
     server = _DemoServer(
-        uvicorn.Config(
+        server_config(
             create_app(settings, services=services),
             host=settings.host,
             port=settings.port,

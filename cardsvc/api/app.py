@@ -5,7 +5,7 @@ from __future__ import annotations
 from cardsvc import __version__
 from cardsvc.api import problems
 from cardsvc.api.fastpath import IssuerApp, VerifyFastPath
-from cardsvc.api.limits import BodySizeLimit
+from cardsvc.api.limits import BodyLimits
 from cardsvc.api.routes import (
     audit,
     bundles,
@@ -63,9 +63,11 @@ def create_app(
     app.include_router(transactions.router)
     app.include_router(transaction_batches.router)
     app.include_router(wallet.router)
-    app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)
+    configured = services.settings
+    max_bytes, timeout = configured.max_request_bytes, configured.body_timeout_seconds
+    app.add_middleware(BodyLimits, max_bytes=max_bytes, timeout=timeout)
     if fast_verify:
         # Ahead of everything: the hot verify path skips FastAPI's middleware, routing and
-        # dependency resolution entirely (cardsvc.api.fastpath).
-        app.fast_path = VerifyFastPath(services)
+        # dependency resolution entirely (cardsvc.api.fastpath), but not the body limits.
+        app.fast_path = BodyLimits(VerifyFastPath(services), max_bytes=max_bytes, timeout=timeout)
     return app

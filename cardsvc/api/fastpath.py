@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cardsvc.api.problems import problem, problem_for
 from cardsvc.api.security import authenticate
@@ -124,13 +124,14 @@ class VerifyFastPath:
 
 
 class IssuerApp(FastAPI):
-    """The issuer's FastAPI app, with ``POST /v1/verify`` served by a fast path when set."""
+    """The issuer's FastAPI app, with ``POST /v1/verify`` served by a fast path when set
+    (a :class:`VerifyFastPath`, wrapped in the middleware it must not skip)."""
 
-    fast_path: VerifyFastPath | None = None
+    fast_path: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast_path
-        if fast is not None and fast.handles(scope):
+        if fast is not None and VerifyFastPath.handles(scope):
             await fast(scope, receive, send)
             return
         await super().__call__(scope, receive, send)

@@ -41,6 +41,16 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+#: Titles of the HTTP-level refusals (``http-<status>`` problems), by status.
+HTTP_TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    408: "Request body too slow",
+    413: "Request too large",
+    431: "Request headers too large",
+}
+
 #: Status code and the title of an error of each kind that has no title of its own.
 KINDS: dict[type[ErrorKind], tuple[int, str]] = {
     Malformed: (400, "Malformed request"),
@@ -190,9 +200,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):  # registered for this type only
         raise exc
-    title = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}.get(
-        exc.status_code, "HTTP error"
-    )
+    title = HTTP_TITLES.get(exc.status_code, "HTTP error")
     response = problem(exc.status_code, f"http-{exc.status_code}", title, str(exc.detail))
     if exc.headers:
         response.headers.update(exc.headers)

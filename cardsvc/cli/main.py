@@ -6,6 +6,7 @@ Settings come from ``CARDSVC_*`` environment variables; ``cardsvc --help`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -153,6 +154,7 @@ def _serve(services: Services, host: str, port: int) -> None:
     import uvicorn
 
     from cardsvc.api.app import create_app
+    from cardsvc.api.serving import server_config
 
     api = create_app(services.settings, services=services)
     typer.echo(f"cardsvc issuer listening on http://{host}:{port}")
@@ -162,7 +164,9 @@ def _serve(services: Services, host: str, port: int) -> None:
     typer.echo(f"  API docs    http://{host}:{port}/docs")
     typer.echo(f"  wallet      http://{host}:{port}/wallet")
     sys.stdout.flush()
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    # As uvicorn.run: the server re-raises Ctrl-C after its shutdown, which ends a clean stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(server_config(api, host=host, port=port, log_level="info")).run()
 
 
 @app.command()

@@ -36,7 +36,7 @@ from reader_agent.page.desk import Desk, DeskError, DeskSettings
 from reader_agent.page.hub import Hub
 from reader_agent.page.link import Link
 from reader_agent.page.qr import PURPOSES, verify_qr
-from reader_agent.page.security import BodyTooLargeError, LocalOnly
+from reader_agent.page.security import LocalOnly
 from reader_agent.page.views import yuan
 from reader_agent.page.words import Words, explain, verdict_words
 
@@ -72,6 +72,9 @@ class PageConfig:
     watch_wait: float = 0.25  # longest block in SCardGetStatusChange per watcher round
     #: None: a fresh random token per process (pages from before a restart must reload).
     csrf_token: str | None = None
+    #: Seconds a request body has to arrive in full (408 after): a stalled client holds
+    #: no request open longer.
+    body_timeout: float = 10.0
 
 
 # -- request bodies -----------------------------------------------------------------------
@@ -125,9 +128,6 @@ def _problem(words: Words) -> JSONResponse:
 async def _agent_error(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, DeskError):
         return _problem(exc.words)
-    if isinstance(exc, BodyTooLargeError):
-        return _problem(Words(status=413, code="too-large", title="Request too large",
-                              detail=exc.detail, next="Send less."))  # fmt: skip
     return _problem(explain(exc))
 
 
@@ -146,7 +146,8 @@ async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code if isinstance(exc, StarletteHTTPException) else 400
-    titles = {404: "No such page", 405: "Not allowed here", 413: "Request too large"}
+    titles = {404: "No such page", 405: "Not allowed here", 408: "Request too slow",
+              413: "Request too large"}  # fmt: skip
     return _problem(Words(status=status, code=f"http-{status}",
                           title=titles.get(status, "Bad request"),
                           detail=str(getattr(exc, "detail", "")) or titles.get(status, ""),
@@ -312,7 +313,8 @@ def create_app(
         link.wake()
         return JSONResponse({"requested": True}, status_code=202)
 
-    app.add_middleware(LocalOnly, port=config.port, csrf_token=csrf)
+    app.add_middleware(LocalOnly, port=config.port, csrf_token=csrf,
+                       body_timeout=config.body_timeout)  # fmt: skip
     return app
 
 

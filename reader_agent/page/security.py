@@ -12,15 +12,20 @@ Three defences, each against one attack:
   other origins cannot read), and an ``Origin`` header, when the browser sends one, must
   be this page's own.
 
-Plus a small request size limit, so no request body is ever large.
+Plus limits on what one request may send: the head (request line and headers) at most
+:data:`MAX_HEAD` (the server's, :mod:`reader_agent.page.server`), the body at most
+:data:`MAX_BODY` (413, refused by its declared length before anything is read) and in full
+within a deadline (408), so a stalled client holds no request open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reader_agent.errors import AgentError
@@ -28,6 +33,7 @@ from reader_agent.errors import AgentError
 __all__ = ["LocalOnly", "NotLoopbackError", "allowed_hosts", "require_loopback"]
 
 MAX_BODY = 16 * 1024
+MAX_HEAD = 16 * 1024
 CSRF_HEADER = "x-csrf-token"
 
 
@@ -72,10 +78,13 @@ def _problem(status: int, code: str, title: str, detail: str) -> tuple[int, byte
 class LocalOnly:
     """ASGI middleware: Host check on every request; Origin and CSRF token on POSTs; size."""
 
-    def __init__(self, app: ASGIApp, *, port: int, csrf_token: str) -> None:
+    def __init__(
+        self, app: ASGIApp, *, port: int, csrf_token: str, body_timeout: float = 10.0
+    ) -> None:
         self.app = app
         self.hosts = allowed_hosts(port)
         self.csrf_token = csrf_token.encode()
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,31 +118,56 @@ class LocalOnly:
         if refusal is not None:
             await _send_problem(send, *refusal)
             return
-        await self.app(scope, _bounded(receive), send)
+        body = _BoundedBody(receive, timeout=self.body_timeout)
+        await self.app(scope, body.receive, body.closing(send))
 
 
 def _declared_length(value: bytes) -> int:
     return int(value) if value.isdigit() and len(value) < 16 else 0
 
 
-def _bounded(receive: Receive) -> Receive:
-    """Stop reading a body (chunked, or lying about its length) past MAX_BODY."""
-    seen = 0
+class _BoundedBody:
+    """One request's body, read under the limits: an HTTPException (which FastAPI's body
+    reading passes on to the page's handler) past MAX_BODY bytes, chunked or lying about
+    its length, or when it has not arrived in full ``timeout`` seconds after the request
+    started. A refused request ends its connection: the rest may still be on its way."""
 
-    async def wrapped() -> Message:
-        nonlocal seen
-        message = await receive()
+    def __init__(self, receive: Receive, *, timeout: float) -> None:
+        self._receive = receive
+        self._timeout = timeout
+        self._deadline = asyncio.get_running_loop().time() + timeout
+        self._seen = 0
+        self._complete = False
+        self._refused = False
+
+    async def receive(self) -> Message:
+        if self._complete:  # what is left to wait for is the disconnect: no deadline
+            return await self._receive()
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            detail = f"The request did not arrive within {self._timeout:g} s."
+            raise self._refuse(408, detail) from None
         if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > MAX_BODY:
-                raise BodyTooLargeError(f"request body over {MAX_BODY} bytes")
+            self._seen += len(message.get("body", b""))
+            if self._seen > MAX_BODY:
+                raise self._refuse(413, f"A request to the counter is at most {MAX_BODY} bytes.")
+            self._complete = not message.get("more_body", False)
         return message
 
-    return wrapped
+    def _refuse(self, status: int, detail: str) -> HTTPException:
+        self._refused = True
+        return HTTPException(status, detail)
 
+    def closing(self, send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start" and self._refused:
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (b"connection", b"close")]}  # fmt: skip
+            await send(message)
 
-class BodyTooLargeError(AgentError):
-    code = "too-large"
+        return wrapped
 
 
 async def _send_problem(send: Send, status: int, body: bytes) -> None:
