@@ -3,18 +3,26 @@
 tests/issuer/test_openapi_fuzz.py throws hostile requests at every operation and asks for
 no 500; this adds what schemathesis checks from the document itself: every answer's status
 code, content type, headers and body conform to what the operation documents, and
-operations chained through the links schemathesis infers (a person created, then read,
-then issued a card) behave the same way.
+operations chained through the links schemathesis infers (an id one answer gives, used
+in the next call) behave the same way.
 
 Calls carry an admin bearer token so that operations get past authentication and reach
 their handlers; the unauthenticated answers are the business of test_openapi_fuzz.py and
 of the authorization matrix.
 
-The run here is bounded (``FUZZ_EXAMPLES`` per operation, ``FUZZ_STEPS`` stateful
-scenarios) to keep ``./dev test`` short. The longer run by hand::
+The run here is bounded (``SCHEMATHESIS_EXAMPLES`` examples per operation, default 10;
+``SCHEMATHESIS_SCENARIOS`` stateful scenarios, default 40) to keep ``./dev test`` short.
+The longer run by hand::
 
-    SCHEMATHESIS_EXAMPLES=300 SCHEMATHESIS_SCENARIOS=400 \\
+    SCHEMATHESIS_EXAMPLES=200 SCHEMATHESIS_SCENARIOS=300 \\
         .venv/bin/pytest tests/issuer/test_schemathesis.py -p no:cacheprovider -q
+
+Its figures (3 min on 2 shared cores): 49 of 49 operations, 11,061 calls, none
+answering 500 and none outside its documented status codes, media types, headers or
+schema. It found two faults in the document, both corrected in cardsvc/api/problems.py:
+problem bodies had no schema (FastAPI filed ``Problem`` under ``application/json``, a
+type no problem is served as), and the 400 FastAPI answers for a body that is not UTF-8
+JSON was undocumented on the 20 operations that take a body.
 """
 
 from __future__ import annotations
@@ -45,8 +53,8 @@ from tests.issuer.registry_helpers import bearer, chip_jwk, registry_services
 
 pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-FUZZ_EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "4"))
-FUZZ_SCENARIOS = int(os.environ.get("SCHEMATHESIS_SCENARIOS", "25"))
+FUZZ_EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "10"))
+FUZZ_SCENARIOS = int(os.environ.get("SCHEMATHESIS_SCENARIOS", "40"))
 ADMIN = frozenset(s.value for s in Scope)
 # Not checked: positive_data_acceptance demands 2xx of schema-valid input that the state
 # refuses with a documented 4xx (an audit proof index past the tree's size, a card number
