@@ -72,3 +72,24 @@ def fuzz(one_input: Callable[[bytes], None], expected: tuple[type[BaseException]
 
     atheris.Setup(sys.argv, test_one)
     atheris.Fuzz()
+
+
+def json_value(fdp: atheris.FuzzedDataProvider, depth: int = 0) -> object:
+    """A JSON value drawn from the fuzz input: libFuzzer rarely mutates its way to JSON."""
+    kind = fdp.ConsumeIntInRange(0, 6 if depth < 3 else 3)
+    if kind == 0:
+        return fdp.ConsumeInt(8)
+    if kind == 1:
+        return fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 40))
+    if kind == 2:
+        return None
+    if kind == 3:
+        return fdp.ConsumeBool()
+    if kind == 4:
+        return b64url_encode(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 64)))
+    if kind == 5:
+        return [json_value(fdp, depth + 1) for _ in range(fdp.ConsumeIntInRange(0, 3))]
+    return {
+        fdp.ConsumeUnicodeNoSurrogates(8): json_value(fdp, depth + 1)
+        for _ in range(fdp.ConsumeIntInRange(0, 3))
+    }

@@ -16,11 +16,13 @@ import atheris
 
 with atheris.instrument_imports(include=["cardsvc", "reader_agent", "fuzz"]):
     from cardsvc.core.errors import CoreError
-    from fuzz.common import fuzz
+    from fuzz.common import fuzz, json_value
     from reader_agent.errors import AgentError
     from reader_agent.journal import _SCHEMA, GENESIS, Journal, entry_hash
 
 KINDS = ("prepare", "complete", "void", "sync", "other")
+BODY_NAMES = ("mode", "nonce", "data", "counter", "card_signature", "terminal_signature",
+              "reason", "state", "answer")  # fmt: skip
 SHM = Path("/dev/shm")  # noqa: S108 - a private mkdtemp inside it
 ROOT = Path(tempfile.mkdtemp(dir=SHM if SHM.is_dir() else None))
 
@@ -38,7 +40,10 @@ def one_input(data: bytes) -> None:
     for idx in range(count):
         kind = KINDS[fdp.ConsumeIntInRange(0, len(KINDS) - 1)]
         seq = fdp.ConsumeIntInRange(1, 3)
-        body = fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 400))
+        if fdp.ConsumeBool():  # JSON text: libFuzzer rarely mutates its way to it
+            body = json.dumps({name: json_value(fdp) for name in BODY_NAMES if fdp.ConsumeBool()})
+        else:
+            body = fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 400))
         digest = fdp.ConsumeBytes(32).hex()
         if chained:
             with contextlib.suppress(ValueError, TypeError, RecursionError):
