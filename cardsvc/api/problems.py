@@ -222,8 +222,51 @@ async def problem_for(exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    _document_problems(app)
     app.add_exception_handler(CardsvcError, _cardsvc_error)
     app.add_exception_handler(CoreError, _core_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the handlers above answer.
+
+    FastAPI files a ``model=Problem`` response under ``application/json``, a type no
+    problem is served as, and leaves ``application/problem+json`` without a schema, so no
+    client could check a problem's body: the schema moves to the problem type. FastAPI
+    also answers 400 itself, before validation, for a JSON body that is not UTF-8, so
+    every operation with a body documents 400.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        document = build()
+        if fresh:
+            for item in document.get("paths", {}).values():
+                for operation in item.values():
+                    _describe_problems(operation)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _describe_problems(operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation["responses"]
+    if "requestBody" in operation:
+        responses.setdefault(
+            "400",
+            {
+                "description": "Malformed request (a body that is not UTF-8 JSON)",
+                "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF}},
+            },
+        )
+    for response in responses.values():
+        content = response.get("content", {})
+        if PROBLEM_JSON in content and content.get("application/json") == {"schema": _PROBLEM_REF}:
+            content[PROBLEM_JSON] = content.pop("application/json")

@@ -91,8 +91,10 @@ _PROFILE_LABELS: Final = frozenset({HEADER_ALG, HEADER_KID})
 # Ranks putting integer map keys in the bytewise order of their encodings: every unsigned
 # integer (major type 0) before every negative one (major type 1, argument -1 - k).
 _NINT_RANK_BASE: Final = 1 << 64
-# Every float a decoded item can hold re-encodes as fb (float64) or, for NaN, f9 7e 00.
-_FLOAT_HEADS: Final = (b"\xfb", b"\xf9\x7e\x00")
+# Every float a decoded item can hold re-encodes as fb (float64) or, for NaN and the two
+# infinities, in half precision (f9 7e 00, f9 7c 00, f9 fc 00): a payload without an fb or
+# f9 byte holds no float, and only one with such a byte is walked.
+_FLOAT_HEADS: Final = (b"\xfb", b"\xf9")
 _OTHER_COSE_TAGS: Final = {
     16: "COSE_Encrypt0",
     17: "COSE_Mac0",
