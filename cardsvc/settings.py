@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         description="Time a request body has to arrive in full from the request's start (408 "
         "after)",
     )
+    head_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Time a request line and headers have to arrive in full (408 after; an "
+        "idle connection is closed)",
+    )
     ecard_token_lifetime_seconds: int = Field(
         default=60, ge=10, le=3600, description="Validity window of one e-card QR token"
     )

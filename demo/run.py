@@ -97,6 +97,7 @@ def _run() -> None:
             host=settings.host,
             port=settings.port,
             log_level="warning",
+            head_timeout=settings.head_timeout_seconds,
         )
     )
     with Processes(DEMO_DIR) as processes:

@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from cardsvc.api.serving import server_config
+from cardsvc.api.serving import HEAD_TIMEOUT_SECONDS, server_config
 
 
 def free_port() -> int:
@@ -27,10 +27,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: FastAPI, port: int) -> Iterator[None]:
+def serving(
+    app: FastAPI, port: int, *, head_timeout: float = HEAD_TIMEOUT_SECONDS
+) -> Iterator[None]:
     """Run the issuer ``app`` under uvicorn, configured as in production, in a thread until
     the block ends."""
-    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = server_config(app, host="127.0.0.1", port=port, log_level="warning",
+                           head_timeout=head_timeout)  # fmt: skip
+    server = uvicorn.Server(config)
     with running(server, port):
         yield
 

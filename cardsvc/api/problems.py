@@ -46,7 +46,7 @@ HTTP_TITLES = {
     400: "Bad request",
     404: "Not found",
     405: "Method not allowed",
-    408: "Request body too slow",
+    408: "Request too slow",
     413: "Request too large",
     431: "Request headers too large",
 }

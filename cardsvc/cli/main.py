@@ -166,7 +166,9 @@ def _serve(services: Services, host: str, port: int) -> None:
     sys.stdout.flush()
     # As uvicorn.run: the server re-raises Ctrl-C after its shutdown, which ends a clean stop.
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(server_config(api, host=host, port=port, log_level="info")).run()
+        config = server_config(api, host=host, port=port, log_level="info",
+                               head_timeout=services.settings.head_timeout_seconds)  # fmt: skip
+        uvicorn.Server(config).run()
 
 
 @app.command()

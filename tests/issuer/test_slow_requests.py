@@ -1,14 +1,16 @@
 """Slow and oversized requests against the real issuer under uvicorn, from raw sockets.
 
 A declared length over the limit is refused before anything is read (413), a body that
-has not arrived by the deadline gets 408, and a request head over the bound gets 431 —
+has not arrived by the deadline gets 408, a head that has not either gets 408 too (an idle
+connection is closed), and a request head over the bound gets 431 —
 on the FastAPI routes and on the ``POST /v1/verify`` fast path alike. Every wait is bounded
-by the client socket's timeout (10 s, far above the 1 s body deadline set here): a server
+by the client socket's timeout (10 s, far above the 1 s deadlines set here): a server
 that does not answer fails the test instead of hanging it.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -51,7 +53,7 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     services = registry_services(settings)
     port = free_port()
     try:
-        with serving(create_app(services.settings, services=services), port):
+        with serving(create_app(services.settings, services=services), port, head_timeout=1):
             yield Live(port, services)
     finally:
         services.engine.dispose()
@@ -161,3 +163,45 @@ def test_a_large_head_within_the_bound_is_served(issuer: Live) -> None:
                      + b"p" * 16_000 + b"\r\n\r\n")  # fmt: skip
         answer = read_answer(sock)
     assert answer.status == 200, answer
+
+
+@pytest.mark.parametrize("path", ["/health", "/v1/verify"])
+def test_a_head_that_stalls_gets_408_after_the_deadline(issuer: Live, path: str) -> None:
+    with connect(issuer.port) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())
+        answer = read_answer(sock)  # the blank line that ends the head never comes
+    _is_problem(answer, 408)
+    assert answer.headers["connection"] == "close"
+
+
+def test_a_head_sent_a_few_bytes_at_a_time_cannot_hold_the_connection(issuer: Live) -> None:
+    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"s" * 1000
+    with connect(issuer.port) as sock:
+        for i in range(0, len(head), 10):  # 10 bytes every 50 ms: 5 s for the whole head
+            if select.select([sock], [], [], 0.05)[0]:
+                break  # answered while the head was still coming
+            try:
+                sock.sendall(head[i : i + 10])
+            except OSError:  # closed after answering, between the check and the send
+                break
+        else:
+            pytest.fail("the server waited for the whole head")
+        answer = read_answer(sock)
+    _is_problem(answer, 408)
+
+
+def test_an_idle_connection_is_closed_after_the_deadline(issuer: Live) -> None:
+    with connect(issuer.port) as sock:
+        assert sock.recv(1) == b""  # closed by the server, within the socket's 10 s
+
+
+def test_each_head_on_a_kept_alive_connection_has_its_own_deadline(issuer: Live) -> None:
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with connect(issuer.port) as sock:
+        sock.sendall(request[:20])
+        threading.Event().wait(0.8)  # within the 1 s deadline
+        sock.sendall(request[20:])
+        assert read_answer(sock).status == 200
+        threading.Event().wait(0.5)  # 1.3 s since the connection opened, 0.5 s since the answer
+        sock.sendall(request)
+        assert read_answer(sock).status == 200
