@@ -21,10 +21,14 @@ too, and says so on stderr.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import json
 import os
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
@@ -105,6 +109,38 @@ def _state_dir(state: Path | None, no_state: bool) -> Path | None:
     # Only this user's: the replay memory holds e-card references of who passed the gate.
     chosen.mkdir(mode=0o700, parents=True, exist_ok=True)
     return chosen
+
+
+#: Held while a run reads and writes the state directory: two runs loading one replay
+#: memory at once would both accept the same code.
+LOCK_FILE = "verify.lock"
+#: How long a run waits for another run on the same state directory.
+LOCK_WAIT_SECONDS = 30.0
+
+
+@contextmanager
+def _exclusive(state: Path | None) -> Iterator[None]:
+    """One run at a time per state directory (runs elsewhere are not held up)."""
+    if state is None:
+        yield
+        return
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(state / LOCK_FILE, "ab") as handle:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise InputError(
+                        f"another cardsvc verify has held {state} for {LOCK_WAIT_SECONDS:g} s"
+                    ) from None
+                time.sleep(0.01)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _usage_error_types() -> tuple[type[BaseException], ...]:
@@ -338,6 +374,26 @@ def _run(
         raise InputError("give the QR text or --image, not both")
     state = _state_dir(state_option, no_state)
     now = _parse_now(now_text)
+    if image is not None:
+        qr_text = decode_image(image)
+    elif text is None or text == "-":
+        qr_text = sys.stdin.read().strip()
+    else:
+        qr_text = text.strip()
+    with _exclusive(state):
+        return _verify_in(state, qr_text, purpose, root, bundle, max_age, now, as_json)
+
+
+def _verify_in(
+    state: Path | None,
+    qr_text: str,
+    purpose: Purpose,
+    root: str,
+    bundle: str | None,
+    max_age: int,
+    now: datetime | None,
+    as_json: bool,
+) -> ExitCode:
     verifier = OfflineVerifier(
         _read_root(root), state_dir=state, max_age=timedelta(seconds=max_age)
     )
@@ -351,12 +407,6 @@ def _run(
         _update_from_url(verifier, bundle, state, now)
     elif bundle is not None:
         _update(verifier, _read_bundle_file(bundle), now)
-    if image is not None:
-        qr_text = decode_image(image)
-    elif text is None or text == "-":
-        qr_text = sys.stdin.read().strip()
-    else:
-        qr_text = text.strip()
     verdict = verifier.verify(qr_text, purpose=purpose, now=now)
     if as_json:
         typer.echo(json.dumps(verdict.to_json(), ensure_ascii=False, indent=2))

@@ -16,6 +16,7 @@ import qrcode
 from typer.testing import CliRunner
 
 from cardsvc.cli.main import app
+from cardsvc.cli.verify import LOCK_FILE
 from cardsvc.core.bundle import encode_bundle
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.qrtoken import Purpose, encode_qr_token
@@ -153,7 +154,7 @@ def test_replay_protection_is_on_by_default(files: dict[str, str], tmp_path: Pat
     assert again.exit_code == 1, again.output
     assert json.loads(again.stdout)["reason"] == "replayed"
     kept = tmp_path / "xdg-state" / "cardsvc-verify"
-    assert {p.name for p in kept.iterdir()} == {STATE_FILE, REPLAY_FILE}
+    assert {p.name for p in kept.iterdir()} == {STATE_FILE, REPLAY_FILE, LOCK_FILE}
     assert kept.stat().st_mode & 0o777 == 0o700  # e-card references: this user's only
     assert not (tmp_path / "home").exists()
 
@@ -253,6 +254,28 @@ def test_stdin_and_documented_exit_codes_in_a_real_process(
     ).stdout
     for line in ("0  valid", "1  invalid", "2  status unknown", "3  usage or input error"):
         assert line in help_text
+
+
+def test_runs_at_once_on_one_state_accept_a_code_once(
+    files: dict[str, str], tmp_path: Path
+) -> None:
+    """Eight real processes given one code at the same moment: one valid, seven replayed.
+    Without the state directory's lock each run loaded the replay memory before any had
+    saved it, and several accepted the code."""
+    state, text = str(tmp_path / "state"), qr()
+    first = run(files, qr(), "--purpose", "transport", "--state", state,
+                "--bundle", files["bundle"])  # fmt: skip
+    assert first.exit_code == 0, first.output  # the bundle is kept in the state
+    command = [CARDSVC, "verify", "--root", files["root"], "--state", state, "--purpose",
+               "transport", "--now", str(int(AT.timestamp())), "--json", text]  # fmt: skip
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(8)]  # fmt: skip
+    answers = [proc.communicate(timeout=120) for proc in runs]
+    outcomes = sorted(
+        (proc.returncode, json.loads(out).get("reason"))
+        for proc, (out, _) in zip(runs, answers, strict=True)
+    )
+    assert outcomes == [(0, None)] + [(1, "replayed")] * 7, answers
 
 
 def test_image_decoded_with_zxing(files: dict[str, str], tmp_path: Path) -> None:
