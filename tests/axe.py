@@ -1,0 +1,49 @@
+"""axe-core in a page under test: every WCAG rule axe has, at any impact.
+
+The pinned axe-core (``package.json``, installed by ``./dev test`` with ``npm ci``) is
+evaluated in the page through the DevTools protocol, so the pages' Content-Security-Policy
+(no inline script) stays as served. Missing axe-core skips locally and fails in CI.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import service_unavailable
+
+AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+
+_RUN = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.map((v) => ({
+    id: v.id,
+    impact: v.impact,
+    help: v.help,
+    nodes: v.nodes.map((n) => n.target.join(" ")),
+  }));
+}"""
+
+
+@cache
+def _source() -> str:
+    if not AXE.exists():
+        service_unavailable(f"axe-core not found at {AXE}: run `npm ci` (./dev test does)")
+    return AXE.read_text(encoding="utf-8")
+
+
+def violations(page: Any) -> list[dict[str, Any]]:
+    """Every axe violation on ``page`` as it is now (any impact)."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(_source())
+    found: list[dict[str, Any]] = page.evaluate(_RUN)
+    return found
+
+
+def assert_accessible(page: Any, state: str) -> None:
+    """No axe violation at any impact on ``page`` in ``state`` (named in the failure)."""
+    found = violations(page)
+    assert not found, f"{state}: " + "; ".join(
+        f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(v['nodes'][:3])}" for v in found
+    )
