@@ -34,7 +34,7 @@ from wording.catalogue import (
     script,
     text,
 )
-from wording.formats import benefit, beijing, beijing_date, money, period
+from wording.formats import beijing, beijing_date, benefit, money, period
 
 __all__ = [
     "COOKIE",
