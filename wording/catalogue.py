@@ -39,7 +39,7 @@ COOKIE = "cardsvc_lang"
 MISSING = "common.text-missing"
 
 _FILES = {"zh-CN": "zh_CN.po", "en": "en.po"}
-_PLACEHOLDER = re.compile(r"\{\{t:([a-z0-9_.-]+)\}\}")
+_PLACEHOLDER = re.compile(r"\{\{t:([A-Za-z0-9_.-]+)\}\}")
 
 
 @cache
