@@ -51,6 +51,7 @@ from wording import (
     negotiate,
     render_html,
 )
+from wording import script as i18n_js
 
 __all__ = ["PageConfig", "create_app"]
 
@@ -268,7 +269,7 @@ def create_app(
 
     @app.get("/static/i18n.js")
     async def i18n_script() -> Response:
-        return Response(script(), media_type="text/javascript", headers=_HEADERS)
+        return Response(i18n_js(), media_type="text/javascript", headers=_HEADERS)
 
     @app.get("/static/counter.js")
     async def script() -> Response:

@@ -68,7 +68,8 @@ def issuer(tmp_path: Path) -> Iterator[LiveIssuer]:
 LANGUAGES = {
     # A browser asking for neither Chinese nor English gets the default, zh-CN.
     "zh-CN": {"locale": "fr-FR", "heading": "电子社保卡", "wrong": "激活码不正确",
-              "left": "还可尝试 4 次", "countdown": r"(\d+) 秒后刷新二维码", "suspended": "已挂失暂停",
+              "left": "还可尝试 4 次", "countdown": r"(\d+) 秒后刷新二维码",
+              "suspended": "已挂失暂停",
               "lost": "您的卡片已挂失暂停", "button": "激活"},
     "en": {"locale": "en-US", "heading": "E-card wallet", "wrong": "activation code is not right",
            "left": "4 more times", "countdown": r"New code in (\d+) s", "suspended": "Suspended",
