@@ -31,10 +31,11 @@ from cardsvc.registry.lifecycle import CardState
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 from demo.processes import READER, DemoError, Processes
-from demo.world import ACTOR, PENSION_FEN, DemoWorld, ensure_world
+from demo.world import ACTOR, PENSION_FEN, TERMINAL_NAME, DemoWorld, ensure_world
 from reader_agent import pcsc
 from reader_agent.card.session import SscSession
 from reader_agent.personalize import personalize
+from wording import money
 
 DEMO_DIR = Path("var/demo")
 PIN = "123456"  # the demo card's; a real card's PIN is the cardholder's secret
@@ -176,7 +177,8 @@ def _start_counter_page(
     processes.counter_page(
         ["serve", "--issuer", issuer, "--client-id", world.terminal_id,
          "--client-key", str(world.terminal_key), "--state-dir", str(state_dir),
-         "--cache-dir", str(cache_dir), "--port", str(port), "--reader", READER],
+         "--cache-dir", str(cache_dir), "--port", str(port), "--reader", READER,
+         "--terminal-name", TERMINAL_NAME],
         port=port,
     )  # fmt: skip
 
@@ -186,7 +188,7 @@ def _first_thing(world: DemoWorld, yuan: str) -> list[str]:
         return [
             f"  1. Counter page: check the card, enter PIN {PIN}, collect the "
             f"{world.entitlement_period} pension",
-            f"     (¥{yuan}) and print the receipt.",
+            f"     ({yuan}) and print the receipt.",
         ]
     return [
         f"  1. Counter page: check the card, enter PIN {PIN} and pay a fee (the "
@@ -200,13 +202,15 @@ def _banner(
 ) -> None:
     rule = "=" * _BANNER_WIDTH
     page = f"http://127.0.0.1:{page_port}" if page_port else "(not running: see above)"
-    yuan = f"{PENSION_FEN / 100:,.2f}"
+    yuan = money(PENSION_FEN, "en")
     lines = [
         rule,
         "cardsvc demo is running (Ctrl-C stops everything)",
         f"  counter page  {page}",
         f"  wallet page   {issuer}/wallet",
         f"  API docs      {issuer}/docs",
+        "Both pages are in Simplified Chinese by default; the 中文 / English switch at the top",
+        "(or a browser asking for English) shows them in English.",
         "",
         f"Demo person {world.name}, ID {world.citizen_id}, card {world.card.card_number} "
         f"in reader {READER!r}, PIN {PIN}.",

@@ -34,7 +34,8 @@ ACTOR = Actor("demo")
 CITIZEN_ID = "11010519491231002X"
 NAME = "王芳"
 PENSION_FEN = 350_000
-TERMINAL_NAME = "demo counter"
+#: The demo terminal's registered name (the counter page and its receipts show it).
+TERMINAL_NAME = "演示柜台 1号窗口"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -485,9 +485,16 @@ def serve(
         float, typer.Option(min=0.5, help="Seconds between issuer probes and syncs")
     ] = 5.0,
     timeout: TimeoutOpt = 10.0,
+    terminal_name: Annotated[
+        str,
+        typer.Option(envvar="READER_AGENT_TERMINAL_NAME",
+                     help="This terminal's name on the page and receipts, as registered at "
+                     "the issuer (default: 'this counter' in the page's language)"),
+    ] = "",
 ) -> None:
     """The counter page for the clerk at http://HOST:PORT (loopback only): live card state,
-    the genuine-card check, PIN, benefit collection, fee payment, receipts, QR codes."""
+    the genuine-card check, PIN, benefit collection, fee payment, receipts, QR codes.
+    The page is in Simplified Chinese unless the browser asks for English."""
     from reader_agent.page.app import PageConfig, create_app
     from reader_agent.page.desk import DeskSettings
     from reader_agent.page.security import require_loopback
@@ -498,6 +505,7 @@ def serve(
     config = PageConfig(
         state_dir=state_dir, cache_dir=cache_dir, port=port, probe_every=sync_every,
         desk=DeskSettings(reader=reader, card_timeout=timeout),
+        terminal_name=terminal_name.strip()[:64],
     )  # fmt: skip
     typer.echo(f"counter page on http://{host}:{port}/ (terminal {client_id}); Ctrl-C stops it")
     PageServer(create_app(config, issuer=client), host=host, port=port).run()

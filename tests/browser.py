@@ -51,10 +51,12 @@ def chromium() -> Iterator[Any]:
 
 
 @contextmanager
-def browser_page(*, width: int, height: int) -> Iterator[Any]:
-    """One page of the given viewport in a fresh browser."""
+def browser_page(*, width: int, height: int, locale: str = "zh-CN") -> Iterator[Any]:
+    """One page of the given viewport in a fresh browser whose language (Accept-Language,
+    ``navigator.language``) is ``locale``."""
     with chromium() as browser:
-        context = browser.new_context(viewport={"width": width, "height": height})
+        context = browser.new_context(viewport={"width": width, "height": height},
+                                      locale=locale)  # fmt: skip
         try:
             yield context.new_page()
         finally:

@@ -3,8 +3,11 @@
 Routes are thin: the desk (:mod:`reader_agent.page.desk`) does the card work, the link
 (:mod:`reader_agent.page.link`) keeps up with the issuer, and every error is answered as
 RFC 9457 problem+json in the clerk's words (:mod:`reader_agent.page.words`), never a 500
-for bad input. The PIN is a ``SecretStr`` from the moment it is parsed, passed to the card
-and dropped; validation errors never echo input back.
+for bad input, in the request's language (the ``cardsvc_lang`` cookie the page's switch
+sets, else ``Accept-Language``, else zh-CN: :func:`wording.negotiate`). The page and
+``/i18n/{lang}.json`` (the catalogue the page's script reads) are rendered from the same
+catalogues (:mod:`wording`). The PIN is a ``SecretStr`` from the moment it is parsed,
+passed to the card and dropped; validation errors never echo input back.
 """
 
 from __future__ import annotations
@@ -36,9 +39,19 @@ from reader_agent.page.desk import Desk, DeskError, DeskSettings
 from reader_agent.page.hub import Hub
 from reader_agent.page.link import Link
 from reader_agent.page.qr import PURPOSES, verify_qr
-from reader_agent.page.security import LocalOnly
+from reader_agent.page.security import MAX_BODY, LocalOnly
 from reader_agent.page.views import yuan
-from reader_agent.page.words import Words, explain, verdict_words
+from reader_agent.page.words import Words, explain, problem_words, verdict_words
+from wording import (
+    COOKIE,
+    Message,
+    benefit,
+    catalogue_json,
+    money,
+    negotiate,
+    render_html,
+)
+from wording import script as i18n_js
 
 __all__ = ["PageConfig", "create_app"]
 
@@ -75,6 +88,9 @@ class PageConfig:
     #: Seconds a request body has to arrive in full (408 after): a stalled client holds
     #: no request open longer.
     body_timeout: float = 10.0
+    #: The terminal's name as the clerk and the receipts show it (the terminal's
+    #: certificate carries only its client id); empty: "this counter" in the page's words.
+    terminal_name: str = ""
 
 
 # -- request bodies -----------------------------------------------------------------------
@@ -121,42 +137,58 @@ class EmptyIn(_Body):
 # -- problems -----------------------------------------------------------------------------
 
 
-def _problem(words: Words) -> JSONResponse:
-    return JSONResponse(words.problem(), status_code=words.status, media_type=PROBLEM_JSON)
+def lang_of(request: Request) -> str:
+    """The language of a request: cookie, then Accept-Language, then zh-CN."""
+    return negotiate(cookie=request.cookies.get(COOKIE),
+                     accept_language=request.headers.get("accept-language"))  # fmt: skip
 
 
-async def _agent_error(_request: Request, exc: Exception) -> JSONResponse:
+def _problem(words: Words, request: Request) -> JSONResponse:
+    return JSONResponse(words.problem(lang_of(request)), status_code=words.status,
+                        media_type=PROBLEM_JSON)  # fmt: skip
+
+
+async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, DeskError):
-        return _problem(exc.words)
-    return _problem(explain(exc))
+        return _problem(exc.words, request)
+    return _problem(explain(exc), request)
 
 
-async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     # Only where and what: never the input (it may be a PIN).
     safe = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
              "type": str(e.get("type", ""))} for e in errors]  # fmt: skip
-    return _problem(Words(
-        status=422, code="invalid-input", title="Please check what was entered",
-        detail="Some of what was entered is not valid: "
-        + "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in safe[:5]),
-        next="Correct the marked field and try again.", extra={"errors": safe[:20]},
-    ))  # fmt: skip
+    fields = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in safe[:5])
+    return _problem(problem_words(422, "invalid-input", fields=fields,
+                                  extra={"errors": safe[:20]}), request)  # fmt: skip
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
-    status = exc.status_code if isinstance(exc, StarletteHTTPException) else 400
-    titles = {404: "No such page", 405: "Not allowed here", 408: "Request too slow",
-              413: "Request too large"}  # fmt: skip
-    return _problem(Words(status=status, code=f"http-{status}",
-                          title=titles.get(status, "Bad request"),
-                          detail=str(getattr(exc, "detail", "")) or titles.get(status, ""),
-                          next="Use the counter page's own buttons."))  # fmt: skip
+_HTTP_TITLES = frozenset({404, 405, 408, 413})
+
+
+def _http_error(body_timeout: float) -> Callable[[Request, Exception], Any]:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        status = exc.status_code if isinstance(exc, StarletteHTTPException) else 400
+        base = f"counter.problem.http.{status if status in _HTTP_TITLES else 'other'}"
+        details = {
+            408: Message("counter.problem.too-slow.detail", {"seconds": f"{body_timeout:g}"}),
+            413: Message("counter.problem.too-large.detail", {"limit": MAX_BODY}),
+        }
+        words = Words(status=status, code=f"http-{status}", title=Message(f"{base}.title"),
+                      detail=details.get(status, Message(f"{base}.title")),
+                      next=Message("counter.problem.http.next"))  # fmt: skip
+        return _problem(words, request)
+
+    return handle
 
 
 @cache
 def _asset(name: str) -> str:
     return resources.files("reader_agent.page").joinpath("static", name).read_text("utf-8")
+
+
+_I18N_HEADERS = {**_HEADERS, "Cache-Control": "no-cache"}
 
 
 def _utcnow() -> datetime:
@@ -185,11 +217,15 @@ def create_app(
     link = Link(issuer=issuer, books=books, cache=cache_, clock=clock, changed=changed,
                 probe_every=config.probe_every, cache_every=config.cache_every)  # fmt: skip
     desk = Desk(settings=config.desk, cache=cache_, issuer=issuer, books=books, clock=clock,
-                changed=changed, after_transaction=link.wake,
-                status_limit=link.status_limit)  # fmt: skip
+                changed=changed, after_transaction=link.wake, status_limit=link.status_limit,
+                terminal_name=config.terminal_name)  # fmt: skip
+    #: Entitlements listed for the card in front of the clerk: id -> (benefit, period), so
+    #: the receipt names what was collected (also after a reload of the page).
+    listed: dict[uuid.UUID, tuple[str, str]] = {}
 
-    def build() -> dict[str, Any]:
-        return {"terminal": issuer.client_id, "issuer": issuer.base_url, **desk.view(),
+    def build(lang: str) -> dict[str, Any]:
+        return {"terminal": issuer.client_id, "terminal_name": config.terminal_name,
+                "issuer": issuer.base_url, **desk.view(lang),
                 "link": link.state.to_json()}  # fmt: skip
 
     hub = Hub(build)
@@ -219,12 +255,21 @@ def create_app(
     app.state.hub = hub
     app.add_exception_handler(AgentError, _agent_error)
     app.add_exception_handler(RequestValidationError, _invalid)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error(config.body_timeout))
 
     @app.get("/", response_class=HTMLResponse)
-    async def page() -> HTMLResponse:
-        body = _asset("counter.html").replace("{{CSRF}}", csrf)
-        return HTMLResponse(body, headers=_HEADERS)
+    async def page(request: Request) -> HTMLResponse:
+        body = render_html(_asset("counter.html"), lang_of(request)).replace("{{CSRF}}", csrf)
+        return HTMLResponse(body, headers={**_HEADERS, "Vary": "Cookie, Accept-Language"})
+
+    @app.get("/i18n/{lang}.json")
+    async def catalogue(lang: str) -> JSONResponse:
+        # An unknown language answers zh-CN's catalogue (with "lang": "zh-CN").
+        return JSONResponse(catalogue_json(lang), headers=_I18N_HEADERS)
+
+    @app.get("/static/i18n.js")
+    async def i18n_script() -> Response:
+        return Response(i18n_js(), media_type="text/javascript", headers=_HEADERS)
 
     @app.get("/static/counter.js")
     async def script() -> Response:
@@ -235,57 +280,66 @@ def create_app(
         return Response(_asset("counter.css"), media_type="text/css", headers=_HEADERS)
 
     @app.get("/api/state")
-    async def state() -> JSONResponse:
-        return JSONResponse(hub.snapshot(), headers={"Cache-Control": "no-store"})
+    async def state(request: Request) -> JSONResponse:
+        return JSONResponse(hub.snapshot(lang_of(request)), headers={"Cache-Control": "no-store"})
 
     @app.get("/api/events")
-    async def events() -> StreamingResponse:
+    async def events(request: Request) -> StreamingResponse:
         return StreamingResponse(
-            hub.stream(), media_type="text/event-stream",
+            hub.stream(lang_of(request)), media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )  # fmt: skip
 
     @app.post("/api/check")
-    async def check(_body: Annotated[EmptyIn, Body()]) -> JSONResponse:
+    async def check(request: Request, _body: Annotated[EmptyIn, Body()]) -> JSONResponse:
         await run_in_threadpool(lambda: desk.check(pin=None, allow_last_try=False))
-        return JSONResponse(hub.snapshot())
+        return JSONResponse(hub.snapshot(lang_of(request)))
 
     @app.post("/api/pin")
-    async def pin(body: PinIn) -> JSONResponse:
+    async def pin(request: Request, body: PinIn) -> JSONResponse:
         secret = body.pin.get_secret_value()
         result = await run_in_threadpool(
             lambda: desk.check(pin=secret, allow_last_try=body.allow_last_try)
         )
-        snapshot = hub.snapshot()
+        snapshot = hub.snapshot(lang_of(request))
         if result.genuine and snapshot["check"] and snapshot["check"]["pin_verified"]:
             return JSONResponse(snapshot)
         meaning, advice = verdict_words(result.verdict)
         tries = result.pin_tries_left
-        detail = meaning + (f" {tries} tries left." if tries is not None and tries > 0 else "")
         pin_problem = result.verdict.value.startswith("pin") or result.genuine
-        raise DeskError(Words(
-            status=422, code=f"check-{result.verdict.value}",
-            title="PIN not accepted" if pin_problem else "Card not accepted",
-            detail=detail, next=advice or "Ask for the PIN again.",
+        raise DeskError(problem_words(
+            422, f"check-{result.verdict.value}",
+            key="pin-rejected" if pin_problem else "card-rejected",
+            meaning=meaning, advice=advice,
+            tries=Message("counter.pin.tries-sentence", {"tries": tries})
+            if tries is not None and tries > 0 else "",
             extra={"verdict": result.verdict.value, "tries_left": tries},
         ))  # fmt: skip
 
     @app.get("/api/entitlements")
-    async def entitlements() -> JSONResponse:
+    async def entitlements(request: Request) -> JSONResponse:
+        lang = lang_of(request)
         identity = desk.identity()
         items = await run_in_threadpool(lambda: issuer.open_entitlements(identity.card_number))
+        listed.clear()
+        for i in items:
+            with suppress(ValueError):
+                listed[uuid.UUID(str(i.id))] = (i.benefit, i.period)
         out = [
             {"id": i.id, "benefit": i.benefit, "period": i.period, "amount_fen": i.amount_fen,
-             "amount_yuan": yuan(i.amount_fen)}
+             "amount_yuan": yuan(i.amount_fen), "label": benefit(i.benefit, i.period, lang),
+             "amount": money(i.amount_fen, lang)}
             for i in items
         ]  # fmt: skip
         return JSONResponse({"card_number": identity.card_number, "items": out})
 
     @app.post("/api/collect")
     async def collect(body: CollectIn) -> JSONResponse:
+        named = listed.get(body.entitlement_id)
         receipt = await run_in_threadpool(
             lambda: desk.transact(kind=Kind.BENEFIT, amount_fen=body.amount_fen,
-                                  entitlement=body.entitlement_id, reference=None)
+                                  entitlement=body.entitlement_id, reference=None,
+                                  benefit=named)
         )
         return JSONResponse({"receipt": receipt.to_json()})
 
@@ -298,15 +352,16 @@ def create_app(
         return JSONResponse({"receipt": receipt.to_json()})
 
     @app.post("/api/qr")
-    async def qr(body: QrIn) -> JSONResponse:
+    async def qr(request: Request, body: QrIn) -> JSONResponse:
         text = body.text.strip()
         outcome = await run_in_threadpool(lambda: verify_qr(issuer, text, body.purpose))
-        return JSONResponse(outcome.to_json())
+        return JSONResponse(outcome.to_json(lang_of(request)))
 
     @app.post("/api/done")
-    async def done(_body: Annotated[EmptyIn, Body()]) -> JSONResponse:
+    async def done(request: Request, _body: Annotated[EmptyIn, Body()]) -> JSONResponse:
         await run_in_threadpool(desk.end_customer)
-        return JSONResponse(hub.snapshot())
+        listed.clear()
+        return JSONResponse(hub.snapshot(lang_of(request)))
 
     @app.post("/api/sync")
     async def sync_now(_body: Annotated[EmptyIn, Body()]) -> JSONResponse:

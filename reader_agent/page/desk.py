@@ -38,7 +38,8 @@ from reader_agent.errors import AgentError, NoCardError, ReaderError
 from reader_agent.issuer import IssuerClient
 from reader_agent.page.books import Books
 from reader_agent.page.views import Identity, Receipt, check_view, pin_passed
-from reader_agent.page.words import CARD_PULLED, Words, explain
+from reader_agent.page.words import CARD_PULLED, Words, explain, problem_words
+from wording import render, text
 
 __all__ = ["Desk", "DeskError", "DeskSettings"]
 
@@ -49,13 +50,12 @@ class DeskError(AgentError):
     code = "desk"
 
     def __init__(self, words: Words) -> None:
-        super().__init__(words.detail)
+        super().__init__(render("en", words.detail))  # for logs; the page renders its own
         self.words = words
 
 
-def _refuse(code: str, title: str, detail: str, next_step: str, status: int = 409) -> DeskError:
-    return DeskError(Words(status=status, code=code, title=title, detail=detail,
-                           next=next_step))  # fmt: skip
+def _refuse(code: str, *, key: str | None = None, status: int = 409) -> DeskError:
+    return DeskError(problem_words(status, code, key=key))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +82,7 @@ class Desk:
         changed: Callable[[], None],
         after_transaction: Callable[[], None] = lambda: None,
         status_limit: Callable[[], timedelta] = lambda: DEFAULT_MAX_STATUS_AGE,
+        terminal_name: str = "",
     ) -> None:
         self._settings = settings
         self._cache = cache
@@ -91,10 +92,13 @@ class Desk:
         self._changed = changed
         self._after_transaction = after_transaction
         self._status_limit = status_limit
+        self._terminal_name = terminal_name
         self._state = threading.Lock()  # the fields below; held only briefly
         self._op = threading.Lock()  # one card operation at a time
         self._readers: tuple[pcsc.ReaderState, ...] = ()
-        self._reader_error: str | None = "looking for card readers…"
+        #: None and no readers yet: still looking.
+        self._reader_error: Words | None = None
+        self._readers_seen = False
         self._reader: str | None = settings.reader
         self._present = False
         self._generation = 0
@@ -109,24 +113,25 @@ class Desk:
 
     # -- the page's view ------------------------------------------------------------------
 
-    def view(self) -> dict[str, Any]:
+    def view(self, lang: str) -> dict[str, Any]:
+        """The page's state, its words in ``lang``."""
         with self._state:
             check = self._check
             return {
                 "reader": {
                     "name": self._reader,
                     "readers": [s.name for s in self._readers],
-                    "error": self._reader_error,
+                    "error": self._reader_words(lang),
                 },
                 "card": {"present": self._present, "phase": self._phase},
-                "check": check_view(check) if check is not None else None,
+                "check": check_view(check, lang) if check is not None else None,
                 "identity": (
                     Identity.of(check.document).to_json()
                     if check is not None and check.document is not None
                     else None
                 ),
                 "receipt": self._receipt.to_json() if self._receipt else None,
-                "notice": self._notice.problem() if self._notice else None,
+                "notice": self._notice.problem(lang) if self._notice else None,
             }
 
     def identity(self) -> Identity:
@@ -134,18 +139,25 @@ class Desk:
         with self._state:
             check = self._check
         if check is None or check.document is None or not check.genuine:
-            raise _refuse("not-checked", "No checked card",
-                          "No genuine card has been checked at this counter yet.",
-                          "Insert the card and wait for the check.")  # fmt: skip
+            raise _refuse("not-checked")
         return Identity.of(check.document)
 
     # -- the readers (watcher thread) -----------------------------------------------------
 
-    def on_readers(self, states: tuple[pcsc.ReaderState, ...], error: str | None) -> None:
+    def _reader_words(self, lang: str) -> str | None:
+        if self._reader_error is not None:
+            said = self._reader_error.problem(lang)
+            return f"{said['detail']} {said['next']}"
+        if not self._readers_seen:
+            return text(lang, "counter.reader.searching")
+        return None if self._readers else text(lang, "counter.reader.none")
+
+    def on_readers(self, states: tuple[pcsc.ReaderState, ...], error: Words | None) -> None:
         by_name = {s.name: s for s in states}
         with self._state:
             self._readers = states
-            self._reader_error = error or (None if states else "no card reader is connected")
+            self._reader_error = error
+            self._readers_seen = True
             target = self._settings.reader
             if target is None:
                 current = by_name.get(self._reader or "")
@@ -193,8 +205,7 @@ class Desk:
     @contextmanager
     def _operation(self) -> Iterator[None]:
         if not self._op.acquire(timeout=self._settings.card_timeout * 3):
-            raise _refuse("busy", "Busy", "The counter is still busy with the card.",
-                          "Wait a moment and try again.")  # fmt: skip
+            raise _refuse("busy")
         try:
             yield
         finally:
@@ -203,8 +214,7 @@ class Desk:
     def _current(self) -> tuple[int, str]:
         with self._state:
             if not self._present or self._reader is None:
-                raise _refuse("no-card", "No card", "There is no card in the reader.",
-                              "Insert the card; the check starts by itself.")  # fmt: skip
+                raise _refuse("no-card")
             return self._generation, self._reader
 
     def _drop_connection(self) -> None:
@@ -281,27 +291,22 @@ class Desk:
         amount_fen: int,
         entitlement: uuid.UUID | None,
         reference: str | None,
+        benefit: tuple[str, str] | None = None,
     ) -> Receipt:
-        """Collect or pay on the card whose PIN was just verified; the receipt."""
+        """Collect or pay on the card whose PIN was just verified; the receipt.
+        ``benefit``: the entitlement's (benefit code, period), for the receipt."""
         with self._operation():
             generation, _reader = self._current()
             with self._state:
                 check, checked_at = self._check, self._checked_at
                 session = self._session if self._session_generation == generation else None
                 if check is None or not pin_passed(check) or session is None:
-                    raise _refuse(
-                        "pin-needed", "PIN needed",
-                        "The cardholder's PIN has not been verified for this transaction.",
-                        "Ask the cardholder to type the PIN.",
-                    )  # fmt: skip
+                    raise _refuse("pin-needed")
                 if checked_at is None or self._clock() - checked_at > self._settings.pin_valid_for:
                     self._phase = "checked"
-                    raise _refuse("pin-too-old", "PIN needed again",
-                                  "The PIN was verified too long ago.",
-                                  "Ask the cardholder to type the PIN again.")  # fmt: skip
+                    raise _refuse("pin-too-old")
                 if check.document is None:  # a genuine check always carries it
-                    raise _refuse("not-checked", "No checked card", "The card has no data.",
-                                  "Check the card again.")  # fmt: skip
+                    raise _refuse("not-checked", key="no-data")
                 identity = Identity.of(check.document)
                 self._phase = "signing"
                 self._notice = None
@@ -333,7 +338,8 @@ class Desk:
                 # Reset the card: the PIN is needed again for anything further.
                 self._drop_connection()
             at = self._clock().replace(microsecond=0)
-            receipt = Receipt.of(result, identity=identity, at=at)
+            receipt = Receipt.of(result, identity=identity, at=at, benefit=benefit,
+                                 terminal_name=self._terminal_name)
             with self._state:
                 self._receipt = receipt
                 self._notice = None

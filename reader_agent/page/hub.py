@@ -1,6 +1,7 @@
 """Fan-out of the page state to Server-Sent Events subscribers.
 
 Any thread (the reader watcher, the link, a request) calls :meth:`Hub.publish`; each
+subscriber reads in its own language (the snapshot is built once per language in use), and each
 subscriber (one per open page, on the server's event loop) holds only the *latest*
 snapshot, so a slow browser skips intermediate states instead of queueing them, and
 never misses the last one. Every snapshot is the whole state: a page that reconnects is
@@ -25,8 +26,9 @@ RETRY_MS = 500
 
 
 class _Subscriber:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, lang: str) -> None:
         self.loop = loop
+        self.lang = lang
         self.latest: str | None = None
         self.ready = asyncio.Event()
 
@@ -36,19 +38,20 @@ class _Subscriber:
 
 
 class Hub:
-    """Builds the snapshot with ``build`` on every publish and hands it to subscribers."""
+    """Builds the snapshot with ``build(lang)`` on every publish and hands it to
+    subscribers."""
 
-    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, build: Callable[[str], dict[str, Any]]) -> None:
         self._build = build
         self._lock = threading.Lock()
         self._subscribers: set[_Subscriber] = set()
         self._version = 0
         self._closed = False
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, lang: str) -> dict[str, Any]:
         with self._lock:
             version = self._version
-        return {**self._build(), "version": version}
+        return {**self._build(lang), "version": version}
 
     def publish(self) -> None:
         with self._lock:
@@ -56,10 +59,13 @@ class Hub:
             subscribers = list(self._subscribers)
         if not subscribers:
             return
-        payload = json.dumps(self.snapshot(), ensure_ascii=False, separators=(",", ":"))
+        payloads = {
+            lang: json.dumps(self.snapshot(lang), ensure_ascii=False, separators=(",", ":"))
+            for lang in {sub.lang for sub in subscribers}
+        }
         for sub in subscribers:
             try:
-                sub.loop.call_soon_threadsafe(sub.offer, payload)
+                sub.loop.call_soon_threadsafe(sub.offer, payloads[sub.lang])
             except RuntimeError:  # its loop is closed: the server is stopping
                 continue
 
@@ -74,13 +80,13 @@ class Hub:
             except RuntimeError:
                 continue
 
-    async def stream(self) -> AsyncIterator[str]:
+    async def stream(self, lang: str) -> AsyncIterator[str]:
         """SSE lines: the current state at once, then every change, for a bounded time."""
-        sub = _Subscriber(asyncio.get_running_loop())
+        sub = _Subscriber(asyncio.get_running_loop(), lang)
         with self._lock:
             self._subscribers.add(sub)
         try:
-            first = json.dumps(self.snapshot(), ensure_ascii=False, separators=(",", ":"))
+            first = json.dumps(self.snapshot(lang), ensure_ascii=False, separators=(",", ":"))
             yield f"retry: {RETRY_MS}\nevent: state\ndata: {first}\n\n"
             loop = asyncio.get_running_loop()
             until = loop.time() + STREAM_SECONDS

@@ -13,41 +13,32 @@ from typing import Any
 from cardsvc.core.qrtoken import Purpose
 from reader_agent.errors import IssuerError, IssuerUnreachableError
 from reader_agent.issuer import IssuerClient
+from wording import Message, render
 
-__all__ = ["PURPOSES", "QrOutcome", "verify_qr"]
+__all__ = ["CHECKS", "PURPOSES", "QrOutcome", "verify_qr"]
 
 PURPOSES = tuple(p.name.lower() for p in Purpose)
 
-_CHECKS = {
-    "signature": "its signature does not verify: it was not made by the issuer",
-    "expired": "it has expired: ask the cardholder to show a fresh code",
-    "issued-in-future": "it is not valid yet: the phone's clock may be wrong",
-    "format": "it is not a complete e-card code: scan it again",
-    "prefix": "it is not an e-card code",
-    "issuer": "it was not issued by this issuer",
-    "key-unknown": "it was signed with a key the issuer does not know",
-    "key-window": "it was signed with a key outside its validity",
-    "ecard-unknown": "the e-card does not exist",
-    "ecard-suspended": "the e-card is suspended (reported lost)",
-    "ecard-revoked": "the e-card is revoked",
-    "purpose": "it was made for another purpose: ask for a code for this service",
-    "replayed": "it was already used once: ask the cardholder to show a fresh code",
-    "card-revoked": "the card behind it is revoked",
-    "card-suspended": "the card behind it is suspended (reported lost)",
-}
+#: The issuer's checks with words of their own (``counter.qr.check.CHECK``).
+CHECKS = frozenset({
+    "signature", "expired", "issued-in-future", "format", "prefix", "issuer", "key-unknown",
+    "key-window", "ecard-unknown", "ecard-suspended", "ecard-revoked", "purpose", "replayed",
+    "card-revoked", "card-suspended",
+})  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
 class QrOutcome:
     outcome: str  # valid | invalid | unverified
-    message: str
+    message: Message
     purpose: str
     check: str | None = None
     attributes: dict[str, Any] | None = None
     expires_at: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "message": self.message, "purpose": self.purpose,
+    def to_json(self, lang: str) -> dict[str, Any]:
+        return {"outcome": self.outcome, "message": render(lang, self.message),
+                "purpose": self.purpose,
                 "check": self.check, "attributes": self.attributes,
                 "expires_at": self.expires_at}  # fmt: skip
 
@@ -59,27 +50,25 @@ def verify_qr(issuer: IssuerClient, text: str, purpose: str) -> QrOutcome:
     except IssuerUnreachableError:
         return QrOutcome(
             outcome="unverified", purpose=purpose,
-            message="NOT VERIFIED: the issuer cannot be reached, so this code cannot be "
-            "checked. Do not accept it on its own: ask for the physical card instead.",
+            message=Message("counter.qr.unreachable"),
         )  # fmt: skip
     except IssuerError as exc:
         problem = exc.problem if isinstance(exc.problem, dict) else {}
         check = problem.get("check")
         if exc.status in (400, 422) and isinstance(check, str):
-            why = _CHECKS.get(check, f"the issuer's check '{check}' failed")
+            why = (Message(f"counter.qr.check.{check}") if check in CHECKS
+                   else Message("counter.qr.check.unknown", {"check": check[:40]}))
             return QrOutcome(outcome="invalid", purpose=purpose, check=check,
-                             message=f"NOT VALID: {why}. Do not accept it.")  # fmt: skip
+                             message=Message("counter.qr.invalid", {"why": why}))  # fmt: skip
         if exc.status in (400, 422):
             return QrOutcome(outcome="invalid", purpose=purpose, check="malformed",
-                             message="NOT VALID: this is not an e-card code (or it was "
-                             "scanned incompletely). Scan it again.")  # fmt: skip
+                             message=Message("counter.qr.malformed"))  # fmt: skip
         return QrOutcome(
             outcome="unverified", purpose=purpose,
-            message=f"NOT VERIFIED: the issuer did not check the code ({exc.detail}). "
-            "Ask for the physical card instead.",
+            message=Message("counter.qr.unverified", {"technical": exc.detail}),
         )  # fmt: skip
     return QrOutcome(
         outcome="valid", purpose=purpose,
-        message=f"VALID e-card for {purpose}, checked online by the issuer just now.",
+        message=Message("counter.qr.valid", {"purpose": Message(f"purpose.{purpose}")}),
         attributes=verified.attributes, expires_at=verified.expires_at,
     )  # fmt: skip

@@ -24,11 +24,15 @@ import asyncio
 import hmac
 import ipaddress
 import json
+from contextlib import suppress
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reader_agent.errors import AgentError
+from wording import COOKIE, negotiate, text
 
 __all__ = ["LocalOnly", "NotLoopbackError", "allowed_hosts", "require_loopback"]
 
@@ -68,11 +72,21 @@ def allowed_hosts(port: int) -> frozenset[str]:
     )
 
 
-def _problem(status: int, code: str, title: str, detail: str) -> tuple[int, bytes]:
-    body = {"type": f"urn:cardsvc:counter:{code}", "title": title, "status": status,
-            "detail": detail, "next": "Open the counter page at http://127.0.0.1 on this "
-            "machine."}  # fmt: skip
-    return status, json.dumps(body).encode()
+def _lang(headers: dict[str, bytes]) -> str:
+    cookies = SimpleCookie()
+    with suppress(CookieError):
+        cookies.load(headers.get("cookie", b"").decode("latin-1"))
+    chosen = cookies.get(COOKIE)
+    return negotiate(cookie=chosen.value if chosen else None,
+                     accept_language=headers.get("accept-language", b"").decode("latin-1"))
+
+
+def _problem(status: int, code: str, lang: str, **params: Any) -> tuple[int, bytes]:
+    base = f"counter.problem.{code}"
+    body = {"type": f"urn:cardsvc:counter:{code}", "title": text(lang, f"{base}.title"),
+            "status": status, "detail": text(lang, f"{base}.detail", **params),
+            "next": text(lang, f"{base}.next")}  # fmt: skip
+    return status, json.dumps(body, ensure_ascii=False).encode()
 
 
 class LocalOnly:
@@ -94,27 +108,16 @@ class LocalOnly:
         host = headers.get("host", b"").decode("latin-1")
         refusal: tuple[int, bytes] | None = None
         if host not in self.hosts:
-            refusal = _problem(
-                421, "wrong-host", "Wrong host name",
-                "This page answers only to 127.0.0.1, localhost or [::1].",
-            )  # fmt: skip
+            refusal = _problem(421, "wrong-host", _lang(headers))
         elif scope["method"] not in ("GET", "HEAD"):
             origin = headers.get("origin")
             token = headers.get(CSRF_HEADER, b"")
             if origin is not None and origin.decode("latin-1") != f"http://{host}":
-                refusal = _problem(
-                    403, "cross-origin", "Request from another site",
-                    "Only the counter page itself may send this request.",
-                )  # fmt: skip
+                refusal = _problem(403, "cross-origin", _lang(headers))
             elif not hmac.compare_digest(token, self.csrf_token):
-                refusal = _problem(403, "csrf", "Page expired",
-                                   "The request did not carry this page's token (the page "
-                                   "may be from before the agent restarted).")  # fmt: skip
+                refusal = _problem(403, "csrf", _lang(headers))
             elif _declared_length(headers.get("content-length", b"")) > MAX_BODY:
-                refusal = _problem(
-                    413, "too-large", "Request too large",
-                    f"A request to the counter is at most {MAX_BODY} bytes.",
-                )  # fmt: skip
+                refusal = _problem(413, "too-large", _lang(headers), limit=MAX_BODY)
         if refusal is not None:
             await _send_problem(send, *refusal)
             return

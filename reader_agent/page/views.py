@@ -17,6 +17,7 @@ from cardsvc.core.carddoc import CardDocument
 from reader_agent.check import CheckResult, Outcome, Step, Verdict
 from reader_agent.counter import CounterResult
 from reader_agent.page.words import verdict_words
+from wording import render
 
 __all__ = ["Identity", "Receipt", "check_view", "mask_citizen_id", "yuan"]
 
@@ -75,8 +76,8 @@ def pin_passed(check: CheckResult) -> bool:
 _CARD_OK = frozenset({Verdict.GENUINE, Verdict.PIN_FAILED, Verdict.PIN_REFUSED})
 
 
-def check_view(check: CheckResult) -> dict[str, Any]:
-    meaning, advice = verdict_words(check.verdict)
+def check_view(check: CheckResult, lang: str) -> dict[str, Any]:
+    meaning, advice = (render(lang, m) for m in verdict_words(check.verdict))
     return {
         "verdict": check.verdict.value,
         "genuine": check.genuine,
@@ -110,20 +111,28 @@ class Receipt:
     amount_fen: int
     at: datetime
     terminal: str
+    terminal_name: str
     card_number: str
     name: str
     entitlement: str | None
+    benefit: str | None  # the entitlement's benefit code (pension) and period (2026-12)
+    period: str | None
     reference: str | None
     transaction_id: str | None
 
     @classmethod
-    def of(cls, result: CounterResult, *, identity: Identity, at: datetime) -> Receipt:
+    def of(
+        cls, result: CounterResult, *, identity: Identity, at: datetime,
+        benefit: tuple[str, str] | None = None, terminal_name: str = "",
+    ) -> Receipt:
         data = result.record.transaction
         answer = result.answer or {}
         return cls(
             kind=data.kind.value, mode=result.mode, state=result.record.state.value,
             seq=result.record.seq, counter=result.record.counter or 0,
             amount_fen=data.amount_fen, at=at, terminal=data.terminal,
+            terminal_name=terminal_name,
+            benefit=benefit[0] if benefit else None, period=benefit[1] if benefit else None,
             card_number=identity.card_number, name=identity.name,
             entitlement=str(data.entitlement) if data.entitlement else None,
             reference=data.reference,
@@ -137,7 +146,9 @@ class Receipt:
             "kind": self.kind, "mode": self.mode, "state": self.state, "seq": self.seq,
             "counter": self.counter, "amount_fen": self.amount_fen,
             "amount_yuan": yuan(self.amount_fen), "at": self.at.isoformat(),
-            "terminal": self.terminal, "card_number": self.card_number, "name": self.name,
-            "entitlement": self.entitlement, "reference": self.reference,
+            "terminal": self.terminal, "terminal_name": self.terminal_name,
+            "card_number": self.card_number, "name": self.name,
+            "entitlement": self.entitlement, "benefit": self.benefit, "period": self.period,
+            "reference": self.reference,
             "transaction_id": self.transaction_id,
         }  # fmt: skip

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from reader_agent import pcsc
 from reader_agent.errors import AgentError
-from reader_agent.page.words import explain
+from reader_agent.page.words import Words, explain, problem_words
 
 __all__ = ["Watcher"]
 
@@ -25,7 +25,7 @@ class Watcher:
 
     def __init__(
         self,
-        on_readers: Callable[[tuple[pcsc.ReaderState, ...], str | None], None],
+        on_readers: Callable[[tuple[pcsc.ReaderState, ...], Words | None], None],
         *,
         wait: float = 0.25,
     ) -> None:
@@ -43,17 +43,17 @@ class Watcher:
 
     def _run(self) -> None:
         states: tuple[pcsc.ReaderState, ...] = ()
-        error: str | None = None
+        error: Words | None = None
         first = True
         while not self._stop.is_set():
             try:
                 seen = pcsc.watch_readers(states, wait=self._wait)
-                problem = None
+                problem: Words | None = None
             except AgentError as exc:
-                seen, problem = (), explain(exc).detail
+                seen, problem = (), explain(exc)
             except Exception:  # the watcher must outlive anything pyscard throws
                 _log.exception("reader watcher")
-                seen, problem = (), "the card reader service failed unexpectedly"
+                seen, problem = (), problem_words(503, "internal")
             if first or _summary(seen) != _summary(states) or problem != error:
                 self._on_readers(seen, problem)
                 first = False

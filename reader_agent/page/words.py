@@ -1,9 +1,11 @@
 """What the clerk reads: every error and verdict in plain words, with what to do next.
 
 One place maps the agent's typed errors (and the genuine-card verdicts) to a short title,
-a sentence saying what happened and one saying what to do. The page shows these as they
-are; the JSON API answers them as RFC 9457 problem documents (``title``, ``detail``,
-``next``).
+a sentence saying what happened and one saying what to do. The words themselves are in
+the catalogues of :mod:`wording` (``counter.problem.CODE.title`` / ``.detail`` /
+``.next``, ``counter.verdict.VERDICT.meaning`` / ``.advice``), so a :class:`Words` holds
+messages, put into the reader's language when answered: the JSON API answers them as
+RFC 9457 problem documents (``title``, ``detail``, ``next``) in the request's language.
 """
 
 from __future__ import annotations
@@ -27,201 +29,102 @@ from reader_agent.errors import (
     ServiceUnavailableError,
 )
 from reader_agent.journal import JournalError
+from wording import Message, render
 
-__all__ = ["Words", "explain", "verdict_words"]
+__all__ = ["CARD_PULLED", "Words", "explain", "problem_words", "verdict_words"]
+
+_P = "counter.problem."
 
 
 @dataclass(frozen=True, kw_only=True)
 class Words:
-    """A problem for the clerk: HTTP status, stable code, title, what happened, what next."""
+    """A problem for the clerk: HTTP status, stable code, title, what happened, what next
+    (as catalogue messages, rendered per language by :meth:`problem`)."""
 
     status: int
     code: str
-    title: str
-    detail: str
-    next: str
+    title: Message
+    detail: Message
+    next: Message
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def problem(self) -> dict[str, Any]:
+    def problem(self, lang: str) -> dict[str, Any]:
         return {
             "type": f"urn:cardsvc:counter:{self.code}",
-            "title": self.title,
+            "title": render(lang, self.title),
             "status": self.status,
-            "detail": self.detail,
-            "next": self.next,
+            "detail": render(lang, self.detail),
+            "next": render(lang, self.next),
             **self.extra,
         }
 
 
-CARD_PULLED = Words(
-    status=409,
-    code="card-removed",
-    title="Card taken out",
-    detail="The card was taken out of the reader before the step finished. "
-    "Nothing was signed and nothing was paid.",
-    next="Insert the card again and start over: check, PIN, then the service.",
-)
+def problem_words(
+    status: int, code: str, *, key: str | None = None, extra: dict[str, Any] | None = None,
+    **params: Any,
+) -> Words:
+    """Words from the catalogue entries ``counter.problem.KEY.title/.detail/.next`` (KEY is
+    the code unless given), all three filled with ``params``."""
+    base = _P + (key or code)
+    return Words(status=status, code=code, title=Message(f"{base}.title", params),
+                 detail=Message(f"{base}.detail", params), next=Message(f"{base}.next", params),
+                 extra=extra or {})  # fmt: skip
 
-_REFUSALS = {
-    "floor-limit": "The amount is above what this counter may pay while offline.",
-    "card-offline-uses": "This card has been used offline too many times since it was last "
-    "seen online.",
-    "terminal-offline-total": "This counter has too much unsynced offline money already.",
-    "cache": "The counter's copy of the card status lists is missing or unusable.",
-    "status-age": "The counter's copy of the card status list is too old for offline use.",
-    "trust-list-age": "The counter's copy of the trust list is too old for offline use.",
-    "certificate": "This counter has no terminal certificate yet.",
-    "journal": "The counter's journal is damaged and takes no new records.",
-    "check": "The card check with the PIN did not pass.",
-    "status": "The card's status could not be checked.",
-}
-_REFUSAL_NEXT = {
-    "certificate": "Connect the counter to the issuer once, then try again.",
-    "journal": "Call support: sync what is intact, then have the journal moved aside for "
-    "review.",
-    "check": "Check the card again and ask for the PIN.",
-}
-_OFFLINE_NEXT = (
-    "Wait until the counter is online again (the badge at the top), or send the cardholder "
-    "to a counter that is online."
-)
+
+CARD_PULLED = problem_words(409, "card-removed")
+
+#: Refusal reasons with words of their own (``counter.refusal.REASON``); others read as
+#: ``counter.refusal.unknown``.
+REFUSALS = frozenset({
+    "floor-limit", "card-offline-uses", "terminal-offline-total", "cache", "status-age",
+    "trust-list-age", "certificate", "journal", "check", "status",
+})  # fmt: skip
+_REFUSAL_NEXT = frozenset({"certificate", "journal", "check"})
 
 
 def explain(exc: BaseException) -> Words:
     """The plain words for any error the counter can meet (never raises)."""
     if isinstance(exc, CounterRefusedError):
-        said = _REFUSALS.get(exc.reason, "The counter refused this transaction.")
-        return Words(
-            status=409, code=f"refused-{exc.reason}", title="Refused before the card signed",
-            detail=f"{said} Nothing was signed or paid. ({exc.detail})",
-            next=_REFUSAL_NEXT.get(exc.reason, _OFFLINE_NEXT),
-            extra={"reason": exc.reason},
+        reason = exc.reason if exc.reason in REFUSALS else "unknown"
+        next_key = exc.reason if exc.reason in _REFUSAL_NEXT else "offline"
+        return problem_words(
+            409, f"refused-{exc.reason}", key="refused",
+            said=Message(f"counter.refusal.{reason}"),
+            next=Message(f"counter.refusal-next.{next_key}"),
+            extra={"reason": exc.reason, "technical": exc.detail},
         )  # fmt: skip
     if isinstance(exc, JournalError):
-        return Words(
-            status=409, code="journal-damaged", title="Journal damaged",
-            detail=f"The counter's journal cannot take records: {exc.detail}",
-            next="Call support. Do not hand out money at this counter until it is fixed.",
-        )  # fmt: skip
+        return problem_words(409, "journal-damaged", technical=exc.detail)
     if isinstance(exc, IssuerUnreachableError):
-        return Words(
-            status=503, code="issuer-unreachable", title="Issuer unreachable",
-            detail="The issuer cannot be reached from this counter right now.",
-            next="Work offline where the rules allow it, or try again when the counter is "
-            "online.",
-        )  # fmt: skip
+        return problem_words(503, "issuer-unreachable")
     if isinstance(exc, IssuerError):
         problem = exc.problem if isinstance(exc.problem, dict) else {}
         said = str(problem.get("detail") or exc.detail)
-        return Words(
-            status=502, code="issuer-refused", title="The issuer refused",
-            detail=f"The issuer refused the request: {said}. Nothing was paid.",
-            next="Read the reason to the cardholder; if it looks wrong, call support with "
-            "the time and the card number.",
-            extra={"issuer_status": exc.status},
-        )  # fmt: skip
+        return problem_words(502, "issuer-refused", said=said,
+                             extra={"issuer_status": exc.status})  # fmt: skip
     if isinstance(exc, NoCardError):
         return CARD_PULLED
     if isinstance(exc, ServiceUnavailableError):
-        return Words(
-            status=503, code="pcscd-down", title="Card reader service stopped",
-            detail="The card reader service (pcscd) is not running.",
-            next="Start it (systemctl start pcscd.socket), then insert the card again.",
-        )  # fmt: skip
+        return problem_words(503, "pcscd-down")
     if isinstance(exc, NoReadersError):
-        return Words(
-            status=409, code="no-reader", title="No card reader",
-            detail="No card reader is connected.",
-            next="Plug the reader in; the page notices it by itself.",
-        )  # fmt: skip
+        return problem_words(409, "no-reader")
     if isinstance(exc, ReaderTimeoutError):
-        return Words(
-            status=504, code="reader-timeout", title="The card does not answer",
-            detail="The card or the reader stopped answering. Nothing was signed or paid.",
-            next="Take the card out, insert it again and start over.",
-        )  # fmt: skip
+        return problem_words(504, "reader-timeout")
     if isinstance(exc, ReaderError):
-        return Words(
-            status=409, code="reader-error", title="Card reader problem",
-            detail=f"Talking to the card failed: {exc.detail}. Nothing was signed or paid.",
-            next="Take the card out, insert it again and start over.",
-        )  # fmt: skip
+        return problem_words(409, "reader-error", technical=exc.detail)
     if isinstance(exc, InvalidPinFormatError):
-        return Words(
-            status=422, code="pin-format", title="PIN not well formed",
-            detail=f"{exc.detail}. It was not sent to the card, so no try was used.",
-            next="Ask the cardholder to type the PIN again (6 to 12 digits).",
-        )  # fmt: skip
+        return problem_words(422, "pin-format", technical=exc.detail)
     if isinstance(exc, CardError):
-        return Words(
-            status=409, code="card-error", title="The card refused",
-            detail=f"The card refused the command: {exc.detail}. Nothing was paid.",
-            next="Take the card out, insert it again and start over; if it happens again "
-            "the card may be faulty.",
-        )  # fmt: skip
+        return problem_words(409, "card-error", technical=exc.detail)
     if isinstance(exc, CacheError):
-        return Words(
-            status=409, code="cache", title="Counter data missing",
-            detail=f"The counter's offline data is not usable: {exc.detail}",
-            next="Connect the counter to the issuer; it refreshes its data by itself.",
-        )  # fmt: skip
+        return problem_words(409, "cache", technical=exc.detail)
     if isinstance(exc, AgentError):
         code = getattr(exc, "code", "agent-error")
-        return Words(
-            status=409, code=str(code), title="Cannot do that now", detail=exc.detail,
-            next="Follow the message, then try again.",
-        )  # fmt: skip
-    return Words(
-        status=500, code="internal", title="Unexpected error",
-        detail="Something went wrong inside the counter agent. Nothing was paid.",
-        next="Try again; if it happens again, call support.",
-    )  # fmt: skip
+        return problem_words(409, str(code), key="agent-error", technical=exc.detail)
+    return problem_words(500, "internal")
 
 
-_VERDICTS: dict[Verdict, tuple[str, str]] = {
-    Verdict.GENUINE: ("The card is genuine and in good standing.", ""),
-    Verdict.NOT_PERSONALIZED: (
-        "This card has no card data: it was never personalised.",
-        "Do not accept it. Send the cardholder to an issuing counter.",
-    ),
-    Verdict.INVALID_DOCUMENT: (
-        "The data on the card is not signed by the issuer.",
-        "Do not accept the card. Keep it and follow the procedure for suspected fraud.",
-    ),
-    Verdict.CLONE: (
-        "The chip could not prove it holds the card's key: this card may be a copy.",
-        "Do not accept the card. Keep it and follow the procedure for suspected fraud.",
-    ),
-    Verdict.REVOKED: (
-        "This card is revoked (reported lost for good, replaced or withdrawn).",
-        "Do not accept it. The cardholder must apply for a new card.",
-    ),
-    Verdict.SUSPENDED: (
-        "This card is suspended (reported lost).",
-        "Do not accept it. If the cardholder found the card, they can have it resumed at "
-        "an issuing counter.",
-    ),
-    Verdict.STATUS_UNKNOWN: (
-        "The counter cannot tell whether this card is still valid: its copy of the status "
-        "lists is missing or too old.",
-        "Connect the counter to the issuer (it refreshes by itself), then check again.",
-    ),
-    Verdict.PIN_FAILED: (
-        "The PIN was not right.",
-        "Ask the cardholder to type it again; the tries left are shown.",
-    ),
-    Verdict.PIN_BLOCKED: (
-        "The PIN is blocked after too many wrong tries.",
-        "No payment is possible. The cardholder must unblock it with the PUK at an issuing "
-        "counter (reader-agent pin unblock).",
-    ),
-    Verdict.PIN_REFUSED: (
-        "Only one PIN try is left: a wrong PIN now would block the card.",
-        "If the cardholder is sure of the PIN, tick 'one try left' and try once more.",
-    ),
-}
-
-
-def verdict_words(verdict: Verdict) -> tuple[str, str]:
+def verdict_words(verdict: Verdict) -> tuple[Message, Message]:
     """(what the verdict means, what to do next) for the clerk."""
-    return _VERDICTS[verdict]
+    base = f"counter.verdict.{verdict.value}"
+    return Message(f"{base}.meaning"), Message(f"{base}.advice")

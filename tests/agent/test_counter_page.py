@@ -26,7 +26,8 @@ from reader_agent.issuer import IssuerClient
 from reader_agent.page.app import PageConfig, create_app
 from reader_agent.page.security import NotLoopbackError, require_loopback
 from reader_agent.page.views import mask_citizen_id, yuan
-from reader_agent.page.words import _REFUSALS, explain
+from reader_agent.page.words import REFUSALS, explain
+from wording import render
 
 PORT = 8100
 HOST = f"127.0.0.1:{PORT}"
@@ -131,7 +132,10 @@ def test_card_steps_without_a_card_say_what_to_do(client: TestClient) -> None:
         response = _post(client, path, json.dumps(body).encode())
         assert response.status_code == 409, response.text
         _is_problem(response)
-        assert "Insert the card" in response.json()["next"]
+        # Chinese unless asked otherwise; English by Accept-Language.
+        assert response.json()["next"] == "请插卡，核验会自动开始。"
+        english = _post(client, path, json.dumps(body).encode(), **{"Accept-Language": "en-US"})
+        assert english.json()["next"] == "Insert the card; the check starts by itself."
     listing = client.get("/api/entitlements")
     assert listing.status_code == 409
     _is_problem(listing)
@@ -143,7 +147,10 @@ def test_a_qr_code_without_the_issuer_is_plainly_not_verified(client: TestClient
     assert response.status_code == 200
     answer = response.json()
     assert answer["outcome"] == "unverified"
-    assert answer["message"].startswith("NOT VERIFIED")
+    assert answer["message"].startswith("未核验：无法连接发卡机构")
+    english = _post(client, "/api/qr", b'{"text": "SSC1:6BFOXN*TS0BI$ZD.P9", '
+                    b'"purpose": "identity"}', Cookie="cardsvc_lang=en").json()  # fmt: skip
+    assert english["message"].startswith("NOT VERIFIED")
 
 
 def test_unknown_paths_and_methods_are_problems(client: TestClient) -> None:
@@ -203,7 +210,34 @@ def test_serve_refuses_a_network_address(tmp_path: Path) -> None:
 def test_the_clerk_reads_plain_words() -> None:
     assert mask_citizen_id("11010519491231002X") == "110105********002X"
     assert yuan(350_000) == "3,500.00" and yuan(5) == "0.05"
-    for reason in _REFUSALS:
+    for reason in REFUSALS:
         words = explain(CounterRefusedError("x", reason=reason))
-        assert words.status == 409 and "Nothing was signed or paid" in words.detail
-        assert words.next
+        assert words.status == 409 and "Nothing was signed or paid" in render("en", words.detail)
+        assert render("zh-CN", words.detail).endswith("未签名，也未付款。")
+        assert render("en", words.next) and render("zh-CN", words.next)
+
+
+def test_the_page_is_chinese_by_default_and_english_when_asked(client: TestClient) -> None:
+    chinese = client.get("/")
+    assert '<html lang="zh-CN"' in chinese.text
+    assert "<title>柜台 — 社会保障卡</title>" in chinese.text
+    assert "{{" not in chinese.text
+    for headers in ({"Accept-Language": "en-GB,en;q=0.9"}, {"Cookie": "cardsvc_lang=en"}):
+        english = client.get("/", headers=headers)
+        assert '<html lang="en"' in english.text and "<h1>Counter</h1>" in english.text
+    # The browser's remembered choice wins over its Accept-Language; nonsense reads Chinese.
+    assert '<html lang="zh-CN"' in client.get("/", headers={
+        "Cookie": "cardsvc_lang=zh-CN", "Accept-Language": "en"}).text  # fmt: skip
+    assert '<html lang="zh-CN"' in client.get("/", headers={"Accept-Language": "xx"}).text
+    assert client.get("/static/i18n.js").status_code == 200
+    catalogue = client.get("/i18n/en.json").json()
+    assert catalogue["lang"] == "en" and catalogue["messages"]["counter.receipt.for"] == "For"
+    fallback = client.get("/i18n/tlh.json").json()
+    assert fallback["lang"] == "zh-CN" and fallback["messages"]["counter.receipt.for"] == "项目"
+
+
+def test_refusals_before_the_page_are_in_the_request_language(client: TestClient) -> None:
+    refused = client.get("/api/state", headers={"Host": "evil.example"})
+    assert refused.json()["title"] == "主机名不对"
+    english = client.get("/api/state", headers={"Host": "evil.example", "Accept-Language": "en"})
+    assert english.json()["title"] == "Wrong host name"

@@ -17,12 +17,13 @@ pushed the change over SSE by a watcher that wakes on pcscd's status change.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+import wording
 from cardsvc.api.app import create_app as create_issuer_app
 from cardsvc.auth.clients import ClientKind
 from cardsvc.auth.tokens import issue_access_token
@@ -230,7 +232,7 @@ def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
         page_port = free_port()
         client = IssuerClient(issuer.base, client_id=terminal.client_id, signer=LocalSigner(key))
         config = PageConfig(state_dir=tmp_path / "state", cache_dir=cache, port=page_port,
-                            probe_every=0.5)  # fmt: skip
+                            probe_every=0.5, terminal_name=TERMINAL_NAME)  # fmt: skip
         counter = Counter(issuer=issuer, person_id=str(person["id"]), card_state=card_state,
                           client_id=terminal.client_id, state_dir=tmp_path / "state",
                           url=f"http://127.0.0.1:{page_port}/")  # fmt: skip
@@ -244,21 +246,47 @@ def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
         services.engine.dispose()
 
 
+TERMINAL_NAME = "朝阳区社保服务大厅 3号窗口"
+
+
 @pytest.fixture
 def page() -> Iterator[Any]:
-    with browser_page(width=1100, height=820) as opened:
+    """A clerk's browser asking for English (the flows below read English words)."""
+    with browser_page(width=1100, height=820, locale="en-US") as opened:
         yield opened
+
+
+#: What the clerk reads, per language; "switch" is a Chinese browser switched to English.
+WORDS = {
+    "zh-CN": {"locale": "zh-CN", "lang": "zh-CN", "tries": "还可尝试 3 次",
+              "birth": "1880年1月1日", "confirm": "向 李四 发放养老金 2025年1月：¥3,500.00？",
+              "mode": "在线", "state": "发卡机构已受理", "amount": "¥3,500.00",
+              "for": "养老金 2025年1月", "time": r"^\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}$",
+              "heading": "回执"},
+    "en": {"locale": "en-US", "lang": "en", "tries": "3 tries left", "birth": "1880-01-01",
+           "confirm": "Pay out Pension, January 2025: ¥3,500.00 to 李四?", "mode": "online",
+           "state": "accepted by the issuer", "amount": "¥3,500.00",
+           "for": "Pension, January 2025",
+           "time": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2} \(Beijing time\)$", "heading": "Receipt"},
+}
+WORDS["switch"] = {**WORDS["en"], "locale": "zh-CN", "switch": "to English"}
 
 
 def _screenshot(page: Any, tmp_path: Path, name: str) -> None:
     screenshot(page, tmp_path, f"counter-{name}")
 
 
-def _checked(page: Any, counter: Counter) -> None:
+def _checked(page: Any, counter: Counter, words: dict[str, str] = WORDS["en"]) -> None:
     """Open the page, insert the card: shown live, checked, the holder shown."""
     from playwright.sync_api import expect
 
     page.goto(counter.url)
+    if words.get("switch"):  # a Chinese browser: the clerk switches to English
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        page.click("[data-lang-choice=en]")
+        expect(page.locator("[data-lang-choice=en]")).to_have_attribute(
+            "aria-pressed", "true", timeout=WAIT_MS)  # fmt: skip
+    expect(page.locator("html")).to_have_attribute("lang", words["lang"])
     card = page.locator("#card-state")
     expect(card).to_have_attribute("data-present", "false", timeout=WAIT_MS)
     expect(page.locator("#link")).to_have_attribute("data-online", "true", timeout=WAIT_MS)
@@ -268,11 +296,11 @@ def _checked(page: Any, counter: Counter) -> None:
                                                        timeout=WAIT_MS)  # fmt: skip
     expect(page.locator("#id-name")).to_have_text("李四")
     expect(page.locator("#id-citizen-id")).to_have_text("440524********0014")
-    expect(page.locator("#id-birth-date")).to_have_text("1880-01-01")
+    expect(page.locator("#id-birth-date")).to_have_text(words["birth"])
     for step in ("read-document", "verify-document", "chip-authentication", "status"):
         expect(page.locator(f'#steps li[data-step="{step}"]')).to_have_attribute(
             "data-outcome", "passed")  # fmt: skip
-    expect(page.locator("#pin-tries")).to_have_text("3 tries left")
+    expect(page.locator("#pin-tries")).to_have_text(words["tries"])
 
 
 def _pin(page: Any, pin: str = PIN) -> None:
@@ -285,37 +313,52 @@ def _pin(page: Any, pin: str = PIN) -> None:
         expect(page.locator("#pin")).to_be_hidden()
 
 
+@pytest.mark.parametrize("lang", list(WORDS))
 def test_collect_a_benefit_online_with_a_printable_receipt(
-    page: Any, counter: Counter, tmp_path: Path
+    counter: Counter, tmp_path: Path, lang: str
 ) -> None:
+    with browser_page(width=1100, height=820, locale=WORDS[lang]["locale"]) as page:
+        _collect(page, counter, tmp_path, lang)
+
+
+def _collect(page: Any, counter: Counter, tmp_path: Path, lang: str) -> None:
     from playwright.sync_api import expect
 
+    words = WORDS[lang]
     entitlement = counter.entitlement("2025-01")
-    _checked(page, counter)
-    _screenshot(page, tmp_path, "check")
+    _checked(page, counter, words)
+    _screenshot(page, tmp_path, "check" if lang == "zh-CN" else f"check-{lang}")
     _pin(page)
     choice = page.locator('#entitlements input[type="radio"]')
     expect(choice).to_have_count(1, timeout=WAIT_MS)
     assert choice.get_attribute("data-id") == entitlement
     page.click("#collect-button")
-    expect(page.locator("#confirm-text")).to_contain_text("3,500.00 yuan to 李四")
+    expect(page.locator("#confirm-text")).to_have_text(words["confirm"])
     assert counter.issuer.accepted() == 0  # nothing before the clerk confirms
     page.click("#confirm-button")
 
     receipt = page.locator("#receipt")
     expect(receipt).to_be_visible(timeout=WAIT_MS)
-    expect(page.locator("#receipt-mode")).to_have_text("online")
-    expect(page.locator("#receipt-state")).to_have_text("accepted by the issuer")
-    expect(page.locator("#receipt-amount")).to_have_text("3,500.00 yuan")
+    expect(receipt.locator("h2")).to_have_text(words["heading"])
+    expect(page.locator("#receipt-mode")).to_have_text(words["mode"])
+    expect(page.locator("#receipt-state")).to_have_text(words["state"])
+    expect(page.locator("#receipt-amount")).to_have_text(words["amount"])
     expect(page.locator("#receipt-seq")).to_have_text("1")
     expect(page.locator("#receipt-counter")).to_have_text("1")
-    expect(page.locator("#receipt-terminal")).to_have_text(counter.client_id)
-    receipt_for = f"pension 2025-01, entitlement {entitlement}"
-    expect(page.locator("#receipt-for")).to_contain_text(receipt_for)
+    expect(page.locator("#receipt-terminal")).to_have_text(TERMINAL_NAME)
+    expect(page.locator("#receipt-for")).to_have_text(words["for"])
+    # Beijing time, the same instant as the receipt's own UTC time.
+    shown_at = page.locator("#receipt-time")
+    expect(shown_at).to_have_text(re.compile(words["time"]))
+    at = datetime.fromisoformat(shown_at.get_attribute("data-at") or "")
+    assert wording.beijing(at, words["lang"]) == shown_at.text_content()
     expect(page.locator("#pending")).to_have_attribute("data-count", "0")
     # The card was reset after signing: another transaction needs the PIN again.
     expect(page.locator("#pin-form")).to_be_visible()
-    _screenshot(page, tmp_path, "receipt")
+    _screenshot(page, tmp_path, "receipt" if lang == "zh-CN" else f"receipt-{lang}")
+    # After a reload the receipt still names the benefit, in the same words.
+    page.reload()
+    expect(page.locator("#receipt-for")).to_have_text(words["for"], timeout=WAIT_MS)
 
     # Printed, only the receipt shows.
     page.emulate_media(media="print")
@@ -391,7 +434,7 @@ def test_offline_collection_is_synced_once_the_issuer_is_back(
     page.fill("#entitlement-id", entitlement)
     page.fill("#entitlement-amount", "3500")
     page.click("#collect-button")
-    expect(page.locator("#confirm-text")).to_contain_text("3,500.00 yuan")
+    expect(page.locator("#confirm-text")).to_contain_text("¥3,500.00")
     page.click("#confirm-button")
     expect(page.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#receipt-mode")).to_have_text("offline")
@@ -426,11 +469,11 @@ def test_fee_payment_after_a_wrong_pin(page: Any, counter: Counter) -> None:
     page.fill("#fee-amount", "25.50")
     page.fill("#fee-reference", "BILL-2025-0042")
     page.click("#pay-button")
-    expect(page.locator("#confirm-text")).to_contain_text("25.50 yuan for bill BILL-2025-0042")
+    expect(page.locator("#confirm-text")).to_contain_text("¥25.50 for bill BILL-2025-0042")
     page.click("#confirm-button")
     expect(page.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#receipt-kind")).to_have_text("Fee paid")
-    expect(page.locator("#receipt-amount")).to_have_text("25.50 yuan")
+    expect(page.locator("#receipt-amount")).to_have_text("¥25.50")
     expect(page.locator("#receipt-mode")).to_have_text("online")
     expect(page.locator("#receipt-state")).to_have_text("accepted by the issuer")
     assert counter.issuer.accepted("fee") == 1
@@ -464,7 +507,7 @@ def test_an_e_card_qr_code_is_verified_online_and_plainly_not_when_offline(
 
     scan(token)
     expect(result).to_have_attribute("data-outcome", "valid", timeout=WAIT_MS)
-    expect(page.locator("#qr-message")).to_contain_text("VALID e-card for identity")
+    expect(page.locator("#qr-message")).to_contain_text("VALID e-card for Identity")
     scan(token)  # one-time use: the same code again is refused
     expect(result).to_have_attribute("data-outcome", "invalid", timeout=WAIT_MS)
     expect(page.locator("#qr-message")).to_contain_text("already used")

@@ -85,6 +85,7 @@ def test_demo_runs_everything_stops_on_one_ctrl_c_and_reuses_its_data(
         out = first.wait_ready()
         assert f"counter page  http://127.0.0.1:{page_port}" in out, out
         assert f"wallet page   http://127.0.0.1:{issuer_port}/wallet" in out
+        assert "Simplified Chinese by default" in out
         assert "personalised on the emulated chip" in out
         for url in (f"http://127.0.0.1:{issuer_port}/health",
                     f"http://127.0.0.1:{issuer_port}/wallet",
@@ -128,8 +129,9 @@ def _three_things_to_try(counter_url: str, wallet_url: str, code: str) -> None:
     from tests.agent.test_counter_page_browser import WAIT_MS
 
     with chromium() as browser:
-        counter = browser.new_page()
-        wallet = browser.new_page()
+        # Chinese browsers: the pages are Chinese (the banner says so).
+        counter = browser.new_context(locale="zh-CN").new_page()
+        wallet = browser.new_context(locale="zh-CN").new_page()
 
         # 1. Check the card, PIN, collect this month's pension, receipt.
         counter.goto(counter_url)
@@ -141,10 +143,13 @@ def _three_things_to_try(counter_url: str, wallet_url: str, code: str) -> None:
         expect(choice).to_have_count(1, timeout=WAIT_MS)
         choice.check()
         counter.click("#collect-button")
-        expect(counter.locator("#confirm-text")).to_contain_text("3,500.00 yuan")
+        expect(counter.locator("html")).to_have_attribute("lang", "zh-CN")
+        expect(counter.locator("#confirm-text")).to_contain_text("养老金")
+        expect(counter.locator("#confirm-text")).to_contain_text("¥3,500.00")
         counter.click("#confirm-button")
         expect(counter.locator("#receipt-state")).to_have_text(
-            "accepted by the issuer", timeout=WAIT_MS)  # fmt: skip
+            "发卡机构已受理", timeout=WAIT_MS)  # fmt: skip
+        expect(counter.locator("#receipt-terminal")).to_have_text("演示柜台 1号窗口")
 
         # 2. Activate the e-card, show it for identity, paste its text at the counter.
         wallet.goto(wallet_url + "?refresh=3")  # the next code in 3 s, not 30
@@ -183,4 +188,4 @@ def _three_things_to_try(counter_url: str, wallet_url: str, code: str) -> None:
             "data-status", "suspended", timeout=WAIT_MS)  # fmt: skip
         scan(second)
         expect(result).to_have_attribute("data-outcome", "invalid", timeout=WAIT_MS)
-        expect(counter.locator("#qr-message")).to_contain_text("suspended")
+        expect(counter.locator("#qr-message")).to_contain_text("挂失暂停")

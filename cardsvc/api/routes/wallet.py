@@ -2,7 +2,10 @@
 
 The page holds a device key in the browser (WebCrypto, non-extractable, kept in
 IndexedDB), activates an e-card with a one-time code and shows refreshing QR tokens,
-talking only to the e-card endpoints the way a phone app would.
+talking only to the e-card endpoints the way a phone app would. Its words are the
+catalogues of :mod:`wording`: the page is rendered in the browser's language (the
+``cardsvc_lang`` cookie its 中文 / English switch sets, else ``Accept-Language``, else
+zh-CN) and its script reads the same catalogue from ``/wallet/i18n/{lang}.json``.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import html
 from functools import cache
 from importlib import resources
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from cardsvc.api.deps import ServicesDep
+from wording import COOKIE, catalogue_json, negotiate, render_html, script
 
 router = APIRouter(tags=["wallet"], include_in_schema=False)
 
@@ -37,12 +41,25 @@ def _asset(name: str) -> str:
 
 
 @router.get("/wallet", response_class=HTMLResponse)
-async def wallet_page(services: ServicesDep) -> HTMLResponse:
+async def wallet_page(request: Request, services: ServicesDep) -> HTMLResponse:
     # Device proofs sign the issuer's public URL (htu), which may differ from the address
     # the browser used: the page is told it.
     issuer = html.escape(services.settings.issuer.rstrip("/"), quote=True)
-    body = _asset("wallet.html").replace("{{ISSUER}}", issuer)
-    return HTMLResponse(body, headers=_HEADERS)
+    lang = negotiate(cookie=request.cookies.get(COOKIE),
+                     accept_language=request.headers.get("accept-language"))  # fmt: skip
+    body = render_html(_asset("wallet.html"), lang).replace("{{ISSUER}}", issuer)
+    return HTMLResponse(body, headers={**_HEADERS, "Vary": "Cookie, Accept-Language"})
+
+
+@router.get("/wallet/i18n/{lang}.json")
+async def wallet_catalogue(lang: str) -> JSONResponse:
+    # An unknown language answers zh-CN's catalogue (with "lang": "zh-CN").
+    return JSONResponse(catalogue_json(lang), headers=_HEADERS)
+
+
+@router.get("/wallet/i18n.js")
+async def wallet_i18n_script() -> Response:
+    return Response(script(), media_type="text/javascript", headers=_HEADERS)
 
 
 @router.get("/wallet/wallet.js")

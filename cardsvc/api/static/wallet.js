@@ -5,6 +5,10 @@
 // cardsvc/ecards/proofs.py: a compact JWS, header {typ: "dpop+jwt", alg: "ES256", jwk},
 // claims {htm, htu, iat, nonce, jti}, signed by the device key. WebCrypto's ECDSA
 // signature is already the raw r||s that JWS wants.
+//
+// Every word comes from the catalogue through I18N (i18n.js, loaded first): problems are
+// put into words by their problem code (wallet.problem.*), the issuer's detail only as a
+// last fallback.
 "use strict";
 
 (() => {
@@ -34,54 +38,44 @@
     }
   }
 
+  const t = (key, params) => I18N.t(key, params);
+  const P = "wallet.problem.";
+
   function plainWords(status, code, problem) {
     const reason = problem.reason || "";
     switch (code) {
       case "activation-failed":
         if (reason === "wrong-code") {
           const left = problem.attempts_left;
-          return `That activation code is not right. You can try ${left} more ` +
-            `${left === 1 ? "time" : "times"} before it locks.`;
+          return t(left === 1 ? `${P}wrong-code.one` : `${P}wrong-code.other`, { left });
         }
-        if (reason === "no-code") {
-          return "No activation code was issued for this ID number. Check the number, " +
-            "or ask a counter for a code.";
-        }
-        if (reason === "used") return "This activation code was already used. Ask a counter for a new one.";
-        if (reason === "expired") return "This activation code has expired. Ask a counter for a new one.";
+        if (reason === "no-code") return t(`${P}no-code`);
+        if (reason === "used") return t(`${P}used`);
+        if (reason === "expired") return t(`${P}expired`);
         break;
       case "activation-locked":
-        return "Too many wrong codes: this activation code is locked. Ask a counter for a new one.";
       case "no-active-card":
-        return "There is no active card for this ID number, so no e-card can be activated.";
       case "invalid-device-key":
-        return "This browser's key was not accepted. Remove the e-card from this browser and activate again.";
-      case "invalid-device-proof":
-        if (reason === "proof-signature" || reason === "proof-key") {
-          return "This e-card now belongs to another device. Activate again to use it here.";
-        }
-        if (reason === "proof-stale" || reason === "proof-nonce") {
-          return "This device's clock seems wrong. Set the correct time and try again.";
-        }
-        return "The service did not accept this device's signature. Please try again.";
       case "ecard-not-found":
-        return "This e-card no longer exists. Activate again.";
       case "ecard-inactive":
-        return "Your card is suspended or no longer valid, so no QR code can be shown.";
-      case "illegal-transition":
-        return `The card cannot be reported lost now: ${problem.state === "suspended"
-          ? "it is already suspended" : `it is ${problem.state}`}.`;
       case "invalid-request":
-        return "Please check what you entered.";
+        return t(P + code);
+      case "invalid-device-proof":
+        if (reason === "proof-signature" || reason === "proof-key") return t(`${P}device-moved`);
+        if (reason === "proof-stale" || reason === "proof-nonce") return t(`${P}device-clock`);
+        return t(`${P}invalid-device-proof`);
+      case "illegal-transition":
+        if (problem.state === "suspended") return t(`${P}illegal-transition.suspended`);
+        return t(`${P}illegal-transition`, { state: problem.state || "" });
       case "http-413":
-        return "What you entered is too long.";
+        return t(`${P}too-long`);
       default:
         break;
     }
-    if (status === 429) return "Too many attempts. Wait a minute and try again.";
-    if (status >= 500) return "The service has a problem right now. Please try again later.";
-    const detail = problem.detail ? String(problem.detail) : `the request failed (HTTP ${status})`;
-    return detail.charAt(0).toUpperCase() + detail.slice(1) + ".";
+    if (status === 429) return t(`${P}too-many`);
+    if (status >= 500) return t(`${P}server`);
+    if (!problem.detail) return t(`${P}other`, { status });
+    return t(`${P}other-detail`, { status, detail: String(problem.detail).replace(/\.$/, "") });
   }
 
   async function problemOf(response) {
@@ -105,8 +99,8 @@
 
   function sayError(error) {
     if (error instanceof WalletError) say(error.message);
-    else if (error instanceof TypeError) say("Cannot reach the service. Check the connection and try again.");
-    else say(`Something went wrong: ${error && error.message ? error.message : error}`);
+    else if (error instanceof TypeError) say(t("wallet.unreachable"));
+    else say(t("wallet.went-wrong", { detail: error && error.message ? error.message : error }));
   }
 
   // -- the device key, kept in IndexedDB ------------------------------------------------
@@ -195,21 +189,20 @@
 
   function statusOf(ecard) {
     // The e-card follows its card: a suspended card suspends the e-card too.
-    if (ecard.card_status === "invalid") return ["revoked", "Not valid (card revoked or expired)"];
-    if (ecard.ecard_status === "invalid") return ["replaced", "No longer valid (replaced or ended)"];
-    if (ecard.card_status === "suspended" || ecard.ecard_status === "suspended") {
-      return ["suspended", "Suspended (reported lost)"];
-    }
-    if (ecard.card_status !== "valid" || ecard.ecard_status !== "valid") return ["revoked", "Not valid"];
-    return ["active", "Active"];
+    if (ecard.card_status === "invalid") return "revoked";
+    if (ecard.ecard_status === "invalid") return "replaced";
+    if (ecard.card_status === "suspended" || ecard.ecard_status === "suspended") return "suspended";
+    if (ecard.card_status !== "valid" || ecard.ecard_status !== "valid") return "invalid";
+    return "active";
   }
 
   function showCard(ecard) {
-    const [key, words] = statusOf(ecard);
+    const key = statusOf(ecard);
     ui.name.textContent = ecard.holder_name;
     ui.cardNumber.textContent = ecard.card_number;
-    ui.status.textContent = words;
-    ui.status.dataset.status = key;
+    ui.status.textContent = t(`wallet.status.${key}`);
+    // "invalid" (neither valid nor a known end) is shown as revoked, as before.
+    ui.status.dataset.status = key === "invalid" ? "revoked" : key;
     ui.reportLost.disabled = key !== "active";
     ui.qrArea.hidden = key !== "active";
     ui.form.hidden = true;
@@ -223,7 +216,7 @@
     ui.ecard.hidden = true;
     ui.form.hidden = false;
     ui.activateButton.disabled = false;
-    ui.activateButton.textContent = "Activate";
+    ui.activateButton.textContent = t("wallet.activate.button");
   }
 
   // -- QR tokens --------------------------------------------------------------------------
@@ -256,13 +249,13 @@
   }
 
   function showCountdown(left) {
-    ui.countdown.textContent = `New code in ${left} s`;
+    ui.countdown.textContent = t("wallet.qr.countdown", { seconds: left });
     ui.countdown.dataset.seconds = String(left);
   }
 
   async function refreshQr() {
     fetching = true;
-    ui.countdown.textContent = "Getting a new code…";
+    ui.countdown.textContent = t("wallet.qr.fetching");
     try {
       const purpose = ui.purpose.value;
       const response = await proven(wallet, "POST", `/v1/ecards/${wallet.ecardId}/tokens`,
@@ -315,11 +308,11 @@
     const citizenId = ui.citizenId.value.trim().toUpperCase();
     const code = ui.code.value.trim();
     if (!citizenId || !code) {
-      say("Enter your ID number and the activation code.");
+      say(t("wallet.enter-both"));
       return;
     }
     ui.activateButton.disabled = true;
-    ui.activateButton.textContent = "Activating…";
+    ui.activateButton.textContent = t("wallet.activate.busy");
     try {
       const key = await newDeviceKey();
       const response = await fetch("/v1/ecards/activations", {
@@ -332,25 +325,24 @@
       wallet = { privateKey: key.privateKey, jwk: key.jwk, ecardId: ecard.ecard_id };
       await saveWallet(wallet);
       ui.code.value = "";
-      say("Your e-card is active on this device.", "info");
+      say(t("wallet.activated"), "info");
       showCard(ecard);
     } catch (error) {
       sayError(error);
       ui.activateButton.disabled = false;
-      ui.activateButton.textContent = "Activate";
+      ui.activateButton.textContent = t("wallet.activate.button");
     }
   }
 
   async function reportLost() {
-    if (!window.confirm("Report your card lost? The card and this e-card stop working until a counter resumes the card.")) {
+    if (!window.confirm(t("wallet.confirm.report-lost"))) {
       return;
     }
     ui.reportLost.disabled = true;
     try {
       const response = await proven(wallet, "POST", `/v1/ecards/${wallet.ecardId}/loss-report`, {});
       showCard(await response.json());
-      say("Your card is reported lost and suspended: nobody can use it or this e-card. " +
-        "If you find it, a counter can resume it.", "info");
+      say(t("wallet.reported-lost"), "info");
     } catch (error) {
       sayError(error);
       await reloadCard();
@@ -358,7 +350,7 @@
   }
 
   async function forget() {
-    if (!window.confirm("Remove the e-card from this browser? You will need a new activation code.")) {
+    if (!window.confirm(t("wallet.confirm.forget"))) {
       return;
     }
     await clearWallet();
@@ -374,20 +366,19 @@
     ui.purpose.addEventListener("change", () => { dueAt = 0; });
     if (!window.isSecureContext || !window.crypto || !crypto.subtle || !window.indexedDB) {
       ui.loading.hidden = true;
-      say("This browser cannot keep a device key here. Open the page over HTTPS " +
-        "(or at localhost on this computer) in an up-to-date browser.");
+      say(t("wallet.insecure"));
       return;
     }
     try {
       wallet = (await loadWallet()) || null;
     } catch (error) {
       wallet = null;
-      say("This browser does not let the page store the device key (private mode?).");
+      say(t("wallet.no-storage"));
     }
     ui.loading.hidden = true;
     if (wallet && wallet.ecardId) await reloadCard();
     else showActivation();
   }
 
-  start();
+  I18N.ready.then(start);
 })();

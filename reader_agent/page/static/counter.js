@@ -1,35 +1,18 @@
 // The counter page: state arrives over Server-Sent Events (/api/events) as whole
 // snapshots; actions are JSON POSTs carrying the page's CSRF token. The PIN is sent once,
-// to /api/pin, and the field is cleared at once; nothing here keeps it.
+// to /api/pin, and the field is cleared at once; nothing here keeps it. Every word comes
+// from the catalogue through I18N (i18n.js, loaded first), in the page's language.
 "use strict";
 
 (() => {
   const CSRF = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
-  const STEP_NAMES = {
-    "read-document": "Read the card data",
-    "verify-document": "Issuer's signature on the card data",
-    "chip-authentication": "Chip proves it is the real card",
-    "status": "Card status (not lost or revoked)",
-    "pin": "PIN",
-  };
-  const PHASES = {
-    absent: "No card in the reader: insert a card.",
-    checking: "Card inserted: checking it…",
-    checked: "Card checked.",
-    "pin-ok": "Card checked, PIN verified.",
-    signing: "The card is signing: do not take it out.",
-    done: "Done: the card may be taken out.",
-    ended: "Customer finished: take the card out.",
-    error: "The last step failed: see the message.",
-  };
-
+  const t = (key, params) => I18N.t(key, params);
   let state = null;
   let lastNotice = "";
   let pending = null; // {path, body, text}: what the clerk is asked to confirm
   let tab = "collect";
   let entitlementsFor = null;
-  const entitlementNames = new Map();
   let listed = [];
 
   // -- helpers --------------------------------------------------------------------------
@@ -47,11 +30,12 @@
   function quiet() { say("", "", ""); }
 
   function sayProblem(problem) {
-    say(problem.title || "Error", problem.detail || "", problem.next || "");
+    say(problem.title || t("counter.msg.error"), problem.detail || "", problem.next || "");
   }
 
   async function call(method, path, body) {
-    const init = { method, headers: { Accept: "application/json" } };
+    // The agent answers problems in the page's language.
+    const init = { method, headers: { Accept: "application/json", "Accept-Language": I18N.lang } };
     if (method !== "GET") {
       init.headers["Content-Type"] = "application/json";
       init.headers["X-CSRF-Token"] = CSRF;
@@ -61,9 +45,8 @@
     try {
       response = await fetch(path, init);
     } catch (_err) {
-      throw { title: "The counter agent does not answer",
-              detail: "The page cannot reach the reader agent on this machine.",
-              next: "Check that `reader-agent serve` is running, then reload the page." };
+      throw { title: t("counter.msg.agent-down.title"), detail: t("counter.msg.agent-down.detail"),
+              next: t("counter.msg.agent-down.next") };
     }
     let data = {};
     try { data = await response.json(); } catch (_err) { data = {}; }
@@ -79,16 +62,14 @@
     return fen > 0 ? fen : null;
   }
 
-  function yuan(fen) {
-    const whole = Math.floor(fen / 100).toLocaleString("en-US");
-    return `${whole}.${String(fen % 100).padStart(2, "0")}`;
-  }
 
   // -- rendering ------------------------------------------------------------------------
 
   function render(next) {
     state = next;
-    $("terminal").textContent = `Terminal ${next.terminal}`;
+    $("terminal").textContent = t("counter.terminal.label",
+      { name: next.terminal_name || t("counter.terminal.unnamed") });
+    $("terminal").title = next.terminal;
     renderLink(next.link);
     renderCard(next);
     renderNotice(next.notice);
@@ -98,8 +79,8 @@
   function renderLink(link) {
     const badge = $("link");
     badge.dataset.online = link.online === null ? "" : String(link.online);
-    badge.textContent = link.online === null ? "Checking the issuer…"
-      : link.online ? "Online" : "OFFLINE";
+    badge.textContent = t(link.online === null ? "counter.link.checking"
+      : link.online ? "counter.link.online" : "counter.link.offline");
     badge.title = link.detail || "";
     const journal = link.journal;
     $("pending").textContent = String(journal.pending);
@@ -108,13 +89,10 @@
     $("conflicts").dataset.count = String(journal.conflicts);
     const banner = $("offline-banner");
     if (!journal.intact) {
-      banner.textContent = `The journal is damaged (${journal.reason}). This counter takes ` +
-        "no new transactions: call support.";
+      banner.textContent = t("counter.banner.journal", { reason: journal.reason });
       show(banner, true);
     } else if (link.online === false) {
-      banner.textContent = "Offline: the issuer cannot be reached. Collections and payments " +
-        "follow the offline rules and are uploaded when it is back " +
-        `(${journal.pending} waiting). QR codes cannot be verified.`;
+      banner.textContent = t("counter.banner.offline", { pending: journal.pending });
       show(banner, true);
     } else {
       show(banner, false);
@@ -126,8 +104,8 @@
     card.dataset.present = String(s.card.present);
     card.dataset.phase = s.card.phase;
     card.textContent = s.reader.error && !s.card.present ? s.reader.error
-      : (PHASES[s.card.phase] || s.card.phase);
-    $("reader-name").textContent = s.reader.name ? `Reader: ${s.reader.name}` : "";
+      : t(`counter.phase.${s.card.phase}`);
+    $("reader-name").textContent = s.reader.name ? t("counter.reader.name", { name: s.reader.name }) : "";
 
     const check = s.check;
     show($("check"), Boolean(check));
@@ -140,7 +118,9 @@
         const li = document.createElement("li");
         li.dataset.step = step.step;
         li.dataset.outcome = step.outcome;
-        li.textContent = `${STEP_NAMES[step.step] || step.step}: ${step.reason}`;
+        li.textContent = t("counter.step.line",
+          { step: t(`counter.step.${step.step}`), outcome: t(`counter.outcome.${step.outcome}`) });
+        li.title = step.reason; // the technical detail, as the CLI prints it
         return li;
       }));
       $("advice").textContent = check.advice;
@@ -150,11 +130,12 @@
     if (id) {
       $("id-name").textContent = id.name;
       $("id-card-number").textContent = id.card_number;
-      $("id-sex").textContent = id.sex;
-      $("id-birth-date").textContent = id.birth_date;
+      $("id-sex").textContent = t(`counter.sex.${id.sex}`);
+      $("id-birth-date").textContent = I18N.date(id.birth_date);
       $("id-region").textContent = id.region;
       $("id-citizen-id").textContent = id.citizen_id_masked;
-      $("id-validity").textContent = `${id.issue_date} to ${id.expiry_date}`;
+      $("id-validity").textContent = t("counter.identity.validity-range",
+        { start: I18N.date(id.issue_date), end: I18N.date(id.expiry_date) });
     }
 
     const present = s.card.present;
@@ -164,7 +145,7 @@
     show($("pin-form"), Boolean(canPin));
     if (canPin) {
       const tries = check.pin_tries_left;
-      $("pin-tries").textContent = tries === null ? "" : `${tries} tries left`;
+      $("pin-tries").textContent = tries === null ? "" : t("counter.pin.tries", { tries });
       show($("last-try-label"), tries === 1);
     }
     const canServe = present && check && check.pin_verified && s.card.phase === "pin-ok";
@@ -186,24 +167,26 @@
   function renderReceipt(receipt) {
     show($("receipt"), Boolean(receipt));
     if (!receipt) return;
-    $("receipt-kind").textContent = receipt.kind === "benefit" ? "Benefit collected" : "Fee paid";
-    $("receipt-amount").textContent = `${receipt.amount_yuan} yuan`;
-    const named = entitlementNames.get(receipt.entitlement);
-    $("receipt-for").textContent = receipt.kind === "benefit"
-      ? `${named ? named + ", " : ""}entitlement ${receipt.entitlement}`
-      : `bill ${receipt.reference}`;
+    $("receipt-kind").textContent = t(`counter.receipt.kind.${receipt.kind}`);
+    $("receipt-amount").textContent = I18N.money(receipt.amount_fen);
+    $("receipt-for").textContent = receipt.kind !== "benefit"
+      ? t("counter.receipt.bill", { reference: receipt.reference })
+      : receipt.benefit ? I18N.benefit(receipt.benefit, receipt.period)
+        : t("counter.entitlement.by-id", { id: receipt.entitlement });
     $("receipt-name").textContent = receipt.name;
     $("receipt-card").textContent = receipt.card_number;
-    $("receipt-mode").textContent = receipt.mode;
+    $("receipt-mode").textContent = t(`counter.receipt.mode.${receipt.mode}`);
     $("receipt-mode").dataset.mode = receipt.mode;
-    $("receipt-state").textContent = receipt.state === "accepted" ? "accepted by the issuer"
-      : receipt.state === "signed" ? "recorded, to be uploaded to the issuer" : receipt.state;
+    const stateKey = `counter.receipt.state.${receipt.state}`;
+    $("receipt-state").textContent = I18N.has(stateKey) ? t(stateKey)
+      : t("counter.receipt.state.other", { state: receipt.state });
     $("receipt-seq").textContent = String(receipt.seq);
     $("receipt-counter").textContent = String(receipt.counter);
-    const at = new Date(receipt.at);
-    $("receipt-time").textContent = `${at.toLocaleString()} (${receipt.at})`;
-    $("receipt-terminal").textContent = receipt.terminal;
-    $("receipt-transaction").textContent = receipt.transaction_id || "(assigned at upload)";
+    $("receipt-time").textContent = I18N.beijing(receipt.at);
+    $("receipt-time").dataset.at = receipt.at;
+    $("receipt-terminal").textContent = receipt.terminal_name || t("counter.terminal.unnamed");
+    $("receipt-terminal").dataset.terminal = receipt.terminal;
+    $("receipt-transaction").textContent = receipt.transaction_id || t("counter.receipt.transaction-pending");
   }
 
   // -- entitlements ---------------------------------------------------------------------
@@ -212,14 +195,12 @@
     entitlementsFor = cardNumber;
     const box = $("entitlements");
     box.replaceChildren();
-    $("entitlements-note").textContent = "Loading the open entitlements…";
+    $("entitlements-note").textContent = t("counter.entitlements.loading");
     try {
       const answer = await call("GET", "/api/entitlements");
       listed = answer.items;
-      // Kept after collection (when the list no longer holds it) for the receipt.
-      for (const item of listed) entitlementNames.set(item.id, `${item.benefit} ${item.period}`);
-      $("entitlements-note").textContent = listed.length
-        ? "Open entitlements:" : "No open entitlements for this cardholder.";
+      $("entitlements-note").textContent = t(listed.length
+        ? "counter.entitlements.open" : "counter.entitlements.none");
       box.replaceChildren(...listed.map((item, index) => {
         const label = document.createElement("label");
         const radio = document.createElement("input");
@@ -228,13 +209,14 @@
         radio.value = String(index);
         radio.dataset.id = item.id;
         if (index === 0) radio.checked = true;
-        label.append(radio, ` ${item.benefit} ${item.period}: ${item.amount_yuan} yuan`);
+        label.append(radio, ` ${t("counter.entitlements.item",
+          { what: I18N.benefit(item.benefit, item.period), amount: I18N.money(item.amount_fen) })}`);
         return label;
       }));
     } catch (problem) {
       listed = [];
-      $("entitlements-note").textContent = `${problem.detail || "Cannot list entitlements."} ` +
-        "Enter the entitlement id and amount from the cardholder's letter below.";
+      $("entitlements-note").textContent = t("counter.entitlements.failed",
+        { detail: problem.detail || t("counter.entitlements.cannot-list") });
       $("manual").open = true;
     }
   }
@@ -251,7 +233,7 @@
     $("pin-button").disabled = true;
     try {
       render(await call("POST", "/api/pin", { pin, allow_last_try: $("last-try").checked }));
-      say("PIN verified", "Choose the service, then confirm.", "", true);
+      say(t("counter.msg.pin-ok.title"), t("counter.msg.pin-ok.detail"), "", true);
     } catch (problem) {
       sayProblem(problem);
     } finally {
@@ -290,19 +272,20 @@
     if (manualId) {
       const fen = toFen($("entitlement-amount").value);
       if (!/^[0-9a-fA-F-]{32,36}$/.test(manualId) || fen === null) {
-        say("Please check what was entered",
-            "The entitlement id is 32 hexadecimal digits (with or without dashes) and the " +
-            "amount is in yuan, like 3500.00.", "Correct it and continue.");
+        say(t("counter.msg.check-input.title"), t("counter.msg.check-input.entitlement"),
+            t("counter.msg.check-input.next"));
         return;
       }
       ask("/api/collect", { entitlement_id: manualId, amount_fen: fen },
-          `Pay out entitlement ${manualId}: ${yuan(fen)} yuan to ${name}?`);
+          t("counter.confirm.collect", { what: t("counter.entitlement.by-id", { id: manualId }),
+            amount: I18N.money(fen), name }));
     } else if (chosen) {
       const item = listed[Number(chosen.value)];
       ask("/api/collect", { entitlement_id: item.id, amount_fen: item.amount_fen },
-          `Pay out ${item.benefit} for ${item.period}: ${item.amount_yuan} yuan to ${name}?`);
+          t("counter.confirm.collect", { what: I18N.benefit(item.benefit, item.period),
+            amount: I18N.money(item.amount_fen), name }));
     } else {
-      say("Nothing chosen", "Choose an entitlement, or enter one by hand.", "");
+      say(t("counter.msg.nothing-chosen.title"), t("counter.msg.nothing-chosen.detail"), "");
     }
   });
 
@@ -311,14 +294,13 @@
     const fen = toFen($("fee-amount").value);
     const reference = $("fee-reference").value.trim();
     if (fen === null || !/^[A-Za-z0-9._:/-]{1,64}$/.test(reference)) {
-      say("Please check what was entered",
-          "The amount is in yuan (like 25.50); the bill reference uses letters, digits and " +
-          ". _ : / - only.", "Correct it and continue.");
+      say(t("counter.msg.check-input.title"), t("counter.msg.check-input.fee"),
+          t("counter.msg.check-input.next"));
       return;
     }
     const name = state && state.identity ? state.identity.name : "";
     ask("/api/pay", { amount_fen: fen, reference },
-        `Charge ${yuan(fen)} yuan for bill ${reference} to ${name}'s card?`);
+        t("counter.confirm.pay", { amount: I18N.money(fen), reference, name }));
   });
 
   $("back-button").addEventListener("click", () => {
@@ -334,9 +316,8 @@
     try {
       const answer = await call("POST", path, body);
       renderReceipt(answer.receipt);
-      say("Done", answer.receipt.mode === "offline"
-        ? "Recorded offline: it is uploaded to the issuer when the counter is online again."
-        : "Accepted.", "Print the receipt for the cardholder.", true);
+      say(t("counter.msg.done.title"), t(answer.receipt.mode === "offline"
+        ? "counter.msg.done.offline" : "counter.msg.done.online"), t("counter.msg.done.next"), true);
       $("entitlement-id").value = "";
       $("entitlement-amount").value = "";
       $("fee-amount").value = "";
@@ -363,7 +344,7 @@
     if (!text) return;
     const result = $("qr-result");
     result.dataset.outcome = "";
-    $("qr-message").textContent = "Checking the code with the issuer…";
+    $("qr-message").textContent = t("counter.qr.checking");
     $("qr-attributes").replaceChildren();
     show(result, true);
     try {
@@ -372,7 +353,8 @@
       $("qr-message").textContent = answer.message;
       const rows = Object.entries(answer.attributes || {}).flatMap(([key, value]) => {
         const dt = document.createElement("dt");
-        dt.textContent = key.replaceAll("_", " ");
+        const named = `counter.qr.attribute.${key}`;
+        dt.textContent = I18N.has(named) ? t(named) : key.replaceAll("_", " ");
         const dd = document.createElement("dd");
         dd.textContent = String(value);
         return [dt, dd];
@@ -380,7 +362,8 @@
       $("qr-attributes").replaceChildren(...rows);
     } catch (problem) {
       result.dataset.outcome = "invalid";
-      $("qr-message").textContent = `${problem.title || "Error"}: ${problem.detail || ""}`;
+      $("qr-message").textContent = t("counter.qr.error",
+        { title: problem.title || t("counter.msg.error"), detail: problem.detail || "" });
     }
     field.focus();
   });
@@ -396,5 +379,5 @@
   }
 
   selectTab("collect");
-  connect();
+  I18N.ready.then(connect);
 })();
