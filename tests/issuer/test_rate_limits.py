@@ -189,8 +189,8 @@ def test_token_requests_are_limited_per_address_before_any_check(world: World) -
     services = world.services
     client_id, signer = _register(services)
     attacker = world.client("198.51.100.7")
-    garbage = urlencode({"grant_type": "client_credentials",
-                         "client_assertion_type": ASSERTION_TYPE, "client_assertion": "x.y.z"})  # fmt: skip
+    form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE}
+    garbage = urlencode({**form, "client_assertion": "x.y.z"})
     for _ in range(LIMITS.token_per_address):
         answer = attacker.post("/v1/oauth/token", content=garbage, headers=FORM)
         assert assert_problem(answer, 401)["error"] == "invalid_client"
