@@ -12,7 +12,6 @@ each burst starts with at least 20 s left in its window, far more than it takes.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import sys
