@@ -6,6 +6,11 @@ seconds until the window ends (the ``Retry-After``). Redis counts with ``INCR`` 
 ``EXPIRE`` on the first request of a window, so every node shares one count; the
 in-process store serves a single process.
 
+Every limited endpoint counts through :func:`admit`: one request against one key under
+one limit, or :class:`RateLimitedError` (429 with ``Retry-After``). Keys name what is
+counted (``verify:<client>``, ``token-address:<ip>``, ...); the limits come from
+:class:`cardsvc.settings.RateLimits` (and a partner's own policy for verify).
+
 The verify hot path counts on the event loop (:meth:`RateLimiter.hit_async`) and hands
 over the token's one-time use to record only if the request is admitted; Redis does both
 in one script, so a verify costs one round trip. A Redis that does not answer raises
@@ -23,6 +28,7 @@ from typing import Protocol
 
 from redis.commands.core import AsyncScript
 
+from cardsvc.errors import CardsvcError, Throttled
 from cardsvc.redisstore import RedisStore, unavailable_as_503
 from cardsvc.replay import OneTimeUse, RedisReplayCache
 
@@ -217,6 +223,53 @@ class RedisRateLimiter:
         return Admission(first_use=await then_use.record())
 
 
-def make_rate_limiter(redis: RedisStore | None) -> RateLimiter:
+def make_rate_limiter(redis: RedisStore | None, *, prefix: str = "cardsvc:") -> RateLimiter:
     """Redis when configured (shared by every node), the in-process store otherwise."""
-    return RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()
+    if redis is None:
+        return MemoryRateLimiter()
+    return RedisRateLimiter(redis, prefix=prefix + "rate:")
+
+
+class RateLimitedError(Throttled, CardsvcError):
+    """Too many requests in the current window; ``retry_after`` seconds to wait.
+
+    The problem document names the limit (``limit_per_minute``), what it counts
+    (``counted_per``: client, address or citizen ID) and ``retry_after``; the HTTP layer
+    also sends ``Retry-After``. The counted key itself is never echoed (it may hold an ID
+    number or an address).
+    """
+
+    code = "rate-limited"
+
+    def __init__(self, limit: int, retry_after: int, *, counted_per: str = "client") -> None:
+        super().__init__(
+            f"more than {limit} requests per minute per {counted_per}; "
+            f"retry after {retry_after} seconds"
+        )
+        self.retry_after = retry_after
+        self.fields = {
+            "limit_per_minute": limit,
+            "counted_per": counted_per,
+            "retry_after": retry_after,
+        }
+
+
+async def admit(
+    limiter: RateLimiter,
+    key: str,
+    *,
+    limit: int,
+    counted_per: str,
+    then_use: OneTimeUse | None = None,
+) -> Admission:
+    """Count one request against ``key`` under ``limit`` per minute, or raise
+    :class:`RateLimitedError`: the one way every endpoint is limited.
+
+    ``then_use`` is recorded only if the request is admitted (see
+    :meth:`RateLimiter.hit_async`); on Redis both cost one round trip, and a key this
+    process already saw refused in the current window is refused again without one.
+    """
+    admission = await limiter.hit_async(key, limit=limit, then_use=then_use)
+    if admission.retry_after is not None:
+        raise RateLimitedError(limit, admission.retry_after, counted_per=counted_per)
+    return admission

@@ -94,6 +94,8 @@ class RedisReplayCache:
             )
 
 
-def make_replay_cache(redis: RedisStore | None) -> ReplayCache:
+def make_replay_cache(redis: RedisStore | None, *, prefix: str = "cardsvc:") -> ReplayCache:
     """Redis when configured (shared by every node), the in-process store otherwise."""
-    return RedisReplayCache(redis) if redis is not None else MemoryReplayCache()
+    if redis is None:
+        return MemoryReplayCache()
+    return RedisReplayCache(redis, prefix=prefix + "replay:")

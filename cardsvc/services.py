@@ -140,8 +140,8 @@ class Services:
         )
         # One Redis for both: the verify path counts and records a jti in one script.
         redis = RedisStore(settings.redis_url) if settings.redis_url else None
-        self.replay = make_replay_cache(redis)
-        self.rate_limiter = make_rate_limiter(redis)
+        self.replay = make_replay_cache(redis, prefix=settings.redis_prefix)
+        self.rate_limiter = make_rate_limiter(redis, prefix=settings.redis_prefix)
         self.clients = ClientService(
             self.engine, self.keys, self.replay, issuer=settings.issuer, leeway=self.leeway
         )
@@ -196,11 +196,12 @@ class Services:
             issuer=settings.issuer,
             status_base_uri=settings.issuer.rstrip("/") + "/v1/status-lists",
             status_sync_interval=settings.status_sync_interval_seconds,
+            verify_per_client=settings.rate_limits.verify_per_client,
         )
 
     def use_stores(self, *, replay: ReplayCache, rate_limiter: RateLimiter) -> None:
-        """Put the e-card paths (online verify, activation, device proofs) on these
-        stores: tests give each its own Redis prefix."""
+        """Put the e-card paths (online verify, activation, device proofs) and every rate
+        limit on these stores: tests give each its own Redis prefix (or clock)."""
         self.replay = replay
         self.rate_limiter = rate_limiter
         self.ecard_activation.replay = replay

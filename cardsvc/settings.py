@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cardsvc.errors import ConfigurationError
@@ -22,10 +23,67 @@ log = logging.getLogger(__name__)
 DEV_PASSPHRASE = b"cardsvc-development-only"
 
 
+#: Requests per minute, one limit.
+PerMinute = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class RateLimits(BaseModel):
+    """Requests per minute (fixed 60-second windows) on the endpoints that do expensive
+    work, per key; over a limit the caller gets 429 problem+json with ``Retry-After``.
+
+    Shared by every issuer process when ``redis_url`` is set, per process otherwise. Set
+    one from the environment as ``CARDSVC_RATE_LIMITS__<NAME>`` (e.g.
+    ``CARDSVC_RATE_LIMITS__TOKEN_PER_ADDRESS=60``). The source address is the ASGI
+    client's (uvicorn's ``--proxy-headers``/``--forwarded-allow-ips`` decide whether it
+    is a trusted proxy's ``X-Forwarded-For``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    verify_per_client: PerMinute = Field(
+        default=6000,
+        description="POST /v1/verify per client without a policy of its own (terminals, "
+        "operators); "
+        "a partner's limit is its registered policy (rate_limit_per_minute)",
+    )
+    token_per_address: PerMinute = Field(
+        default=120,
+        description="POST /v1/oauth/token per source address, counted before the assertion "
+        "is checked",
+    )
+    token_per_client: PerMinute = Field(
+        default=20,
+        description="POST /v1/oauth/token per client id, counted once its assertion verified",
+    )
+    activation_per_address: PerMinute = Field(
+        default=60,
+        description="POST /v1/ecards/activations (code, no credential) per source address",
+    )
+    activation_per_citizen_id: PerMinute = Field(
+        default=10,
+        description="POST /v1/ecards/activations per citizen ID number named in the request",
+    )
+    counter_activation_per_client: PerMinute = Field(
+        default=60,
+        description="POST /v1/ecards/counter-activations per terminal client",
+    )
+    bundle_delta_per_client: PerMinute = Field(
+        default=120,
+        description="GET /v1/bundles/latest?since=N (a delta) per authenticated client",
+    )
+    bundle_delta_per_address: PerMinute = Field(
+        default=60,
+        description="GET /v1/bundles/latest?since=N per source address, without a valid "
+        "bearer token",
+    )
+
+
 class Settings(BaseSettings):
     """Every knob of the issuer, with embedded defaults that need no servers."""
 
-    model_config = SettingsConfigDict(env_prefix="CARDSVC_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="CARDSVC_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
 
     issuer: str = Field(
         default="http://127.0.0.1:8000",
@@ -45,6 +103,16 @@ class Settings(BaseSettings):
         default=False, description="Development mode: a built-in key passphrase, with a warning"
     )
     redis_url: str | None = Field(default=None, description="Redis for replay cache and limits")
+    redis_prefix: str = Field(
+        default="cardsvc:",
+        min_length=1,
+        max_length=64,
+        description="Prefix of every Redis key (one-time use, rate limits): issuers that "
+        "share a Redis server keep apart by it",
+    )
+    rate_limits: RateLimits = Field(
+        default_factory=RateLimits, description="Per-client and per-address request limits"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     cache_ttl_seconds: int = Field(default=300, ge=1, description="Cache TTL of published data")

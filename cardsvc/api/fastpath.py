@@ -6,10 +6,10 @@ more than the signature check itself. :class:`IssuerApp` hands this one request 
 :class:`VerifyFastPath` first, which does only what the route does — read a bounded JSON
 body, authenticate the bearer token (verified-token cache), check the ``verify`` scope,
 run :meth:`cardsvc.ecards.verifier.OnlineVerifier.verify_online`, the one the route calls
-(which holds a partner to its purposes and rate limit) — and answers errors with the same
-problem documents. It catches every exception itself, so nothing it does needs the error
-middleware it skips. The FastAPI route stays for OpenAPI and as the behaviour this one
-must match (tests compare the two).
+(which holds every caller to its rate limit and a partner to its purposes) — and answers
+errors with the same problem documents. It catches every exception itself, so nothing it
+does needs the error middleware it skips. The FastAPI route stays for OpenAPI and as the
+behaviour this one must match (tests compare the two).
 """
 
 from __future__ import annotations

@@ -54,15 +54,23 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with the current state (duplicate, illegal transition)",
         413: "Request body too large",
         422: "Invalid request content",
+        429: "Too many requests: over a rate limit (Retry-After says when to retry)",
     }
     return {
         code: {
             "model": Problem,
             "description": described[code],
             "content": {"application/problem+json": {}},
+            **({"headers": {"Retry-After": _RETRY_AFTER}} if code == 429 else {}),
         }
         for code in codes
     }
+
+
+_RETRY_AFTER = {
+    "description": "Seconds until the rate limit's window ends",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 AUTH = (401, 403, 413, 422)

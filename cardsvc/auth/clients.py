@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from cardsvc.auth.partners import DEFAULT_RATE_LIMIT, PartnerPolicy
 from cardsvc.auth.scopes import allowed_scopes
 from cardsvc.auth.suspensions import Suspensions
-from cardsvc.auth.tokens import issue_access_token
+from cardsvc.auth.tokens import AuthenticationError, issue_access_token
 from cardsvc.core.assertion import unverified_client_id, verify_client_assertion
 from cardsvc.core.errors import CoreError
 from cardsvc.core.keys import VerifyingKey
@@ -101,6 +101,15 @@ class TokenResponse:
     expires_in: int
     scope: str
     token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifiedAssertion:
+    """A client assertion whose signature, audience and lifetime checked out."""
+
+    client: Client
+    jti: str
+    exp: float
 
 
 class ClientService:
@@ -202,6 +211,18 @@ class ClientService:
                 raise ClientNotFoundError(client_id)
             return Client.from_row(row, session.get(PartnerRow, client_id))
 
+    def caller(self, subject: str) -> Client:
+        """The registered client an authenticated access token names.
+
+        A validly signed token whose subject is no registered client (made by hand, or
+        its client removed) is no credential: :class:`AuthenticationError` (401), the
+        answer any unknown credential gets, never a "no such client" 404.
+        """
+        try:
+            return self.get(subject)
+        except ClientNotFoundError:
+            raise AuthenticationError("the access token names no registered client") from None
+
     def list(self) -> list[Client]:
         with Session(self._engine) as session:
             rows = session.scalars(select(ClientRow).order_by(ClientRow.created_at)).all()
@@ -227,7 +248,24 @@ class ClientService:
         scope: str | None,
         now: datetime,
     ) -> TokenResponse:
-        """The client credentials grant with ``private_key_jwt`` (RFC 6749 4.4, RFC 7523)."""
+        """The client credentials grant with ``private_key_jwt`` (RFC 6749 4.4, RFC 7523):
+        :meth:`authenticate` then :meth:`grant` (the token endpoint counts the client's
+        rate limit between the two)."""
+        verified = self.authenticate(
+            grant_type=grant_type, assertion_type=assertion_type, assertion=assertion, now=now
+        )
+        return self.grant(verified, scope=scope, now=now)
+
+    def authenticate(
+        self,
+        *,
+        grant_type: str | None,
+        assertion_type: str | None,
+        assertion: str | None,
+        now: datetime,
+    ) -> VerifiedAssertion:
+        """The client a token request's assertion proves, consuming nothing (its ``jti``
+        is recorded by :meth:`grant`), or ``invalid_client``."""
         from cardsvc.core.assertion import ASSERTION_TYPE
 
         if grant_type != "client_credentials":
@@ -251,9 +289,17 @@ class ClientService:
             raise InvalidClientError(f"client authentication failed: {exc}") from None
         if not client.active:
             raise InvalidClientError("this client is suspended")
-        ttl = max(1, int(claims["exp"] - now.timestamp() + self._leeway.total_seconds()))
+        return VerifiedAssertion(client=client, jti=str(claims["jti"]), exp=float(claims["exp"]))
+
+    def grant(self, verified: VerifiedAssertion, *, scope: str | None, now: datetime) -> (
+        TokenResponse
+    ):  # fmt: skip
+        """An access token for a verified assertion, used once (``invalid_client`` on a
+        replay), with the scopes asked for within those the client holds."""
+        client = verified.client
+        ttl = max(1, int(verified.exp - now.timestamp() + self._leeway.total_seconds()))
         if not self._replay.first_use(
-            f"assertion:{client.client_id}:{claims['jti']}", ttl_seconds=ttl
+            f"assertion:{client.client_id}:{verified.jti}", ttl_seconds=ttl
         ):
             raise InvalidClientError("client_assertion was already used")
         requested = frozenset(scope.split()) if scope else client.scopes

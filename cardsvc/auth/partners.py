@@ -23,8 +23,9 @@ from cardsvc.audit.events import Actor, AuditEvent, AuditKind
 from cardsvc.auth.tokens import Principal
 from cardsvc.core.qrtoken import Purpose
 from cardsvc.db.models import ClientRow, PartnerRow
-from cardsvc.errors import CardsvcError, Forbidden, NotFound, Throttled
-from cardsvc.ratelimit import Admission, RateLimiter
+from cardsvc.errors import CardsvcError, Forbidden, NotFound
+from cardsvc.ratelimit import Admission, RateLimiter, admit
+from cardsvc.ratelimit import RateLimitedError as RateLimitedError
 from cardsvc.registry.db import write_session
 from cardsvc.replay import OneTimeUse
 
@@ -130,30 +131,23 @@ class PurposeForbiddenError(Forbidden, CardsvcError):
         self.fields = {"purpose": purpose, "allowed_purposes": sorted(allowed)}
 
 
-class RateLimitedError(Throttled, CardsvcError):
-    """Too many requests in the current window; ``retry_after`` seconds to wait."""
-
-    code = "rate-limited"
-
-    def __init__(self, limit: int, retry_after: int) -> None:
-        super().__init__(
-            f"more than {limit} requests per minute; retry after {retry_after} seconds"
-        )
-        self.retry_after = retry_after
-        self.fields = {"limit_per_minute": limit, "retry_after": retry_after}
-
-
 def _rate_key(principal: Principal) -> str:
     return f"verify:{principal.subject}"
 
 
-def refuse_if_over_limit(principal: Principal, limiter: RateLimiter) -> None:
-    """Refuse (429), before any work and without a round trip, a partner this process
-    already saw over its rate limit in the current window."""
-    if principal.rate_limit is not None:
-        retry_after = limiter.known_refusal(_rate_key(principal), limit=principal.rate_limit)
-        if retry_after is not None:
-            raise RateLimitedError(principal.rate_limit, retry_after)
+def verify_limit(principal: Principal, default: int) -> int:
+    """Verify requests per minute ``principal`` may make: a partner's own policy (in its
+    token), else ``default`` (``RateLimits.verify_per_client``: terminals, operators)."""
+    return principal.rate_limit if principal.rate_limit is not None else default
+
+
+def refuse_if_over_limit(principal: Principal, limiter: RateLimiter, *, default: int) -> None:
+    """Refuse (429), before any work and without a round trip, a client this process
+    already saw over its verify limit in the current window."""
+    limit = verify_limit(principal, default)
+    retry_after = limiter.known_refusal(_rate_key(principal), limit=limit)
+    if retry_after is not None:
+        raise RateLimitedError(limit, retry_after)
 
 
 def require_purpose(principal: Principal, purpose: str) -> None:
@@ -164,31 +158,30 @@ def require_purpose(principal: Principal, purpose: str) -> None:
 
 
 async def _count(
-    principal: Principal, limiter: RateLimiter, then_use: OneTimeUse | None
+    principal: Principal, limiter: RateLimiter, then_use: OneTimeUse | None, default: int
 ) -> Admission:
-    if principal.rate_limit is None:  # nothing to count: record the use directly
-        return Admission(first_use=None if then_use is None else await then_use.record())
-    admission = await limiter.hit_async(
-        _rate_key(principal), limit=principal.rate_limit, then_use=then_use
+    return await admit(
+        limiter,
+        _rate_key(principal),
+        limit=verify_limit(principal, default),
+        counted_per="client",
+        then_use=then_use,
     )
-    if admission.retry_after is not None:
-        raise RateLimitedError(principal.rate_limit, admission.retry_after)
-    return admission
 
 
-async def count_verify(principal: Principal, limiter: RateLimiter) -> None:
+async def count_verify(principal: Principal, limiter: RateLimiter, *, default: int) -> None:
     """Count one verify request against ``principal``'s rate limit, or raise 429.
 
     For a request refused for another reason: refused requests count too, and the 429
     comes first, as if counted before anything else was checked.
     """
-    await _count(principal, limiter, None)
+    await _count(principal, limiter, None, default)
 
 
 async def count_verify_then_use(
-    principal: Principal, limiter: RateLimiter, use: OneTimeUse
+    principal: Principal, limiter: RateLimiter, use: OneTimeUse, *, default: int
 ) -> bool:
     """Count one verify request (or raise 429) and, only if admitted, record ``use``:
     whether it was the first. On Redis both go in one round trip."""
-    first_use = (await _count(principal, limiter, use)).first_use
+    first_use = (await _count(principal, limiter, use, default)).first_use
     return bool(first_use)

@@ -63,6 +63,7 @@ class OnlineVerifier:
         issuer: str,
         status_base_uri: str,
         status_sync_interval: float,
+        verify_per_client: int,
     ) -> None:
         self._keys = keys
         self._directory = directory
@@ -70,6 +71,8 @@ class OnlineVerifier:
         self._published = published
         self.replay = replay
         self.rate_limiter = rate_limiter
+        #: Verify requests per minute of a client without a policy of its own.
+        self.verify_per_client = verify_per_client
         self._issuer = issuer
         self._status_base_uri = status_base_uri
         self._sync_interval = status_sync_interval
@@ -82,18 +85,18 @@ class OnlineVerifier:
         self, token: str, purpose_name: str, principal: Principal, *, now: datetime
     ) -> dict[str, Any]:
         """The disclosed claims of a valid token, or a :class:`TokenRejectedError`. A
-        partner is held to its rate limit and its purposes (``RateLimitedError``,
-        ``PurposeForbiddenError``).
+        caller is held to its rate limit (a partner's own, else ``verify_per_client``)
+        and a partner to its purposes (``RateLimitedError``, ``PurposeForbiddenError``).
 
         Every check that needs no shared state runs first; then one step counts the
-        request against the partner's rate limit and, only if it is admitted and the
+        request against the caller's rate limit and, only if it is admitted and the
         token passed every check, records the token's ``jti`` (on Redis: one round trip,
         on the event loop). So a refused request, or a token failing any check, never
         consumes its ``jti``; a refused request still counts, and a rate-limit refusal
-        wins over any other. A partner already over its limit is refused before any work.
+        wins over any other. A caller already over its limit is refused before any work.
         """
-        limiter = self.rate_limiter
-        refuse_if_over_limit(principal, limiter)
+        limiter, default = self.rate_limiter, self.verify_per_client
+        refuse_if_over_limit(principal, limiter, default=default)
         try:
             require_purpose(principal, purpose_name)
             await self._sync_status()
@@ -102,10 +105,10 @@ class OnlineVerifier:
             checked = self.check(token, purpose=purpose, trust_list=trust, now=now)
             require_purpose(principal, checked.purpose.name.lower())
         except CardsvcError:
-            await count_verify(principal, limiter)
+            await count_verify(principal, limiter, default=default)
             raise
         use = self.one_time_use(checked, now=now)
-        if not await count_verify_then_use(principal, limiter, use):
+        if not await count_verify_then_use(principal, limiter, use, default=default):
             raise replayed()
         return checked.to_json(status_base_uri=self._status_base_uri)
 

@@ -2,6 +2,10 @@
 
 No credentials: a bundle holds only what is already published without them, and a
 partner that verifies offline must be able to fetch it through any cache or CDN.
+
+A delta (``?since=N``) is built per request, so it is rate limited: per client when the
+request carries a valid bearer token, else per source address (``RateLimits``). A full
+bundle is one cached publication and is not counted.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from cardsvc.api.deps import ServicesDep
+from cardsvc.api.deps import ServicesDep, source_address
 from cardsvc.api.schemas import problems
+from cardsvc.api.security import authenticate
+from cardsvc.auth.tokens import AuthenticationError
 from cardsvc.core.bundle import BUNDLE_TYP
+from cardsvc.ratelimit import admit
+from cardsvc.services import Services
 
 router = APIRouter(prefix="/v1/bundles", tags=["status lists"])
 
@@ -30,7 +38,7 @@ BUNDLE_MEDIA_TYPE = "application/" + BUNDLE_TYP
             "content": {BUNDLE_MEDIA_TYPE: {"schema": {"type": "string"}}},
         },
         304: {"description": "Not modified (If-None-Match)"},
-        **problems(422),
+        **problems(422, 429),
     },
 )
 async def latest(
@@ -55,6 +63,8 @@ async def latest(
     versioned bundle. ``?since=N`` answers a delta (``base`` N) when version N is known,
     304 when N is the current version, else a full bundle; ``?shard=`` restricts it to the
     shards a partner uses; ``&delta=entries`` asks for entry patches in a delta."""
+    if since is not None:
+        await _count_delta(services, request)
     now = services.clock()
     interval = services.settings.status_sync_interval_seconds
     retention = timedelta(hours=services.settings.bundle_retention_hours)
@@ -84,3 +94,23 @@ async def latest(
     if since == version or etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return Response(content=body, media_type=BUNDLE_MEDIA_TYPE, headers=headers)
+
+
+async def _count_delta(services: Services, request: Request) -> None:
+    """Count a delta request against its client, or its address when anonymous (a
+    bearer token that does not authenticate counts as none: the bundle is public)."""
+    limits = services.settings.rate_limits
+    # Read here, not declared as a security scheme: the operation stays public.
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    subject = None
+    if scheme.lower() == "bearer" and token.strip():
+        try:
+            subject = authenticate(services, token.strip()).subject
+        except AuthenticationError:
+            subject = None
+    if subject is not None:
+        key, limit, per = f"bundle-client:{subject}", limits.bundle_delta_per_client, "client"
+    else:
+        key = f"bundle-address:{source_address(request)}"
+        limit, per = limits.bundle_delta_per_address, "address"
+    await admit(services.rate_limiter, key, limit=limit, counted_per=per)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Header, Path, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from cardsvc.api.deps import ServicesDep
+from cardsvc.api.deps import ServicesDep, source_address
 from cardsvc.api.schemas import AUTH, PurposeName, problems
 from cardsvc.api.security import require
 from cardsvc.audit.events import Actor
@@ -25,6 +26,7 @@ from cardsvc.ecards.activation import Activation
 from cardsvc.ecards.errors import ActivationError, ECardInactiveError
 from cardsvc.ecards.render import render
 from cardsvc.ecards.views import ECardView
+from cardsvc.ratelimit import admit
 from cardsvc.registry.lifecycle import OperatorAction
 from cardsvc.services import Services
 
@@ -139,6 +141,11 @@ def _ecard_out(services: Services, view: ECardView) -> dict[str, Any]:
     }
 
 
+def _id_key(citizen_id: str) -> str:
+    """The rate-limit key of an ID number: hashed, so Redis never holds ID numbers."""
+    return hashlib.sha256(citizen_id.strip().upper().encode()).hexdigest()[:32]
+
+
 def _activation_out(services: Services, activation: Activation) -> ActivationOut:
     return ActivationOut(**_ecard_out(services, activation.ecard), credential=activation.credential)
 
@@ -163,10 +170,28 @@ async def issue_code(person_id: uuid.UUID, principal: CardsWrite, services: Serv
     "/v1/ecards/activations",
     status_code=201,
     response_model=ActivationOut,
-    responses=problems(403, 409, 413, 422),
+    responses=problems(403, 409, 413, 422, 429),
     summary="Activate an e-card on a phone with a one-time code (binds the device key)",
 )
-async def activate_with_code(body: CodeActivation, services: ServicesDep) -> ActivationOut:
+async def activate_with_code(
+    body: CodeActivation, request: Request, services: ServicesDep
+) -> ActivationOut:
+    """Rate limited per source address and per citizen ID number (``RateLimits``), before
+    the code is checked: beside the code's own lock after a few wrong tries, this bounds
+    the guessing (and the scrypt work) an address or an ID number can cause."""
+    limits, limiter = services.settings.rate_limits, services.rate_limiter
+    await admit(
+        limiter,
+        f"activation-address:{source_address(request)}",
+        limit=limits.activation_per_address,
+        counted_per="address",
+    )
+    await admit(
+        limiter,
+        f"activation-id:{_id_key(body.citizen_id)}",
+        limit=limits.activation_per_citizen_id,
+        counted_per="citizen ID",
+    )
     activation = await run_in_threadpool(
         lambda: services.ecard_activation.activate_with_code(
             body.citizen_id, body.code, body.device_jwk, now=services.clock()
@@ -194,12 +219,19 @@ async def counter_challenge(
     "/v1/ecards/counter-activations",
     status_code=201,
     response_model=ActivationOut,
-    responses=problems(*AUTH, 409),
+    responses=problems(*AUTH, 409, 429),
     summary="Activate an e-card at a counter: the chip's answer and the PIN prove the card",
 )
 async def activate_at_counter(
     body: CounterActivation, principal: Terminal, services: ServicesDep
 ) -> ActivationOut:
+    """Rate limited per terminal client (``RateLimits.counter_activation_per_client``)."""
+    await admit(
+        services.rate_limiter,
+        f"counter-activation:{principal.subject}",
+        limit=services.settings.rate_limits.counter_activation_per_client,
+        counted_per="client",
+    )
     try:
         signature = b64url_decode(body.chip_signature)
     except CoreError:
@@ -379,7 +411,7 @@ async def report_loss(
 @router.post(
     "/v1/verify",
     response_model=VerifyOut,
-    responses=problems(*AUTH),
+    responses=problems(*AUTH, 429),
     summary="Verify an e-card QR token online: the disclosed claims or the failed check",
 )
 async def verify(body: VerifyRequest, principal: Verifier, request: Request) -> VerifyOut:

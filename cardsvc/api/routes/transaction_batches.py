@@ -68,7 +68,7 @@ async def upload(body: BatchIn, principal: Terminal, services: ServicesDep) -> d
     )  # fmt: skip
 
     def work() -> dict[str, Any]:
-        terminal = services.clients.get(principal.subject)
+        terminal = services.clients.caller(principal.subject)
         return services.transaction_batches.upload(
             items,
             certificate=body.terminal_certificate,

@@ -22,6 +22,7 @@ from cardsvc.api.pagination import Cursor, Limit, Page, next_cursor, uuid_cursor
 from cardsvc.api.problems import PROBLEM_JSON, problem_body
 from cardsvc.api.schemas import AUTH, problems
 from cardsvc.api.security import require
+from cardsvc.auth.clients import Client
 from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import Principal
 from cardsvc.core.errors import CoreError
@@ -111,7 +112,7 @@ class TransactionOut(BaseModel):
     summary="Certify the calling terminal's registered public key",
 )
 async def certify(principal: Terminal, services: ServicesDep) -> CertificateOut:
-    client = await run_in_threadpool(services.clients.get, principal.subject)
+    client = await run_in_threadpool(services.clients.caller, principal.subject)
     certificate = services.transactions.certify(client, now=services.clock())
     return CertificateOut(certificate=certificate)
 
@@ -153,17 +154,19 @@ def submit(
     """Verifies the card's signature with its chip key, the terminal's signature and
     certificate, the nonce, the card counter and the entitlement; answers a signed receipt."""
     key = check_key(idempotency_key)
+    # Before the idempotency claim: a token naming no registered client stores nothing.
+    terminal = services.clients.caller(principal.subject)
     digest = request_hash("POST", "/v1/transactions", body.model_dump())
     now = services.clock()
     claim = services.idempotency.begin(principal.subject, key, digest, now=now)
     if isinstance(claim, StoredResponse):
         return _respond(claim, replayed=True)
-    return _process(body, principal, services, claim, now)
+    return _process(body, terminal, services, claim, now)
 
 
 def _process(
     body: TransactionRequest,
-    principal: Principal,
+    terminal: Client,
     services: Services,
     claim: Claim,
     now: datetime,
@@ -181,7 +184,6 @@ def _process(
             record = SignedRecord.from_json(body.model_dump())
         except CoreError as exc:
             raise TransactionError("record", str(exc)) from None
-        terminal = services.clients.get(principal.subject)
         accepted = services.transactions.submit(
             record,
             certificate=body.terminal_certificate,
