@@ -3,7 +3,7 @@
 // minified ES module for a static page), dist/node.js (the Node-only file store) and the
 // type declarations in dist/types.
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { build } from "esbuild";
 
 const here = new URL(".", import.meta.url).pathname;
@@ -24,13 +24,13 @@ if (old !== version) writeFileSync(versionPath, version);
 rmSync(`${here}dist`, { recursive: true, force: true });
 const tsc = `${here}node_modules/typescript/bin/tsc`;
 execFileSync(process.execPath, [tsc, "-p", `${here}tsconfig.json`], { stdio: "inherit" });
-execFileSync(process.execPath, [tsc, "-p", `${here}tsconfig.json`, "--emitDeclarationOnly", "--outDir", `${here}dist/types-all`], {
-  stdio: "inherit",
-});
 const common = { bundle: true, format: "esm", target: "es2022", logLevel: "warning", legalComments: "none" };
 await build({ ...common, entryPoints: [`${here}src/index.ts`], outfile: `${here}dist/index.js`, platform: "neutral" });
 await build({ ...common, entryPoints: [`${here}src/index.ts`], outfile: `${here}dist/cardsvc-verify.min.js`, platform: "neutral", minify: true });
 await build({ ...common, entryPoints: [`${here}src/node.ts`], outfile: `${here}dist/node.js`, platform: "node", packages: "external" });
-// Only the declarations of src/ are published.
-execFileSync("cp", ["-r", `${here}dist/types-all/src`, `${here}dist/types`]);
-rmSync(`${here}dist/types-all`, { recursive: true, force: true });
+// Only the declarations of src/ are published (tsc wrote them beside build/src/*.js).
+mkdirSync(`${here}dist/types`, { recursive: true });
+for (const name of readdirSync(`${here}build/src`)) {
+  if (name.endsWith(".d.ts")) copyFileSync(`${here}build/src/${name}`, `${here}dist/types/${name}`);
+}
+copyFileSync(`${here}test/browser.html`, `${here}build/test/browser.html`);

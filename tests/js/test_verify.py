@@ -1,0 +1,138 @@
+"""js/verify (the TypeScript verifier) against cardsvc.core, vector by vector, in Node and
+in Chromium: a vector one verifier accepts and the other refuses, or refuses for another
+check, fails here. So does any answer of the offline gate's scenario that differs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cardsvc.core import CoreError, OfflineVerifier, Purpose, VerificationError, VerifyingKey
+from tests.browser import browser_page
+from tests.core.test_schemas import GENERATOR
+from tests.js.package import PACKAGE, built, open_page, run_node, scenario, served, vectors
+
+VECTORS = vectors()
+
+
+@pytest.fixture(scope="module")
+def python_outcomes() -> dict[str, Any]:
+    return {name: GENERATOR.verify_vector(v["kind"], v) for name, v in VECTORS.items()}
+
+
+@pytest.fixture(scope="module")
+def node_run() -> dict[str, Any]:
+    done = run_node("build/test/observe.js")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def python_scenario() -> list[dict[str, Any]]:
+    """test/scenario.json through cardsvc.core's OfflineVerifier with a state directory."""
+    full = VECTORS["bundle/valid-full"]
+    root = VerifyingKey.from_jwk(full["root_jwk"])
+    clock_now = datetime.fromtimestamp(full["now"], UTC)
+    out: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as state:
+
+        def gate_at() -> OfflineVerifier:
+            return OfflineVerifier(root, state_dir=Path(state), clock=lambda: clock_now)
+
+        gate = gate_at()
+        for step in scenario():
+            if step["op"] == "reopen":
+                gate = gate_at()
+                version = gate.bundle.version if gate.bundle else None
+                problem = gate.replay_memory_problem is not None
+                out.append({"reopened": True, "version": version, "replay_problem": problem})
+                continue
+            vector = VECTORS[step["vector"]]
+            now = datetime.fromtimestamp(vector["now"] + step["at"], UTC)
+            if step["op"] == "update":
+                try:
+                    out.append({"version": gate.update(vector["input"], now=now).version})
+                except CoreError as exc:
+                    check = exc.check if isinstance(exc, VerificationError) else None
+                    held = gate.bundle.version if gate.bundle else None
+                    out.append({"error": type(exc).__name__, "check": check, "held": held})
+                continue
+            purpose = Purpose[step["purpose"].upper()]
+            out.append(gate.verify(vector["input"], purpose=purpose, now=now).to_json())
+    return out
+
+
+def without_detail(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The answers less ``detail``, words for a person that each verifier may put its way."""
+    return [{k: v for k, v in answer.items() if k != "detail"} for answer in answers]
+
+
+def differences(observed: dict[str, Any], python: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: {"python": python[name], "js": observed.get(name)}
+        for name in python
+        if observed.get(name) != python[name]
+    }
+
+
+def test_python_outcomes_are_the_vector_files(python_outcomes: dict[str, Any]) -> None:
+    assert {name: v["expected"] for name, v in VECTORS.items()} == python_outcomes
+
+
+def test_the_node_test_suite_passes() -> None:
+    tests = sorted(str(p.relative_to(built())) for p in (PACKAGE / "build" / "test").glob("*.test.js"))
+    assert "build/test/vectors.test.js" in tests
+    done = run_node("--test", *tests)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_every_vector_has_python_s_outcome_in_node(
+    node_run: dict[str, Any], python_outcomes: dict[str, Any]
+) -> None:
+    assert set(node_run["vectors"]) == set(VECTORS)
+    assert differences(node_run["vectors"], python_outcomes) == {}
+
+
+def test_the_gate_scenario_answers_as_python_in_node(node_run: dict[str, Any]) -> None:
+    python = python_scenario()
+    assert len(python) == len(scenario())
+    assert without_detail(node_run["scenario"]) == without_detail(python)
+
+
+@pytest.fixture(scope="module")
+def chromium_run() -> Iterator[dict[str, Any]]:
+    with served() as url, browser_page(width=800, height=600) as page:
+        open_page(page, url)
+        outcomes = page.evaluate(
+            "async (vectors) => { const { api, runner } = window.cardsvcVerify;"
+            " return runner.runAll(api, vectors); }",
+            VECTORS,
+        )
+        answers = page.evaluate(
+            "async ([steps, vectors]) => { const { api, scenario } = window.cardsvcVerify;"
+            " const store = new api.IndexedDbStore('scenario-' + Date.now());"
+            " return scenario.runScenario(api, steps, vectors, store); }",
+            [scenario(), VECTORS],
+        )
+        yield {"vectors": outcomes, "scenario": answers}
+
+
+@pytest.mark.browser
+def test_every_vector_has_python_s_outcome_in_chromium(
+    chromium_run: dict[str, Any], python_outcomes: dict[str, Any]
+) -> None:
+    assert set(chromium_run["vectors"]) == set(VECTORS)
+    assert differences(chromium_run["vectors"], python_outcomes) == {}
+
+
+@pytest.mark.browser
+def test_the_gate_scenario_answers_as_python_in_chromium_with_indexeddb(
+    chromium_run: dict[str, Any],
+) -> None:
+    assert without_detail(chromium_run["scenario"]) == without_detail(python_scenario())
