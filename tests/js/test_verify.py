@@ -4,7 +4,10 @@ check, fails here. So does any answer of the offline gate's scenario that differ
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +19,8 @@ import pytest
 from cardsvc.core import CoreError, OfflineVerifier, Purpose, VerificationError, VerifyingKey
 from tests.browser import browser_page
 from tests.core.test_schemas import GENERATOR
-from tests.js.package import PACKAGE, built, open_page, run_node, scenario, served, vectors
+from tests.js.package import PACKAGE, built, node, open_page, run_node, scenario, served, vectors
+from tests.js.package import VECTORS as VECTOR_DIR
 
 VECTORS = vectors()
 
@@ -137,3 +141,66 @@ def test_the_gate_scenario_answers_as_python_in_chromium_with_indexeddb(
     chromium_run: dict[str, Any],
 ) -> None:
     assert without_detail(chromium_run["scenario"]) == without_detail(python_scenario())
+
+
+def test_npm_pack_makes_a_tarball_that_installs_and_verifies(tmp_path: Path) -> None:
+    """What an app developer does: install the tarball, import it, verify a vector."""
+    npm = shutil.which("npm")
+    assert npm is not None, "npm is installed beside node"
+    packed = subprocess.run(  # the build is fresh (built()), so no prepack
+        [npm, "pack", "--ignore-scripts", "--json", "--pack-destination", str(tmp_path)],
+        cwd=built(), capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    (info,) = json.loads(packed.stdout)
+    files = {f["path"] for f in info["files"]}
+    assert {"dist/index.js", "dist/node.js", "dist/cardsvc-verify.min.js"} <= files
+    assert "dist/types/index.d.ts" in files and not any(f.startswith("src/") for f in files)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "package.json").write_text('{"name": "app", "private": true, "type": "module"}')
+    subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--offline", str(tmp_path / info["filename"])],
+        cwd=app, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    vector = VECTORS["qr-token/transport-valid"]
+    (app / "vector.json").write_text(json.dumps(vector))
+    (app / "check.js").write_text(
+        """
+import { readFileSync } from "node:fs";
+import * as verify from "@cardsvc/verify";
+import { FileStore } from "@cardsvc/verify/node";
+const v = JSON.parse(readFileSync("vector.json", "utf8"));
+const root = await verify.VerifyingKey.fromJwk(v.root_jwk);
+const trustList = await verify.TrustList.verify(v.trust_list,
+  { root, now: v.now, leeway: v.leeway });
+const token = await verify.verifyQrToken(v.input, {
+  trustList, now: v.now, leeway: v.leeway, purpose: verify.Purpose.TRANSPORT });
+console.log(JSON.stringify({
+  result: verify.qrTokenToJson(token, "https://issuer.test/v1/status-lists"),
+  version: verify.VERSION, vectors: verify.VECTOR_SET, store: typeof FileStore }));
+"""
+    )
+    done = run_node_in(app, "check.js")
+    out = json.loads(done)
+    assert out["result"] == vector["expected"]["result"]
+    package = json.loads((PACKAGE / "package.json").read_text())
+    assert out["version"] == package["version"] == info["version"]
+    assert out["vectors"] == package["cardsvc"]["vectorSet"] == vector_set_digest()
+    assert out["store"] == "function"
+
+
+def run_node_in(directory: Path, script: str) -> str:
+    done = subprocess.run(
+        [node(), script], cwd=directory, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def vector_set_digest() -> dict[str, Any]:
+    """As js/verify/test/vectors.ts: sha256 over ``path NUL content NUL``, sorted paths."""
+    digest = hashlib.sha256()
+    files = sorted(str(p.relative_to(VECTOR_DIR)) for p in VECTOR_DIR.rglob("*.json"))
+    for name in files:
+        digest.update(name.encode() + b"\0" + (VECTOR_DIR / name).read_bytes() + b"\0")
+    return {"files": len(files), "sha256": digest.hexdigest()}
