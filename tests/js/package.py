@@ -54,9 +54,10 @@ def built() -> Path:
     if not (PACKAGE / "node_modules" / ".bin" / "esbuild").exists():
         service_unavailable("js/verify/node_modules is missing: run ./dev test (npm ci)")
     outputs = [BUNDLE, PACKAGE / "build" / "test" / "observe.js"]
-    if not all(p.exists() for p in outputs) or min(
-        p.stat().st_mtime for p in outputs
-    ) < _newest_source():
+    if (
+        not all(p.exists() for p in outputs)
+        or min(p.stat().st_mtime for p in outputs) < _newest_source()
+    ):
         subprocess.run([node(), "build.mjs"], cwd=PACKAGE, check=True, timeout=600)
     return PACKAGE
 
