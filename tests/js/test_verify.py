@@ -57,6 +57,10 @@ def python_scenario() -> list[dict[str, Any]]:
                 problem = gate.replay_memory_problem is not None
                 out.append({"reopened": True, "version": version, "replay_problem": problem})
                 continue
+            if step["op"] == "damage-replay":
+                (Path(state) / "replay-state.json").write_text("{not json")
+                out.append({"damaged": True})
+                continue
             vector = VECTORS[step["vector"]]
             now = datetime.fromtimestamp(vector["now"] + step["at"], UTC)
             if step["op"] == "update":

@@ -40,7 +40,7 @@ export {
 export { cardDocumentToClaims, verifyCardDocument, type CardDocument } from "./carddoc.js";
 export { Status, StatusList, decodeStatusListJwt, verifyStatusListToken, type StatusListToken } from "./statuslist.js";
 export { bundleToJson, verifyBundle, type Bundle, type BundleOptions } from "./bundle.js";
-export { OfflineVerifier, verdictToJson, type OfflineVerifierOptions, type Outcome, type Verdict } from "./verifier.js";
+export { OfflineVerifier, REPLAY_NAME, STATE_NAME, verdictToJson, type OfflineVerifierOptions, type Outcome, type Verdict } from "./verifier.js";
 export { IndexedDbStore, MemoryStore, type VerifierStore } from "./store.js";
 /** Decoders, exported for tools and fuzzing; each raises only {@link DecodeError}. */
 export { b45decode, b45encode } from "./base45.js";

@@ -7,7 +7,7 @@ import type * as Api from "../src/index.js";
 import type { Vector } from "./runner.js";
 
 export interface Step {
-  op: "verify" | "update" | "reopen";
+  op: "verify" | "update" | "reopen" | "damage-replay";
   vector?: string;
   purpose?: string;
   at?: number;
@@ -28,6 +28,11 @@ export async function runScenario(
     if (step.op === "reopen") {
       gate = await open();
       out.push({ reopened: true, version: gate.bundle?.version ?? null, replay_problem: gate.replayMemoryProblem !== null });
+      continue;
+    }
+    if (step.op === "damage-replay") {
+      await store.set(api.REPLAY_NAME, "{not json");
+      out.push({ damaged: true });
       continue;
     }
     const vector = vectors[step.vector!]!;
