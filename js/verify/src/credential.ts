@@ -4,9 +4,9 @@
  */
 import { CborMap, type CborValue, decodeCbor } from "./cbor.js";
 import { decodeSign1, hasProtectedKid, messageKid, verifySign1 } from "./cose.js";
-import { decompressP256, importRawP256, uncompressed } from "./ecdsa.js";
+import { decompressP256, importRawP256, thumbprint, uncompressed } from "./ecdsa.js";
 import { DecodeError, VerificationError } from "./errors.js";
-import { KeyPurpose, VerifyingKey } from "./keys.js";
+import { KeyPurpose } from "./keys.js";
 import { type Attribute, type AttributeValue, type Purpose, qrTokenFromClaims } from "./qrtoken.js";
 import type { TrustList } from "./trustlist.js";
 
@@ -22,25 +22,42 @@ export interface CompactCredential {
   statusIdx: number;
   /** The bound device key, a 33-byte compressed P-256 point. */
   devicePoint: Uint8Array;
-  /** The device key (its `kid` is the e-card's `device_kid`). */
-  deviceKey: VerifyingKey;
+  /** The bound device key (its {@link DeviceKey.kid} is the e-card's `device_kid`). */
+  deviceKey: DeviceKey;
   expiresAt: number;
   attributes: ReadonlyMap<Attribute, AttributeValue>;
 }
 
-async function deviceKey(point: CborValue): Promise<VerifyingKey> {
+/** A device key bound to a credential; its thumbprint is computed only when asked for. */
+export class DeviceKey {
+  private thumbprint: Promise<string> | null = null;
+  constructor(readonly cryptoKey: CryptoKey) {}
+
+  /** The RFC 7638 thumbprint (the e-card's `device_kid`). */
+  kid(): Promise<string> {
+    this.thumbprint ??= crypto.subtle.exportKey("jwk", this.cryptoKey).then((jwk) => thumbprint(jwk.x!, jwk.y!));
+    return this.thumbprint;
+  }
+}
+
+async function deviceKey(point: CborValue): Promise<DeviceKey> {
   if (!(point instanceof Uint8Array) || point.length !== 33 || (point[0] !== 2 && point[0] !== 3)) {
     throw new VerificationError("claims", "device key must be a 33-byte compressed P-256 point");
   }
+  // Node's WebCrypto imports compressed points itself (~0.2 ms); Chromium's does not, so
+  // the point is decompressed here (~0.3 ms of BigInt arithmetic) and imported whole.
+  try {
+    return new DeviceKey(await importRawP256(point));
+  } catch {
+    // fall through
+  }
   const xy = decompressP256(point);
   if (xy === null) throw new VerificationError("claims", "device key is not a point on P-256");
-  let key: CryptoKey;
   try {
-    key = await importRawP256(uncompressed(xy.x, xy.y));
+    return new DeviceKey(await importRawP256(uncompressed(xy.x, xy.y)));
   } catch {
     throw new VerificationError("claims", "device key is not a point on P-256");
   }
-  return VerifyingKey.fromCoordinates(xy.x, xy.y, key);
 }
 
 /** Parse verified credential claims; `claims` VerificationError if malformed. */

@@ -53,13 +53,13 @@ export function deviceValidUntil(token: DeviceBoundToken): number {
 }
 
 /** The JSON view (schemas/device-bound-token.schema.json). */
-export function deviceBoundToJson(token: DeviceBoundToken, statusBaseUri: string): Record<string, unknown> {
+export async function deviceBoundToJson(token: DeviceBoundToken, statusBaseUri: string): Promise<Record<string, unknown>> {
   const c = token.credential;
   return {
     iss: c.issuer,
     purpose: purposeName(c.purpose),
     ecard: b64urlEncode(c.ecardRef),
-    device_kid: c.deviceKey.kid,
+    device_kid: await c.deviceKey.kid(),
     exp: c.expiresAt,
     slot: token.slot,
     counter: token.counter,

@@ -29,7 +29,7 @@ export {
   type QrToken,
   type TokenOptions,
 } from "./qrtoken.js";
-export { type CompactCredential } from "./credential.js";
+export { DeviceKey, type CompactCredential } from "./credential.js";
 export {
   deviceBoundToJson,
   deviceReplayKey,

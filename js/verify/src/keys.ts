@@ -1,5 +1,5 @@
 /** Public keys as JWKs, their thumbprints, and the purposes a key may sign for. */
-import { b64urlEncode, canonicalB64urlDecode } from "./bytes.js";
+import { canonicalB64urlDecode } from "./bytes.js";
 import { importJwkP256, thumbprint } from "./ecdsa.js";
 import { DecodeError } from "./errors.js";
 
@@ -74,13 +74,6 @@ export class VerifyingKey {
       throw new DecodeError("jwk", "point is not on the P-256 curve");
     }
     return new VerifyingKey(await thumbprint(x, y), x, y, key);
-  }
-
-  /** From raw 32-byte coordinates (a device key); the caller checked the point. */
-  static async fromCoordinates(x: Uint8Array, y: Uint8Array, cryptoKey: CryptoKey): Promise<VerifyingKey> {
-    const bx = b64urlEncode(x);
-    const by = b64urlEncode(y);
-    return new VerifyingKey(await thumbprint(bx, by), bx, by, cryptoKey);
   }
 
   /** The public JWK with `kid` and `alg`. */

@@ -49,7 +49,7 @@ export async function runVector(api: typeof Api, vector: Vector, reference: { no
         return { sub: token.sub, bits: lst.bits, size: lst.size, nonzero: Object.fromEntries([7, 1234, 4321].map((i) => [String(i), lst.get(i)])) };
       }
       case "device-bound":
-        return api.deviceBoundToJson(await api.verifyDeviceBound(vector.input, { trustList, now, leeway, purpose }), STATUS_BASE);
+        return await api.deviceBoundToJson(await api.verifyDeviceBound(vector.input, { trustList, now, leeway, purpose }), STATUS_BASE);
       case "bundle": {
         let held: Api.Bundle | null = null;
         for (const token of vector.previous ?? []) held = await api.verifyBundle(token, { root, now, leeway, previous: held });
