@@ -208,3 +208,50 @@ def vector_set_digest() -> dict[str, Any]:
     for name in files:
         digest.update(name.encode() + b"\0" + (VECTOR_DIR / name).read_bytes() + b"\0")
     return {"files": len(files), "sha256": digest.hexdigest()}
+
+
+def readme_example() -> str:
+    """The ten-line example of js/verify/README.md, as written."""
+    text = (PACKAGE / "README.md").read_text()
+    example = text.split("## Ten lines", 1)[1].split("```js\n", 1)[1].split("```", 1)[0]
+    assert len(example.strip().splitlines()) <= 10
+    return example
+
+
+def test_the_readme_example_runs_from_the_installed_tarball(tmp_path: Path) -> None:
+    """The example with its free names bound: a transport code at a gate, then again."""
+    npm = shutil.which("npm")
+    assert npm is not None
+    packed = subprocess.run(
+        [npm, "pack", "--ignore-scripts", "--json", "--pack-destination", str(tmp_path)],
+        cwd=built(), capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    tarball = tmp_path / json.loads(packed.stdout)[0]["filename"]
+    (tmp_path / "package.json").write_text('{"name": "app", "private": true, "type": "module"}')
+    subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--offline", str(tarball)],
+        cwd=tmp_path, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    bundle = VECTORS["bundle/valid-full"]
+    code = VECTORS["device-bound/transport-valid"]
+    lines = readme_example().splitlines()
+    imports = [line for line in lines if line.startswith("import ")]
+    body = [line for line in lines if not line.startswith("import ")]
+    prelude = f"""
+import {{ MemoryStore }} from "@cardsvc/verify";
+Date.now = () => {code["now"]} * 1000;  // the vectors' time
+const ROOT_JWK = {json.dumps(bundle["root_jwk"])};
+const BUNDLE_URL = "data:text/plain," + {json.dumps(bundle["input"])};
+const store = new MemoryStore();
+const openTheGate = (claims) => console.log(JSON.stringify(["open", Object.fromEntries(claims)]));
+const show = (outcome, reason) => console.log(JSON.stringify([outcome, reason]));
+"""
+    again = "const verdict2 = await gate.verify(scannedText, { purpose: Purpose.TRANSPORT });\n"
+    again += "show(verdict2.outcome, verdict2.reason);\n"
+    source = "\n".join(imports) + prelude + f"const scannedText = {json.dumps(code['input'])};\n"
+    (tmp_path / "example.js").write_text(source + "\n".join(body) + "\n" + again)
+    out = [json.loads(line) for line in run_node_in(tmp_path, "example.js").splitlines()]
+    assert out == [
+        ["open", {"4": 1, "5": "2030-06-30"}],
+        ["invalid", "replayed"],
+    ]
