@@ -22,6 +22,9 @@ pin_app = typer.Typer(help="Change or unblock the cardholder's PIN.", no_args_is
 cache_app = typer.Typer(help="The offline trust list and status list cache.", no_args_is_help=True)
 app.add_typer(pin_app, name="pin")
 app.add_typer(cache_app, name="cache")
+clerk_app = typer.Typer(help="The clerks who may sign in on the counter page.",
+                        no_args_is_help=True)  # fmt: skip
+app.add_typer(clerk_app, name="clerk")
 
 CacheDir = Annotated[
     Path,
@@ -501,6 +504,45 @@ def serve(
     )  # fmt: skip
     typer.echo(f"counter page on http://{host}:{port}/ (terminal {client_id}); Ctrl-C stops it")
     PageServer(create_app(config, issuer=client), host=host, port=port).run()
+
+
+@clerk_app.command("add")
+def clerk_add(
+    client_id: Annotated[str, typer.Option(help="The clerk's operator client id (role clerk)")],
+    name: Annotated[str, typer.Option(help="The clerk's name, as printed on receipts")],
+    key_file: Annotated[
+        Path, typer.Option(help="The clerk's private key (PEM) from the registration")
+    ],
+    state_dir: StateDir = _DEFAULT_STATE,
+) -> None:
+    """Enrol a clerk at this counter: the key is sealed under the clerk's own password
+    (asked twice, never echoed); delete the unsealed key file afterwards."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from reader_agent.clerks import ClerkStore
+
+    try:
+        private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise typer.BadParameter(f"cannot load the clerk's key {key_file}: {exc}") from None
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise typer.BadParameter(f"{key_file} is not an EC P-256 private key")
+    password = typer.prompt("The clerk's password", hide_input=True,
+                            confirmation_prompt=True)  # fmt: skip
+    ClerkStore(state_dir).enrol(client_id=client_id, display_name=name, private_key=private,
+                                password=password)  # fmt: skip
+    typer.echo(f"clerk {client_id} ({name.strip()}) enrolled; the key is sealed under the "
+               f"clerk's password. Delete {key_file} now.")  # fmt: skip
+
+
+@clerk_app.command("list")
+def clerk_list(state_dir: StateDir = _DEFAULT_STATE) -> None:
+    """The clerks enrolled at this counter."""
+    from reader_agent.clerks import ClerkStore
+
+    for client_id, display in ClerkStore(state_dir).names().items():
+        typer.echo(f"{client_id:20} {display}")
 
 
 def _issuer_client(issuer: str, client_id: str, client_key: Path) -> IssuerClient:

@@ -14,13 +14,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, WithJsonSchema
@@ -29,9 +30,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cardsvc.core.transaction import Kind
 from reader_agent.cache import AgentCache
+from reader_agent.clerks import ClerkStore
 from reader_agent.errors import AgentError
 from reader_agent.issuer import IssuerClient
 from reader_agent.page.books import Books
+from reader_agent.page.clerk import DEFAULT_IDLE, Clerks
+from reader_agent.page.clerk_texts import language, text
 from reader_agent.page.desk import Desk, DeskError, DeskSettings
 from reader_agent.page.hub import Hub
 from reader_agent.page.link import Link
@@ -75,6 +79,8 @@ class PageConfig:
     #: Seconds a request body has to arrive in full (408 after): a stalled client holds
     #: no request open longer.
     body_timeout: float = 10.0
+    #: A clerk with no request for this long is signed out (the page is cleared).
+    clerk_idle: timedelta = DEFAULT_IDLE
 
 
 # -- request bodies -----------------------------------------------------------------------
@@ -116,6 +122,24 @@ class QrIn(_Body):
 
 class EmptyIn(_Body):
     pass
+
+
+class SignInIn(_Body):
+    client_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    password: SecretStr = Field(min_length=1, max_length=256)
+
+
+class LookupIn(_Body):
+    citizen_id: SecretStr = Field(min_length=1, max_length=32)
+
+
+class LossIn(_Body):
+    #: False: a temporary loss report (suspends; the card can be resumed); True: a formal
+    #: loss report (revoked for good).
+    formal: bool = False
+
+
+_CARD_NUMBER = r"^[A-Za-z0-9]{1,32}$"
 
 
 # -- problems -----------------------------------------------------------------------------
@@ -188,9 +212,13 @@ def create_app(
                 changed=changed, after_transaction=link.wake,
                 status_limit=link.status_limit)  # fmt: skip
 
+    clerks = Clerks(store=ClerkStore(config.state_dir), issuer_url=issuer.base_url, clock=clock,
+                    end_customer=lambda: _quietly(desk.end_customer), changed=changed,
+                    idle=config.clerk_idle)  # fmt: skip
+
     def build() -> dict[str, Any]:
         return {"terminal": issuer.client_id, "issuer": issuer.base_url, **desk.view(),
-                "link": link.state.to_json()}  # fmt: skip
+                "clerk": clerks.view(), "link": link.state.to_json()}  # fmt: skip
 
     hub = Hub(build)
     hub_ref.append(hub)
@@ -217,6 +245,7 @@ def create_app(
     app.state.desk = desk
     app.state.link = link
     app.state.hub = hub
+    app.state.clerks = clerks
     app.add_exception_handler(AgentError, _agent_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -236,7 +265,72 @@ def create_app(
 
     @app.get("/api/state")
     async def state() -> JSONResponse:
+        await run_in_threadpool(clerks.current)  # an idle clerk is signed out first
         return JSONResponse(hub.snapshot(), headers={"Cache-Control": "no-store"})
+
+    # -- the clerk ---------------------------------------------------------------------
+
+    @app.post("/api/clerk/sign-in")
+    async def sign_in(body: SignInIn, request: Request) -> JSONResponse:
+        lang = language(request.headers.get("accept-language"))
+        secret = body.password.get_secret_value()
+        _shift, detail = await run_in_threadpool(
+            lambda: clerks.sign_in(body.client_id, secret, lang)
+        )
+        title = text("clerk.signin.done.title", lang)
+        return JSONResponse({"clerk": clerks.view(), "title": title, "detail": detail})
+
+    @app.post("/api/clerk/sign-out")
+    async def sign_out(_body: Annotated[EmptyIn, Body()], request: Request) -> JSONResponse:
+        lang = language(request.headers.get("accept-language"))
+        was = await run_in_threadpool(lambda: clerks.sign_out(reason=None))
+        return JSONResponse({"signed_out": was, "title": text("clerk.signout.done.title", lang),
+                             "detail": text("clerk.signout.done.detail", lang),
+                             "state": hub.snapshot()})  # fmt: skip
+
+    @app.post("/api/persons/lookup")
+    async def look_up(body: LookupIn, request: Request) -> JSONResponse:
+        lang = language(request.headers.get("accept-language"))
+        shift = clerks.require(lang)
+        citizen_id = body.citizen_id.get_secret_value()
+        found = await run_in_threadpool(lambda: clerks.look_up(shift, citizen_id, lang))
+        return JSONResponse(found)
+
+    @app.post("/api/persons/{person_id}/ecard-activation-codes")
+    async def activation_code(
+        person_id: uuid.UUID, _body: Annotated[EmptyIn, Body()], request: Request
+    ) -> JSONResponse:
+        lang = language(request.headers.get("accept-language"))
+        shift = clerks.require(lang)
+        issued = await run_in_threadpool(lambda: clerks.issue_code(shift, str(person_id), lang))
+        return JSONResponse(issued, status_code=201)
+
+    @app.post("/api/cards/{card_number}/resume")
+    async def resume(
+        card_number: Annotated[str, FastApiPath(pattern=_CARD_NUMBER)],
+        _body: Annotated[EmptyIn, Body()], request: Request,
+    ) -> JSONResponse:  # fmt: skip
+        lang = language(request.headers.get("accept-language"))
+        shift = clerks.require(lang)
+        card, title, detail = await run_in_threadpool(
+            lambda: clerks.change_status(
+                shift, card_number, "resume", lang=lang, proven_card=desk.proven_card()
+            )
+        )
+        return JSONResponse({"card": card, "title": title, "detail": detail})
+
+    @app.post("/api/cards/{card_number}/loss-report")
+    async def loss_report(
+        card_number: Annotated[str, FastApiPath(pattern=_CARD_NUMBER)], body: LossIn,
+        request: Request,
+    ) -> JSONResponse:  # fmt: skip
+        lang = language(request.headers.get("accept-language"))
+        shift = clerks.require(lang)
+        action = "report_loss" if body.formal else "report_temporary_loss"
+        card, title, detail = await run_in_threadpool(
+            lambda: clerks.change_status(shift, card_number, action, lang=lang, proven_card=None)
+        )
+        return JSONResponse({"card": card, "title": title, "detail": detail})
 
     @app.get("/api/events")
     async def events() -> StreamingResponse:

@@ -139,6 +139,21 @@ class Desk:
                           "Insert the card and wait for the check.")  # fmt: skip
         return Identity.of(check.document)
 
+    def proven_card(self) -> str | None:
+        """The card number of the card in the reader whose document signature and chip
+        passed the check just now, whatever its status (a suspended card's too); None
+        otherwise. The identity check a resume needs."""
+        from reader_agent.check import Outcome, Step
+
+        with self._state:
+            check, present = self._check, self._present
+        if check is None or check.document is None or not present:
+            return None
+        passed = {s.step for s in check.steps if s.outcome is Outcome.PASSED}
+        if {Step.VERIFY_DOCUMENT, Step.CHIP_AUTHENTICATION} <= passed:
+            return str(check.document.card_number)
+        return None
+
     # -- the readers (watcher thread) -----------------------------------------------------
 
     def on_readers(self, states: tuple[pcsc.ReaderState, ...], error: str | None) -> None:
