@@ -488,6 +488,9 @@ def serve(
         float, typer.Option(min=0.5, help="Seconds between issuer probes and syncs")
     ] = 5.0,
     timeout: TimeoutOpt = 10.0,
+    clerk_required: Annotated[
+        bool, typer.Option(help="Collections and payments need a clerk signed in")
+    ] = True,
 ) -> None:
     """The counter page for the clerk at http://HOST:PORT (loopback only): live card state,
     the genuine-card check, PIN, benefit collection, fee payment, receipts, QR codes."""
@@ -500,7 +503,7 @@ def serve(
     client = _issuer_client(issuer, client_id, client_key)
     config = PageConfig(
         state_dir=state_dir, cache_dir=cache_dir, port=port, probe_every=sync_every,
-        desk=DeskSettings(reader=reader, card_timeout=timeout),
+        desk=DeskSettings(reader=reader, card_timeout=timeout), require_clerk=clerk_required,
     )  # fmt: skip
     typer.echo(f"counter page on http://{host}:{port}/ (terminal {client_id}); Ctrl-C stops it")
     PageServer(create_app(config, issuer=client), host=host, port=port).run()

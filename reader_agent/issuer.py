@@ -148,10 +148,14 @@ class IssuerClient:
             raise IssuerError("challenge: malformed nonce") from None
 
     def submit_transaction(
-        self, record: Mapping[str, Any], *, certificate: str, idempotency_key: str
-    ) -> dict[str, Any]:
-        """One signed record online; the issuer's answer (the stored transaction)."""
+        self, record: Mapping[str, Any], *, certificate: str, idempotency_key: str,
+        clerk_id: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """One signed record online, with the clerk signed in at the counter; the issuer's
+        answer (the stored transaction)."""
         body = {**record, "terminal_certificate": certificate}
+        if clerk_id is not None:
+            body["clerk_id"] = clerk_id
         return self._call(
             "POST", "/v1/transactions", body, headers={"Idempotency-Key": idempotency_key}
         )

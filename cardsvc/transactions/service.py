@@ -164,6 +164,7 @@ class TransactionService:
         terminal: Client,
         now: datetime,
         on_commit: Callable[[Session, Accepted], None] | None = None,
+        clerk: str | None = None,
     ) -> Accepted:
         """Verify and record one online transaction; raises a typed error naming the check.
 
@@ -179,6 +180,7 @@ class TransactionService:
             terminal_key=cert.key,
             now=now,
             signer=self.acceptance.receipt_signer(now=now),
+            clerk=clerk,
         )
         try:
             with write_session(self._engine) as session:

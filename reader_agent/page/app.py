@@ -81,6 +81,9 @@ class PageConfig:
     body_timeout: float = 10.0
     #: A clerk with no request for this long is signed out (the page is cleared).
     clerk_idle: timedelta = DEFAULT_IDLE
+    #: Collections and payments need a clerk signed in (their name goes on the receipt
+    #: and to the issuer). False only for a counter page without the sign-in form.
+    require_clerk: bool = True
 
 
 # -- request bodies -----------------------------------------------------------------------
@@ -368,6 +371,9 @@ def create_app(
     async def entitlements() -> JSONResponse:
         identity = desk.identity()
         items = await run_in_threadpool(lambda: issuer.open_entitlements(identity.card_number))
+        desk.remember_entitlements(identity.card_number,
+                                   {i.id: {"benefit": i.benefit, "period": i.period}
+                                    for i in items})  # fmt: skip
         out = [
             {"id": i.id, "benefit": i.benefit, "period": i.period, "amount_fen": i.amount_fen,
              "amount_yuan": yuan(i.amount_fen)}
@@ -375,19 +381,32 @@ def create_app(
         ]  # fmt: skip
         return JSONResponse({"card_number": identity.card_number, "items": out})
 
+    def clerk_for_transaction(request: Request) -> tuple[str, str] | None:
+        """The clerk in whose name the card signs (refused when nobody is signed in and
+        the counter requires a clerk)."""
+        lang = language(request.headers.get("accept-language"))
+        if config.require_clerk:
+            shift = clerks.require(lang)
+            return shift.client_id, shift.name
+        shift_ = clerks.current()
+        return (shift_.client_id, shift_.name) if shift_ is not None else None
+
     @app.post("/api/collect")
-    async def collect(body: CollectIn) -> JSONResponse:
+    async def collect(body: CollectIn, request: Request) -> JSONResponse:
+        clerk = clerk_for_transaction(request)
         receipt = await run_in_threadpool(
             lambda: desk.transact(kind=Kind.BENEFIT, amount_fen=body.amount_fen,
-                                  entitlement=body.entitlement_id, reference=None)
+                                  entitlement=body.entitlement_id, reference=None,
+                                  clerk=clerk)
         )
         return JSONResponse({"receipt": receipt.to_json()})
 
     @app.post("/api/pay")
-    async def pay(body: PayIn) -> JSONResponse:
+    async def pay(body: PayIn, request: Request) -> JSONResponse:
+        clerk = clerk_for_transaction(request)
         receipt = await run_in_threadpool(
             lambda: desk.transact(kind=Kind.FEE, amount_fen=body.amount_fen, entitlement=None,
-                                  reference=body.reference)
+                                  reference=body.reference, clerk=clerk)
         )
         return JSONResponse({"receipt": receipt.to_json()})
 

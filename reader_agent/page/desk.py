@@ -106,6 +106,9 @@ class Desk:
         self._phase = "absent"
         self._receipt: Receipt | None = None
         self._notice: Words | None = None
+        #: Benefit and period of the entitlements last listed for the card in the reader
+        #: (entitlement id -> note), for the receipt.
+        self._entitlement_notes: dict[str, dict[str, str]] = {}
 
     # -- the page's view ------------------------------------------------------------------
 
@@ -138,6 +141,16 @@ class Desk:
                           "No genuine card has been checked at this counter yet.",
                           "Insert the card and wait for the check.")  # fmt: skip
         return Identity.of(check.document)
+
+    def remember_entitlements(self, card_number: str, notes: dict[str, dict[str, str]]) -> None:
+        """The entitlements just listed for ``card_number``: their benefit and period
+        are printed on the receipt of a collection (kept until the customer ends)."""
+        with self._state:
+            check = self._check
+            if check is not None and check.document is not None and str(
+                check.document.card_number
+            ) == card_number:
+                self._entitlement_notes.update(notes)
 
     def proven_card(self) -> str | None:
         """The card number of the card in the reader whose document signature and chip
@@ -186,6 +199,7 @@ class Desk:
                 self._check = None
                 self._receipt = None
                 self._notice = None
+                self._entitlement_notes = {}
                 self._phase = "checking"
             generation = self._generation
         self._changed()
@@ -296,8 +310,10 @@ class Desk:
         amount_fen: int,
         entitlement: uuid.UUID | None,
         reference: str | None,
+        clerk: tuple[str, str] | None = None,
     ) -> Receipt:
-        """Collect or pay on the card whose PIN was just verified; the receipt."""
+        """Collect or pay on the card whose PIN was just verified, in the name of
+        ``clerk`` (client id, display name); the receipt."""
         with self._operation():
             generation, _reader = self._current()
             with self._state:
@@ -318,6 +334,7 @@ class Desk:
                     raise _refuse("not-checked", "No checked card", "The card has no data.",
                                   "Check the card again.")  # fmt: skip
                 identity = Identity.of(check.document)
+                note = self._entitlement_notes.get(str(entitlement)) if entitlement else None
                 self._phase = "signing"
                 self._notice = None
                 self._receipt = None
@@ -330,6 +347,8 @@ class Desk:
                         cache=self._cache, issuer=self._issuer, signer=self._issuer.signer,
                         state_dir=self._books.state_dir, now=self._clock,
                         policy=self._settings.policy,
+                        clerk_id=clerk[0] if clerk else None,
+                        clerk_name=clerk[1] if clerk else None, note=note,
                     )  # fmt: skip
             except ReaderError as exc:
                 raise self._fail(exc, generation) from None
@@ -368,6 +387,7 @@ class Desk:
                 self._checked_at = None
                 self._receipt = None
                 self._notice = None
+                self._entitlement_notes = {}
                 self._phase = "ended" if self._present else "absent"
         self._changed()
 

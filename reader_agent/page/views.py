@@ -115,12 +115,22 @@ class Receipt:
     entitlement: str | None
     reference: str | None
     transaction_id: str | None
+    #: The benefit and period of the entitlement collected (as the issuer named them when
+    #: the clerk listed them), so the receipt reads the same after a reload or a reprint.
+    benefit: str | None = None
+    period: str | None = None
+    #: The clerk signed in when the card signed (operator client id and name).
+    clerk_id: str | None = None
+    clerk_name: str | None = None
 
     @classmethod
     def of(cls, result: CounterResult, *, identity: Identity, at: datetime) -> Receipt:
         data = result.record.transaction
         answer = result.answer or {}
+        note = result.record.note or {}
         return cls(
+            benefit=_opt(note.get("benefit")), period=_opt(note.get("period")),
+            clerk_id=result.record.clerk_id, clerk_name=result.record.clerk_name,
             kind=data.kind.value, mode=result.mode, state=result.record.state.value,
             seq=result.record.seq, counter=result.record.counter or 0,
             amount_fen=data.amount_fen, at=at, terminal=data.terminal,
@@ -139,5 +149,10 @@ class Receipt:
             "amount_yuan": yuan(self.amount_fen), "at": self.at.isoformat(),
             "terminal": self.terminal, "card_number": self.card_number, "name": self.name,
             "entitlement": self.entitlement, "reference": self.reference,
-            "transaction_id": self.transaction_id,
+            "transaction_id": self.transaction_id, "benefit": self.benefit,
+            "period": self.period, "clerk_id": self.clerk_id, "clerk_name": self.clerk_name,
         }  # fmt: skip
+
+
+def _opt(value: object) -> str | None:
+    return value if isinstance(value, str) else None
