@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
+from cardsvc.core.receiptcode import receipt_code
 from cardsvc.core.signing import Signer
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData, issue_receipt
 from cardsvc.db.models import Card, Challenge, TransactionRow
@@ -403,4 +404,5 @@ def _row(
         card_signature=b64url_encode(record.card_signature),
         terminal_signature=b64url_encode(record.terminal_signature),
         receipt=receipt,
+        receipt_code=receipt_code(record),
     )

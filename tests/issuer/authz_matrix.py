@@ -64,6 +64,8 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/ecards/nonce"): _PUBLIC,
     ("POST", "/v1/ecards/activations"): _PUBLIC_OK,
     ("POST", "/v1/oauth/token"): _PUBLIC_OK,
+    # A receipt's verification code: public, nothing personal (an unknown code: 404).
+    ("GET", "/v1/receipts/{code}"): _PUBLIC_OK,
     # Audit proofs: audit:read.
     ("GET", "/v1/audit/proofs/inclusion"): _row("ok", "403", "ok", "403", "403"),
     ("GET", "/v1/audit/proofs/consistency"): _row("ok", "403", "ok", "403", "403"),
