@@ -491,6 +491,12 @@ def serve(
     clerk_required: Annotated[
         bool, typer.Option(help="Collections and payments need a clerk signed in")
     ] = True,
+    hall_name: Annotated[
+        str, typer.Option(envvar="READER_AGENT_HALL_NAME", help="Service hall, on receipts")
+    ] = "",
+    hall_address: Annotated[
+        str, typer.Option(envvar="READER_AGENT_HALL_ADDRESS", help="Its address, on receipts")
+    ] = "",
 ) -> None:
     """The counter page for the clerk at http://HOST:PORT (loopback only): live card state,
     the genuine-card check, PIN, benefit collection, fee payment, receipts, QR codes."""
@@ -498,12 +504,15 @@ def serve(
     from reader_agent.page.desk import DeskSettings
     from reader_agent.page.security import require_loopback
     from reader_agent.page.server import PageServer
+    from reader_agent.page.views import Hall
 
     require_loopback(host)
     client = _issuer_client(issuer, client_id, client_key)
     config = PageConfig(
         state_dir=state_dir, cache_dir=cache_dir, port=port, probe_every=sync_every,
-        desk=DeskSettings(reader=reader, card_timeout=timeout), require_clerk=clerk_required,
+        desk=DeskSettings(reader=reader, card_timeout=timeout,
+                          hall=Hall(name=hall_name.strip(), address=hall_address.strip())),
+        require_clerk=clerk_required,
     )  # fmt: skip
     typer.echo(f"counter page on http://{host}:{port}/ (terminal {client_id}); Ctrl-C stops it")
     PageServer(create_app(config, issuer=client), host=host, port=port).run()

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -35,13 +35,13 @@ from reader_agent.errors import AgentError
 from reader_agent.issuer import IssuerClient
 from reader_agent.page.books import Books
 from reader_agent.page.clerk import DEFAULT_IDLE, Clerks
-from reader_agent.page.clerk_texts import language, text
+from reader_agent.page.clerk_texts import clerk_words, language, text
 from reader_agent.page.desk import Desk, DeskError, DeskSettings
 from reader_agent.page.hub import Hub
 from reader_agent.page.link import Link
 from reader_agent.page.qr import PURPOSES, verify_qr
 from reader_agent.page.security import LocalOnly
-from reader_agent.page.views import yuan
+from reader_agent.page.views import Receipt, yuan
 from reader_agent.page.words import Words, explain, verdict_words
 
 __all__ = ["PageConfig", "create_app"]
@@ -415,6 +415,36 @@ def create_app(
         text = body.text.strip()
         outcome = await run_in_threadpool(lambda: verify_qr(issuer, text, body.purpose))
         return JSONResponse(outcome.to_json())
+
+    # -- receipts from the journal ---------------------------------------------------------
+
+    @app.get("/api/receipts")
+    async def receipts(
+        request: Request,
+        card_number: Annotated[str | None, Query(pattern=r"^[A-Z0-9]{9}$")] = None,
+        limit: Annotated[int, Query(ge=1, le=50)] = 20,
+    ) -> JSONResponse:
+        lang = language(request.headers.get("accept-language"))
+        clerks.require(lang)
+        records = await run_in_threadpool(
+            lambda: books.signed_records(card_number=card_number, limit=limit)
+        )
+        items = [Receipt.from_record(r, hall=config.desk.hall, reprint=True).to_json()
+                 for r in records]  # fmt: skip
+        return JSONResponse({"items": items})
+
+    @app.get("/api/receipts/{seq}")
+    async def receipt(
+        seq: Annotated[int, FastApiPath(ge=1, le=2**53)], request: Request
+    ) -> JSONResponse:
+        lang = language(request.headers.get("accept-language"))
+        clerks.require(lang)
+        record = await run_in_threadpool(lambda: books.signed_record(seq))
+        if record is None:
+            raise DeskError(clerk_words("receipt.not-found", lang, status=404, seq=seq))
+        return JSONResponse(
+            {"receipt": Receipt.from_record(record, hall=config.desk.hall, reprint=True).to_json()}
+        )
 
     @app.post("/api/done")
     async def done(_body: Annotated[EmptyIn, Body()]) -> JSONResponse:

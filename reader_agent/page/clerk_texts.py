@@ -132,6 +132,13 @@ TEXTS: dict[str, dict[str, str]] = {
                                   "en": "temporary loss reported (suspended; can be resumed with the card)"},
     "clerk.card.loss-formal": {"zh-CN": "正式挂失（永久停用，须补办新卡）",
                                "en": "formal loss reported (revoked for good; a new card is needed)"},
+    # -- receipts -------------------------------------------------------------------------
+    "clerk.receipt.not-found.title": {"zh-CN": "没有这张回执", "en": "No such receipt"},
+    "clerk.receipt.not-found.detail": {
+        "zh-CN": "本柜台流水中没有序号为 {seq} 的已签名交易。",
+        "en": "This counter's journal holds no signed transaction number {seq}."},
+    "clerk.receipt.not-found.next": {
+        "zh-CN": "请按卡号查找回执。", "en": "Look the receipt up by card number."},
     # -- e-card --------------------------------------------------------------------------
     "clerk.ecard.code-issued.title": {"zh-CN": "已生成激活码", "en": "Activation code issued"},
     "clerk.ecard.code-issued.detail": {

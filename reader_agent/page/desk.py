@@ -37,7 +37,7 @@ from reader_agent.counter import OfflinePolicy, transact_checked
 from reader_agent.errors import AgentError, NoCardError, ReaderError
 from reader_agent.issuer import IssuerClient
 from reader_agent.page.books import Books
-from reader_agent.page.views import Identity, Receipt, check_view, pin_passed
+from reader_agent.page.views import Hall, Identity, Receipt, check_view, pin_passed
 from reader_agent.page.words import CARD_PULLED, Words, explain
 
 __all__ = ["Desk", "DeskError", "DeskSettings"]
@@ -66,6 +66,8 @@ class DeskSettings:
     #: walked away): ask for the PIN again.
     pin_valid_for: timedelta = timedelta(minutes=5)
     policy: OfflinePolicy = field(default_factory=OfflinePolicy)
+    #: The service hall's name and address, at the head of every receipt.
+    hall: Hall = field(default_factory=Hall)
 
 
 class Desk:
@@ -272,6 +274,8 @@ class Desk:
             with self._state:
                 self._phase = "checking"
                 self._notice = None
+                if pin is None:  # a fresh check: the last receipt is not this one's
+                    self._receipt = None
             self._changed()
             try:
                 self._drop_connection()
@@ -334,7 +338,9 @@ class Desk:
                     raise _refuse("not-checked", "No checked card", "The card has no data.",
                                   "Check the card again.")  # fmt: skip
                 identity = Identity.of(check.document)
-                note = self._entitlement_notes.get(str(entitlement)) if entitlement else None
+                listed = self._entitlement_notes.get(str(entitlement)) if entitlement else None
+                # What the receipt prints beside the signed record (kept in the journal).
+                note = {**(listed or {}), "holder": identity.name}
                 self._phase = "signing"
                 self._notice = None
                 self._receipt = None
@@ -366,8 +372,7 @@ class Desk:
             finally:
                 # Reset the card: the PIN is needed again for anything further.
                 self._drop_connection()
-            at = self._clock().replace(microsecond=0)
-            receipt = Receipt.of(result, identity=identity, at=at)
+            receipt = Receipt.of(result, hall=self._settings.hall)
             with self._state:
                 self._receipt = receipt
                 self._notice = None
@@ -379,16 +384,27 @@ class Desk:
             return receipt
 
     def end_customer(self) -> None:
-        """Forget the card's check and receipt and reset the card (the clerk's 'Done')."""
-        with self._operation():
-            self._drop_connection()
+        """Forget the card's check, receipt and notice and reset the card (the clerk's
+        'Next customer'). Never refuses: if a card step hangs past its time, the desk is
+        cleared all the same and that step's result is thrown away when it ends. With a
+        card still in the reader (a virtual reader's cannot be pulled) the phase is
+        ``ended``, and a check (``POST /api/check``) starts the next customer on it."""
+        acquired = self._op.acquire(timeout=self._settings.card_timeout * 3)
+        try:
+            if acquired:
+                self._drop_connection()
             with self._state:
+                if not acquired:
+                    self._generation += 1  # the step in flight is now stale
                 self._check = None
                 self._checked_at = None
                 self._receipt = None
                 self._notice = None
                 self._entitlement_notes = {}
                 self._phase = "ended" if self._present else "absent"
+        finally:
+            if acquired:
+                self._op.release()
         self._changed()
 
 

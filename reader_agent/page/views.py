@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from cardsvc.core.carddoc import CardDocument
+from cardsvc.core.receiptcode import format_receipt_code, receipt_code
 from reader_agent.check import CheckResult, Outcome, Step, Verdict
 from reader_agent.counter import CounterResult
+from reader_agent.journal import JournalError, JournalRecord
 from reader_agent.page.words import verdict_words
 
-__all__ = ["Identity", "Receipt", "check_view", "mask_citizen_id", "yuan"]
+__all__ = ["Hall", "Identity", "Receipt", "check_view", "mask_citizen_id", "yuan"]
 
 
 def mask_citizen_id(text: str) -> str:
@@ -99,8 +101,18 @@ def check_view(check: CheckResult) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Hall:
+    """The service hall this counter stands in, printed at the head of every receipt."""
+
+    name: str = ""
+    address: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Receipt:
-    """The printable receipt of one collection or payment."""
+    """The printable receipt of one collection or payment, made from its journal record
+    alone: the receipt right after the card signed, after a page reload and a reprint
+    from the journal are the same (a reprint says it is one)."""
 
     kind: str  # benefit | fee
     mode: str  # online | offline
@@ -108,7 +120,7 @@ class Receipt:
     seq: int
     counter: int
     amount_fen: int
-    at: datetime
+    at: datetime  # the time the card signed (in the record)
     terminal: str
     card_number: str
     name: str
@@ -122,24 +134,39 @@ class Receipt:
     #: The clerk signed in when the card signed (operator client id and name).
     clerk_id: str | None = None
     clerk_name: str | None = None
+    #: The verification code (cardsvc.core.receiptcode), checkable at the issuer once
+    #: the record is there; None for a record the card never signed.
+    code: str | None = None
+    hall: Hall = Hall()
+    reprint: bool = False
 
     @classmethod
-    def of(cls, result: CounterResult, *, identity: Identity, at: datetime) -> Receipt:
-        data = result.record.transaction
-        answer = result.answer or {}
-        note = result.record.note or {}
+    def of(cls, result: CounterResult, *, hall: Hall = Hall()) -> Receipt:
+        return cls.from_record(result.record, hall=hall)
+
+    @classmethod
+    def from_record(cls, record: JournalRecord, *, hall: Hall = Hall(),
+                    reprint: bool = False) -> Receipt:  # fmt: skip
+        data = record.transaction
+        answer = record.answer or {}
+        note = record.note or {}
+        try:
+            code: str | None = format_receipt_code(receipt_code(record.signed_record()))
+        except JournalError:
+            code = None
         return cls(
-            benefit=_opt(note.get("benefit")), period=_opt(note.get("period")),
-            clerk_id=result.record.clerk_id, clerk_name=result.record.clerk_name,
-            kind=data.kind.value, mode=result.mode, state=result.record.state.value,
-            seq=result.record.seq, counter=result.record.counter or 0,
-            amount_fen=data.amount_fen, at=at, terminal=data.terminal,
-            card_number=identity.card_number, name=identity.name,
+            kind=data.kind.value, mode=record.mode, state=record.state.value, seq=record.seq,
+            counter=record.counter or 0, amount_fen=data.amount_fen, at=data.time,
+            terminal=data.terminal, card_number=data.card,
+            name=_opt(note.get("holder")) or "",
             entitlement=str(data.entitlement) if data.entitlement else None,
             reference=data.reference,
             transaction_id=(
                 str(answer["transaction_id"]) if answer.get("transaction_id") else None
             ),
+            benefit=_opt(note.get("benefit")), period=_opt(note.get("period")),
+            clerk_id=record.clerk_id, clerk_name=record.clerk_name, code=code, hall=hall,
+            reprint=reprint,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -151,6 +178,9 @@ class Receipt:
             "entitlement": self.entitlement, "reference": self.reference,
             "transaction_id": self.transaction_id, "benefit": self.benefit,
             "period": self.period, "clerk_id": self.clerk_id, "clerk_name": self.clerk_name,
+            "code": self.code,
+            "hall": {"name": self.hall.name, "address": self.hall.address},
+            "reprint": self.reprint,
         }  # fmt: skip
 
 
