@@ -23,7 +23,7 @@ from typing import Any
 
 from cardsvc.core.assertion import ASSERTION_TYPE, make_client_assertion
 from cardsvc.core.errors import CoreError
-from cardsvc.core.keys import VerifyingKey, b64url_decode
+from cardsvc.core.keys import VerifyingKey, b64url_decode, b64url_encode
 from cardsvc.core.qrtoken import Purpose
 from cardsvc.core.signing import Signer
 from reader_agent.errors import IssuerError, IssuerUnreachableError
@@ -232,6 +232,34 @@ class IssuerClient:
         return ActivationCode(code=code, expires_at=_instant(expires, "expires_at"),
                               attempts=attempts)  # fmt: skip
 
+    def counter_challenge(self, card_number: str) -> tuple[str, bytes]:
+        """(challenge, nonce): the nonce goes to the chip, the challenge back with its answer."""
+        answer = self._call("POST", "/v1/ecards/counter-challenges", {"card_number": card_number})
+        challenge, nonce = answer.get("challenge"), answer.get("nonce")
+        if not isinstance(challenge, str) or not isinstance(nonce, str):
+            raise IssuerError("counter challenge: malformed answer")
+        try:
+            return challenge, b64url_decode(nonce, what="nonce")
+        except CoreError:
+            raise IssuerError("counter challenge: malformed nonce") from None
+
+    def activate_at_counter(
+        self, challenge: str, chip_signature: bytes, device_jwk: Mapping[str, Any]
+    ) -> CounterActivation:
+        """Bind the phone's key to the card's holder: the chip answered ``challenge`` and
+        the holder's PIN was verified on the card at this counter."""
+        answer = self._call("POST", "/v1/ecards/counter-activations", {
+            "challenge": challenge, "chip_signature": b64url_encode(chip_signature),
+            "pin_verified": True, "device_jwk": dict(device_jwk)})  # fmt: skip
+        return CounterActivation(
+            ecard_id=_text(answer, "ecard_id", "activation"),
+            ecard_ref=_text(answer, "ecard_ref", "activation"),
+            card_number=_text(answer, "card_number", "activation"),
+            holder_name=_text(answer, "holder_name", "activation"),
+            ecard_status=_text(answer, "ecard_status", "activation"),
+            credential=_text(answer, "credential", "activation"),
+        )
+
     def _pages(self, path: str, what: str, *, most: int = 20) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         cursor: str | None = None
@@ -357,6 +385,18 @@ class EntitlementRecord:
                    benefit=_text(data, "benefit", "entitlement"),
                    period=_text(data, "period", "entitlement"), amount_fen=amount,
                    state=_text(data, "state", "entitlement"))  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CounterActivation:
+    """An e-card activated at the counter; ``credential`` is for the holder's phone."""
+
+    ecard_id: str
+    ecard_ref: str
+    card_number: str
+    holder_name: str
+    ecard_status: str
+    credential: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

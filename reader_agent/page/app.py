@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as FastApiPath
@@ -140,6 +140,25 @@ class LossIn(_Body):
     #: False: a temporary loss report (suspends; the card can be resumed); True: a formal
     #: loss report (revoked for good).
     formal: bool = False
+
+
+class DeviceJwkIn(_Body):
+    """The phone's public key (EC P-256): a private member (``d``) is refused here, so a
+    private key never leaves the counter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kty: Literal["EC"]
+    crv: Literal["P-256"]
+    x: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$")
+    y: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$")
+    kid: str | None = Field(default=None, max_length=128)
+    alg: Literal["ES256"] | None = None
+    use: Literal["sig"] | None = None
+
+
+class CounterActivationIn(_Body):
+    device_jwk: DeviceJwkIn
 
 
 _CARD_NUMBER = r"^[A-Za-z0-9]{1,32}$"
@@ -307,6 +326,16 @@ def create_app(
         shift = clerks.require(lang)
         issued = await run_in_threadpool(lambda: clerks.issue_code(shift, str(person_id), lang))
         return JSONResponse(issued, status_code=201)
+
+    @app.post("/api/ecards/counter-activation")
+    async def counter_activation(body: CounterActivationIn, request: Request) -> JSONResponse:
+        lang = language(request.headers.get("accept-language"))
+        shift = clerks.require(lang)
+        jwk = body.device_jwk.model_dump(exclude_none=True)
+        activated = await run_in_threadpool(
+            lambda: clerks.activate_ecard(shift, desk.chip_answer, jwk, lang)
+        )
+        return JSONResponse(activated, status_code=201)
 
     @app.post("/api/cards/{card_number}/resume")
     async def resume(

@@ -279,6 +279,38 @@ class Clerks:
             "next": text("clerk.ecard.code-issued.next", lang),
         }  # fmt: skip
 
+    def activate_ecard(
+        self, shift: Shift, chip_answer: Callable[[Callable[[str], bytes]], tuple[str, bytes]],
+        device_jwk: dict[str, Any], lang: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Activate the holder's e-card on their phone (``device_jwk``, the phone's public
+        key) with the card in the reader: the issuer's nonce is signed by the chip of the
+        card whose PIN was just verified (``chip_answer``: the desk's), in the clerk's name."""
+        challenge: list[str] = []
+
+        def nonce_for(card_number: str) -> bytes:
+            text_, nonce = shift.issuer.counter_challenge(card_number)
+            challenge.append(text_)
+            return nonce
+
+        try:
+            _card, signature = chip_answer(nonce_for)
+            activation = shift.issuer.activate_at_counter(challenge[0], signature, device_jwk)
+        except IssuerError as exc:
+            raise DeskError(_issuer_words(exc, lang, not_found="card.wrong-state")) from None
+        self._online(shift)
+        return {
+            "ecard": {"ecard_id": activation.ecard_id, "ecard_ref": activation.ecard_ref,
+                      "card_number": activation.card_number,
+                      "holder_name": activation.holder_name,
+                      "ecard_status": activation.ecard_status},
+            "credential": activation.credential,
+            "title": text("clerk.ecard.activated.title", lang),
+            "detail": text("clerk.ecard.activated.detail", lang, name=activation.holder_name,
+                           card_number=activation.card_number),
+            "next": text("clerk.ecard.activated.next", lang),
+        }  # fmt: skip
+
     def _online(self, shift: Shift) -> None:
         if not shift.online:
             with self._lock:

@@ -140,6 +140,12 @@ TEXTS: dict[str, dict[str, str]] = {
     "clerk.receipt.not-found.next": {
         "zh-CN": "请按卡号查找回执。", "en": "Look the receipt up by card number."},
     # -- e-card --------------------------------------------------------------------------
+    "clerk.ecard.activated.title": {"zh-CN": "电子社保卡已激活", "en": "E-card activated"},
+    "clerk.ecard.activated.detail": {
+        "zh-CN": "{name}（卡号 {card_number}）的电子社保卡已在本人手机上激活；此前绑定的手机不再可用。",
+        "en": "The e-card of {name} (card {card_number}) is active on their phone; a phone bound before no longer works."},
+    "clerk.ecard.activated.next": {
+        "zh-CN": "请本人在手机上确认电子社保卡可以出示。", "en": "Ask the holder to check that the phone shows the e-card."},
     "clerk.ecard.code-issued.title": {"zh-CN": "已生成激活码", "en": "Activation code issued"},
     "clerk.ecard.code-issued.detail": {
         "zh-CN": "电子社保卡激活码已生成，有效期至北京时间 {until}，只显示这一次。此前未使用的激活码已作废。",

@@ -383,6 +383,44 @@ class Desk:
             self._after_transaction()
             return receipt
 
+    def chip_answer(self, get_nonce: Callable[[str], bytes]) -> tuple[str, bytes]:
+        """For an e-card activation at the counter: the card whose PIN was just verified
+        signs the issuer's nonce (INTERNAL AUTHENTICATE, on the same connection).
+        ``get_nonce(card_number)`` fetches the nonce; (card number, the chip's answer).
+        The card is reset afterwards: anything further needs the PIN again."""
+        with self._operation():
+            generation, _reader = self._current()
+            with self._state:
+                check, checked_at = self._check, self._checked_at
+                session = self._session if self._session_generation == generation else None
+                if check is None or not pin_passed(check) or session is None \
+                        or check.document is None:  # fmt: skip
+                    raise _refuse(
+                        "pin-needed", "PIN needed",
+                        "The cardholder's PIN has not been verified for this step.",
+                        "Ask the cardholder to type the PIN.",
+                    )  # fmt: skip
+                if checked_at is None or self._clock() - checked_at > self._settings.pin_valid_for:
+                    self._phase = "checked"
+                    raise _refuse("pin-too-old", "PIN needed again",
+                                  "The PIN was verified too long ago.",
+                                  "Ask the cardholder to type the PIN again.")  # fmt: skip
+                card_number = str(check.document.card_number)
+            try:
+                nonce = get_nonce(card_number)
+                signature = session.internal_authenticate(nonce)
+            except ReaderError as exc:
+                raise self._fail(exc, generation) from None
+            finally:
+                self._drop_connection()
+                with self._state:
+                    if self._check is not None:
+                        self._check = _without_pin(self._check)
+                    if self._phase == "pin-ok":
+                        self._phase = "checked" if self._present else "absent"
+                self._changed()
+            return card_number, signature
+
     def end_customer(self) -> None:
         """Forget the card's check, receipt and notice and reset the card (the clerk's
         'Next customer'). Never refuses: if a card step hangs past its time, the desk is

@@ -132,8 +132,8 @@ def page(tmp_path: Path) -> Iterator[Page]:
         key_dir=tmp_path / "keys", key_passphrase="clerk test",  # type: ignore[arg-type]
     )  # fmt: skip
     services = Services.from_settings(settings_)
+    upgrade(services.engine)  # first, so the key events reach the audit log
     services.keys.init(now=utcnow() - timedelta(hours=1))
-    upgrade(services.engine)
     with serving(create_issuer_app(settings_, services=services), port):
         issuer = Issuer(base=settings_.issuer, services=services)
         person = issuer.call("POST", "/v1/persons", {"citizen_id": CITIZEN_ID, "name": "李四"},

@@ -114,8 +114,8 @@ def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
         key_dir=tmp_path / "keys", key_passphrase="clerk pcscd",  # type: ignore[arg-type]
     )  # fmt: skip
     services = Services.from_settings(settings)
+    upgrade(services.engine)  # first, so the key events reach the audit log
     services.keys.init(now=utcnow() - timedelta(hours=1))
-    upgrade(services.engine)
     runner = CliRunner()
     with serving(create_issuer_app(settings, services=services), port), \
             emulator_process(0, tmp_path / "card.json"):  # fmt: skip
@@ -257,3 +257,31 @@ def test_a_loss_report_then_a_resume_with_the_card_checked(counter: Counter) -> 
     # Signing out clears the page.
     out = counter.post("/api/clerk/sign-out").json()
     assert out["state"]["clerk"] is None and out["state"]["check"] is None
+
+
+def test_an_ecard_activated_at_the_counter_with_the_chip_and_the_pin(counter: Counter) -> None:
+    phone = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key())
+    counter.sign_in()
+    counter.wait_for("checked")
+    # Without the PIN: refused, nothing is bound.
+    early = counter.post("/api/ecards/counter-activation", {"device_jwk": phone})
+    assert early.status_code == 409 and early.json()["type"].endswith("pin-needed")
+    # A private key is never sent on.
+    secret = {**phone, "d": "A" * 43}
+    leaked = counter.post("/api/ecards/counter-activation", {"device_jwk": secret})
+    assert leaked.status_code == 422 and "A" * 43 not in leaked.text
+    assert counter.post("/api/pin", {"pin": PIN}).status_code == 200
+    done = counter.post("/api/ecards/counter-activation", {"device_jwk": phone})
+    assert done.status_code == 201, done.text
+    body = done.json()
+    assert body["ecard"]["card_number"] == counter.card_number
+    assert body["ecard"]["holder_name"] == "李四" and body["ecard"]["ecard_status"] == "valid"
+    assert body["credential"].count(".") == 2 and body["title"] == "电子社保卡已激活"
+    # The chip answered once: the card was reset, a second activation needs the PIN again.
+    again = counter.post("/api/ecards/counter-activation", {"device_jwk": phone})
+    assert again.status_code == 409 and again.json()["type"].endswith("pin-needed")
+    # The binding is in the audit log in the clerk's name.
+    index = counter.services.audit.leaf_of(f"ecard:{body['ecard']['ecard_id']}", "ecard.bound")
+    assert index is not None, "no audit leaf for the activation"
+    leaf = json.loads(counter.services.audit.leaf_data(index))
+    assert leaf["actor"] == counter.clerk_id
