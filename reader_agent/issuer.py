@@ -216,6 +216,14 @@ class IssuerClient:
         path = f"/v1/persons/{urllib.parse.quote(person_id)}/entitlements"
         return [EntitlementRecord.of(i) for i in self._pages(path, "entitlements")]
 
+    def person_ecards(self, person_id: str) -> list[ECardRecord]:
+        """The person's e-cards, newest first."""
+        path = f"/v1/persons/{urllib.parse.quote(person_id)}/ecards"
+        items = self._call("GET", path).get("items")
+        if not isinstance(items, list):
+            raise IssuerError("e-cards: malformed answer")
+        return [ECardRecord.of(i) for i in items if isinstance(i, dict)]
+
     def change_card_status(self, card_number: str, action: str, *, reason: str) -> CardRecord:
         """``report_temporary_loss``, ``resume``, ``report_loss`` or ``revoke``."""
         path = f"/v1/cards/{urllib.parse.quote(card_number)}/status-changes"
@@ -385,6 +393,23 @@ class EntitlementRecord:
                    benefit=_text(data, "benefit", "entitlement"),
                    period=_text(data, "period", "entitlement"), amount_fen=amount,
                    state=_text(data, "state", "entitlement"))  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ECardRecord:
+    ecard_id: str
+    card_number: str
+    state: str  # active | replaced | revoked
+    activated_via: str  # code | counter
+    created_at: str
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> ECardRecord:
+        return cls(ecard_id=_text(data, "ecard_id", "e-card"),
+                   card_number=_text(data, "card_number", "e-card"),
+                   state=_text(data, "state", "e-card"),
+                   activated_via=_text(data, "activated_via", "e-card"),
+                   created_at=_text(data, "created_at", "e-card"))  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

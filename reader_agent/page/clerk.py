@@ -214,6 +214,7 @@ class Clerks:
             person = shift.issuer.lookup_person(str(parsed))
             cards = shift.issuer.person_cards(person.id)
             entitlements = shift.issuer.person_entitlements(person.id)
+            ecards = shift.issuer.person_ecards(person.id)
         except IssuerError as exc:
             raise DeskError(_issuer_words(exc, lang, not_found="person.not-found")) from None
         self._online(shift)
@@ -226,6 +227,11 @@ class Clerks:
                 "deceased_on": person.deceased_on,
             },
             "cards": [_card_json(c) for c in cards],
+            "ecards": [
+                {"ecard_id": e.ecard_id, "card_number": e.card_number, "state": e.state,
+                 "activated_via": e.activated_via, "activated_at": e.created_at}
+                for e in ecards
+            ],
             "entitlements": [
                 {"id": e.id, "benefit": e.benefit, "period": e.period,
                  "amount_fen": e.amount_fen, "amount_yuan": yuan(e.amount_fen)}

@@ -287,6 +287,7 @@ def test_look_a_person_up_by_id_number(page: Page) -> None:
     assert CITIZEN_ID not in found.text
     assert [c["card_number"] for c in body["cards"]] == [page.card_number]
     assert body["cards"][0]["state"] == "active"
+    assert body["ecards"] == []
     assert [(e["benefit"], e["period"], e["amount_yuan"]) for e in body["entitlements"]] == [
         ("pension", "2026-12", "3,500.00")
     ]
@@ -359,6 +360,19 @@ def test_an_activation_code_for_the_person(page: Page) -> None:
     body = issued.json()
     assert body["code"] and body["attempts"] > 0 and body["title"] == "已生成激活码"
     assert "北京时间" in body["detail"]
+    # The holder activates with it on the phone; the counter's look-up then shows the e-card.
+    phone = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key())
+    request = urllib.request.Request(  # noqa: S310 - loopback test server
+        f"{page.issuer.base}/v1/ecards/activations", method="POST",
+        data=json.dumps({"citizen_id": CITIZEN_ID, "code": body["code"],
+                         "device_jwk": phone}).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        ecard = json.load(answer)
+    found = page.post("/api/persons/lookup", {"citizen_id": CITIZEN_ID}).json()
+    assert [(e["ecard_id"], e["state"], e["activated_via"]) for e in found["ecards"]] == [
+        (ecard["ecard_id"], "active", "code")]  # fmt: skip
     unknown = page.post("/api/persons/00000000-0000-4000-8000-000000000000/"
                         "ecard-activation-codes")  # fmt: skip
     _problem(unknown, 404, "clerk-person-not-found")
@@ -405,3 +419,18 @@ def test_every_text_has_both_languages() -> None:
     for key, entry in TEXTS.items():
         assert set(entry) == {"zh-CN", "en"}, key
         assert _chinese(entry["zh-CN"]) or "{" in entry["zh-CN"], key
+
+
+def test_receipts_from_the_journal_need_a_clerk_and_well_formed_asks(page: Page) -> None:
+    _problem(page.http.get("/api/receipts"), 401, "clerk-needed")
+    _problem(page.http.get("/api/receipts/1"), 401, "clerk-needed")
+    assert page.sign_in().status_code == 200
+    assert page.http.get("/api/receipts").json() == {"items": []}
+    body = _problem(page.http.get("/api/receipts/7"), 404, "clerk-receipt-not-found")
+    assert body["title"] == "没有这张回执"
+    for bad in ("/api/receipts?card_number=a%00", "/api/receipts?limit=0",
+                "/api/receipts?limit=x", "/api/receipts/0", "/api/receipts/abc",
+                "/api/receipts/99999999999999999999"):  # fmt: skip
+        response = page.http.get(bad)
+        assert response.status_code == 422, (bad, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")

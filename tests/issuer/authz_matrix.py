@@ -88,6 +88,8 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/cards/{card_number}/personalization"): _row("ok", "ok", "403", "ok", "403"),
     ("GET", "/v1/cards/{card_number}/document"): _row("2xx", "2xx", "403", "2xx", "403"),
     # E-cards: codes (cards:write), counter activation (cards:personalize), verify.
+    # A person's e-cards: cards:read (the counter's look-up), not terminals or partners.
+    ("GET", "/v1/persons/{person_id}/ecards"): _row("2xx", "2xx", "2xx", "403", "403"),
     ("POST", "/v1/persons/{person_id}/ecard-activation-codes"): _row(
         "ok", "ok", "403", "403", "403"
     ),
