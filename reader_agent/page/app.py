@@ -10,6 +10,7 @@ and dropped; validation errors never echo input back.
 from __future__ import annotations
 
 import secrets
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -250,6 +251,10 @@ def create_app(
         from reader_agent.page.watcher import Watcher  # imports pyscard
 
         watcher = Watcher(desk.on_readers, wait=config.watch_wait) if background else None
+        stop_idle = threading.Event()
+        idle = threading.Thread(target=_sign_out_idle, args=(clerks, stop_idle),
+                                name="clerk idle", daemon=True)  # fmt: skip
+        idle.start()  # no card or issuer work: also without the background threads
         if watcher is not None:
             watcher.start()
             link.start()
@@ -257,6 +262,8 @@ def create_app(
             yield
         finally:
             hub.close()
+            stop_idle.set()
+            idle.join(5)
             if watcher is not None:
                 watcher.stop()
                 link.stop()
@@ -488,6 +495,14 @@ def create_app(
     app.add_middleware(LocalOnly, port=config.port, csrf_token=csrf,
                        body_timeout=config.body_timeout)  # fmt: skip
     return app
+
+
+def _sign_out_idle(clerks: Clerks, stop: threading.Event) -> None:
+    """Signs an idle clerk out (and clears the page) within a second of the timeout, even
+    when no request comes."""
+    while not stop.wait(1.0):
+        with suppress(Exception):  # a bad moment must not end the thread
+            clerks.current()
 
 
 def _quietly(work: Callable[[], None]) -> None:

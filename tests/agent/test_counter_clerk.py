@@ -125,7 +125,8 @@ def _enrol(state_dir: Path, client_id: str, name: str, key_file: Path, password:
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[Page]:
+def page(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Page]:
+    idle: timedelta = getattr(request, "param", {}).get("clerk_idle", timedelta(minutes=15))
     port = free_port()
     settings_ = Settings(
         issuer=f"http://127.0.0.1:{port}", database_url=f"sqlite:///{tmp_path / 'issuer.db'}",
@@ -156,7 +157,7 @@ def page(tmp_path: Path) -> Iterator[Page]:
         clock = [datetime.now(UTC)]
         page_port = free_port()
         config = PageConfig(state_dir=state_dir, cache_dir=tmp_path / "cache", port=page_port,
-                            csrf_token=TOKEN)  # fmt: skip
+                            csrf_token=TOKEN, clerk_idle=idle)  # fmt: skip
         client = IssuerClient(issuer.base, client_id=terminal.client_id,
                               signer=LocalSigner(terminal_key))  # fmt: skip
         app = create_page_app(config, issuer=client, clock=lambda: clock[0], background=False)
@@ -262,6 +263,21 @@ def test_an_idle_clerk_is_signed_out(page: Page) -> None:
     body = _problem(page.post("/api/persons/lookup", {"citizen_id": CITIZEN_ID}), 401,
                     "clerk-expired")  # fmt: skip
     assert body["title"] == "登录已超时"
+
+
+@pytest.mark.parametrize("page", [{"clerk_idle": timedelta(seconds=1)}], indirect=True)
+def test_an_idle_clerk_is_signed_out_without_a_request(page: Page) -> None:
+    assert page.sign_in().status_code == 200
+    page.clock[0] += timedelta(seconds=2)  # the page's clock: past the idle time
+    # Only the page's event stream is read (it asks nothing of the clerk's sign-in): the
+    # sign-out comes from the agent itself, pushed to the page.
+    deadline = time.monotonic() + 15
+    with page.http.stream("GET", "/api/events", timeout=20) as events:
+        for line in events.iter_lines():
+            if line.startswith("data:") and json.loads(line[5:])["clerk"] is None:
+                break
+            assert time.monotonic() < deadline, "the idle clerk was not signed out"
+    assert page.http.get("/api/state").json()["clerk"] is None
 
 
 def test_a_suspended_clerk_cannot_sign_in(page: Page) -> None:

@@ -87,3 +87,25 @@ def test_a_malformed_code_is_a_problem(client: TestClient, text: str) -> None:
     answer = client.get(f"/v1/receipts/{text}")
     problem = assert_problem(answer, 400)
     assert text not in problem["detail"]
+
+
+def test_the_migration_gives_earlier_transactions_their_codes(
+    client: TestClient, services: Services
+) -> None:
+    from sqlalchemy import inspect
+
+    from cardsvc.db.migrate import downgrade, upgrade
+
+    card = active_card(client, services)
+    t = terminal(client, services)
+    body = signed(client, t, card, kind=Kind.FEE, amount=700, reference="before-0011")
+    stored = client.post("/v1/transactions", json=body,
+                         headers=t.headers | {"Idempotency-Key": "r-3"})  # fmt: skip
+    assert stored.status_code == 201
+    code = _code(body)
+    downgrade(services.engine, "0010")  # as stored before receipt codes
+    columns = {c["name"] for c in inspect(services.engine).get_columns("transactions")}
+    assert "receipt_code" not in columns and "receipt" in columns
+    upgrade(services.engine)
+    checked = client.get(f"/v1/receipts/{code}").json()
+    assert (checked["code"], checked["amount_fen"]) == (code, 700)
