@@ -22,6 +22,9 @@ pin_app = typer.Typer(help="Change or unblock the cardholder's PIN.", no_args_is
 cache_app = typer.Typer(help="The offline trust list and status list cache.", no_args_is_help=True)
 app.add_typer(pin_app, name="pin")
 app.add_typer(cache_app, name="cache")
+clerk_app = typer.Typer(help="The clerks who may sign in on the counter page.",
+                        no_args_is_help=True)  # fmt: skip
+app.add_typer(clerk_app, name="clerk")
 
 CacheDir = Annotated[
     Path,
@@ -491,6 +494,15 @@ def serve(
                      help="This terminal's name on the page and receipts, as registered at "
                      "the issuer (default: 'this counter' in the page's language)"),
     ] = "",
+    clerk_required: Annotated[
+        bool, typer.Option(help="Collections and payments need a clerk signed in")
+    ] = True,
+    hall_name: Annotated[
+        str, typer.Option(envvar="READER_AGENT_HALL_NAME", help="Service hall, on receipts")
+    ] = "",
+    hall_address: Annotated[
+        str, typer.Option(envvar="READER_AGENT_HALL_ADDRESS", help="Its address, on receipts")
+    ] = "",
 ) -> None:
     """The counter page for the clerk at http://HOST:PORT (loopback only): live card state,
     the genuine-card check, PIN, benefit collection, fee payment, receipts, QR codes.
@@ -499,16 +511,58 @@ def serve(
     from reader_agent.page.desk import DeskSettings
     from reader_agent.page.security import require_loopback
     from reader_agent.page.server import PageServer
+    from reader_agent.page.views import Hall
 
     require_loopback(host)
     client = _issuer_client(issuer, client_id, client_key)
     config = PageConfig(
         state_dir=state_dir, cache_dir=cache_dir, port=port, probe_every=sync_every,
-        desk=DeskSettings(reader=reader, card_timeout=timeout),
+        desk=DeskSettings(reader=reader, card_timeout=timeout,
+                          hall=Hall(name=hall_name.strip(), address=hall_address.strip())),
         terminal_name=terminal_name.strip()[:64],
+        require_clerk=clerk_required,
     )  # fmt: skip
     typer.echo(f"counter page on http://{host}:{port}/ (terminal {client_id}); Ctrl-C stops it")
     PageServer(create_app(config, issuer=client), host=host, port=port).run()
+
+
+@clerk_app.command("add")
+def clerk_add(
+    client_id: Annotated[str, typer.Option(help="The clerk's operator client id (role clerk)")],
+    name: Annotated[str, typer.Option(help="The clerk's name, as printed on receipts")],
+    key_file: Annotated[
+        Path, typer.Option(help="The clerk's private key (PEM) from the registration")
+    ],
+    state_dir: StateDir = _DEFAULT_STATE,
+) -> None:
+    """Enrol a clerk at this counter: the key is sealed under the clerk's own password
+    (asked twice, never echoed); delete the unsealed key file afterwards."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from reader_agent.clerks import ClerkStore
+
+    try:
+        private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise typer.BadParameter(f"cannot load the clerk's key {key_file}: {exc}") from None
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise typer.BadParameter(f"{key_file} is not an EC P-256 private key")
+    password = typer.prompt("The clerk's password", hide_input=True,
+                            confirmation_prompt=True)  # fmt: skip
+    ClerkStore(state_dir).enrol(client_id=client_id, display_name=name, private_key=private,
+                                password=password)  # fmt: skip
+    typer.echo(f"clerk {client_id} ({name.strip()}) enrolled; the key is sealed under the "
+               f"clerk's password. Delete {key_file} now.")  # fmt: skip
+
+
+@clerk_app.command("list")
+def clerk_list(state_dir: StateDir = _DEFAULT_STATE) -> None:
+    """The clerks enrolled at this counter."""
+    from reader_agent.clerks import ClerkStore
+
+    for client_id, display in ClerkStore(state_dir).names().items():
+        typer.echo(f"{client_id:20} {display}")
 
 
 def _issuer_client(issuer: str, client_id: str, client_key: Path) -> IssuerClient:

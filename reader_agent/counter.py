@@ -31,7 +31,7 @@ import secrets
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -227,6 +227,9 @@ def transact_checked(
     state_dir: Path,
     now: Callable[[], datetime],
     policy: OfflinePolicy = OfflinePolicy(),
+    clerk_id: str | None = None,
+    clerk_name: str | None = None,
+    note: Mapping[str, Any] | None = None,
 ) -> CounterResult:
     """Collect or pay on a card whose genuine-card check, PIN included, passed on this same
     ``session`` (the card keeps the PIN verified until the connection resets it).
@@ -261,7 +264,8 @@ def transact_checked(
     )  # fmt: skip
     if mode == "offline":
         _offline_allowed(policy, journal, cache, check, data, now())
-    record = journal.prepare(mode=mode, nonce=nonce, data=data)
+    record = journal.prepare(mode=mode, nonce=nonce, data=data, clerk_id=clerk_id,
+                             clerk_name=clerk_name, note=note)  # fmt: skip
     _crash_point("after-prepare")
     try:
         signature = session.sign_transaction(nonce, data.encode())
@@ -291,7 +295,7 @@ def submit_online(
     try:
         answer = issuer.submit_transaction(
             record.signed_record().to_json(), certificate=certificate,
-            idempotency_key=record.idempotency_key,
+            idempotency_key=record.idempotency_key, clerk_id=record.clerk_id,
         )  # fmt: skip
     except IssuerUnreachableError:
         raise
@@ -343,6 +347,8 @@ def sync(
                 item["record"] = record.signed_record().to_json()
             if record.damaged:
                 item["flag"] = DAMAGED_FLAG
+            if record.clerk_id is not None and record.state is not RecordState.VOID:
+                item["clerk_id"] = record.clerk_id
             items.append(item)
         results = issuer.upload_batch(items, certificate=certificate)
         settled: dict[int, tuple[RecordState, dict[str, Any]]] = {}

@@ -84,6 +84,14 @@ class JournalRecord:
     terminal_signature: bytes | None = None
     answer: Mapping[str, Any] | None = None
     void_reason: str | None = None
+    #: The clerk signed in when the record was made (operator client id and name); sent
+    #: beside the record (outside what the card signs) at submission and at sync.
+    clerk_id: str | None = None
+    clerk_name: str | None = None
+    #: When the record was prepared (the journal's clock, UTC ISO 8601).
+    prepared_at: str | None = None
+    #: Receipt facts the page keeps for a reprint (benefit and period of an entitlement).
+    note: Mapping[str, Any] | None = None
     #: The record's entries are (partly) in the damaged part of the journal.
     damaged: bool = False
 
@@ -149,6 +157,10 @@ _OPEN_SEQS = (
     " WHERE seq IN (SELECT seq FROM entries GROUP BY seq"
     " HAVING SUM(kind = 'sync') = 0 AND SUM(kind IN ('complete', 'void')) > 0)"
 )
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class Journal:
@@ -278,16 +290,27 @@ class Journal:
         row = self._db.execute("SELECT MAX(seq) FROM entries").fetchone()
         return int(row[0] or 0) + 1
 
-    def prepare(self, *, mode: str, nonce: bytes, data: TransactionData) -> JournalRecord:
-        """Write the record before the card signs it (on disk when this returns)."""
+    def prepare(
+        self, *, mode: str, nonce: bytes, data: TransactionData,
+        clerk_id: str | None = None, clerk_name: str | None = None,
+        note: Mapping[str, Any] | None = None,
+    ) -> JournalRecord:  # fmt: skip
+        """Write the record before the card signs it (on disk when this returns); the
+        clerk and the receipt ``note`` go in the same entry (only when given, so entries
+        of counters without clerks keep their shape)."""
         self._require_intact()
         if data.seq != self.next_seq() or data.terminal != self.terminal_id:
             raise JournalError("the record's terminal or sequence is not this journal's",
                                check="sequence")  # fmt: skip
+        body: dict[str, Any] = {
+            "mode": mode, "nonce": b64url_encode(nonce), "data": b64url_encode(data.encode()),
+            "at": datetime.now(UTC).isoformat()}  # fmt: skip
+        if clerk_id is not None:
+            body["clerk_id"], body["clerk_name"] = clerk_id, clerk_name
+        if note:
+            body["note"] = dict(note)
         with self._append() as pending:
-            pending.append(("prepare", data.seq, {
-                "mode": mode, "nonce": b64url_encode(nonce), "data": b64url_encode(data.encode()),
-                "at": datetime.now(UTC).isoformat()}))  # fmt: skip
+            pending.append(("prepare", data.seq, body))
         return self.get(data.seq)
 
     def complete(self, seq: int, record: SignedRecord) -> JournalRecord:
@@ -351,7 +374,12 @@ class Journal:
                                    "state": RecordState.PREPARED,
                                    "nonce": b64url_decode(body["nonce"], what="nonce"),
                                    "data": b64url_decode(body["data"], what="data"),
-                                   "prepared_hash": str(digest), "damaged": False}  # fmt: skip
+                                   "prepared_hash": str(digest), "damaged": False,
+                                   "clerk_id": _opt_str(body.get("clerk_id")),
+                                   "clerk_name": _opt_str(body.get("clerk_name")),
+                                   "prepared_at": _opt_str(body.get("at")),
+                                   "note": body["note"] if isinstance(body.get("note"), dict)
+                                   else None}  # fmt: skip
                 elif seq not in fields:
                     continue
                 elif kind == "complete":

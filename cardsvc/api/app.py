@@ -17,6 +17,7 @@ from cardsvc.api.routes import (
     holder,
     keys,
     persons,
+    receipts,
     status_lists,
     token,
     transaction_batches,
@@ -62,6 +63,7 @@ def create_app(
     app.include_router(transaction_reviews.router)
     app.include_router(transactions.router)
     app.include_router(transaction_batches.router)
+    app.include_router(receipts.router)
     app.include_router(wallet.router)
     configured = services.settings
     max_bytes, timeout = configured.max_request_bytes, configured.body_timeout_seconds

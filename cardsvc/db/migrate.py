@@ -41,6 +41,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Downgrade the database behind ``engine`` to ``revision`` (tests of a migration's
+    backfill; operators roll forward)."""
+    config = _config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
 def require_current(engine: Engine) -> str:
     """Refuse to run on a database that is not at the head revision."""
     current = current_revision(engine)

@@ -109,6 +109,18 @@ class ECardDirectory:
             raise ECardNotFoundError("no such e-card", ecard_id=str(ecard_id))
         return view_of(row[0], row[1], row[2], now=now)
 
+    def of_person(self, person_id: uuid.UUID, *, limit: int = 20) -> list[tuple[ECard, str]]:
+        """The person's e-cards (every state) with their card numbers, newest first."""
+        with read_session(self._engine) as session:
+            rows = session.execute(
+                select(ECard, Card.card_number)
+                .join(Card, Card.id == ECard.card_id)
+                .where(ECard.person_id == person_id)
+                .order_by(ECard.created_at.desc(), ECard.id)
+                .limit(limit)
+            ).all()
+        return [(row[0], str(row[1])) for row in rows]
+
     def by_ref(self, ref: bytes, *, now: datetime) -> ECardView | None:
         """An e-card by its token reference, cached (what it maps to never changes)."""
         with self._lock:

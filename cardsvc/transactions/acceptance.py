@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.core.errors import CoreError, VerificationError
 from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
+from cardsvc.core.receiptcode import receipt_code
 from cardsvc.core.signing import Signer
 from cardsvc.core.transaction import Kind, SignedRecord, TransactionData, issue_receipt
 from cardsvc.db.models import Card, Challenge, TransactionRow
@@ -97,6 +98,10 @@ class Refused:
 Outcome = Stored | AlreadyStored | Fork | Refused
 
 
+#: A clerk's operator client id as a terminal may name it.
+CLERK_ID = r"^[A-Za-z0-9._-]{1,64}$"
+
+
 @dataclass(kw_only=True)
 class Submission:
     """One record to accept, and who brought it how."""
@@ -113,6 +118,9 @@ class Submission:
     flag: str | None = None
     #: The terminal's journal reported this seq void (in an earlier batch).
     seq_voided: bool = False
+    #: The clerk signed in at the counter (operator client id), as the authenticated
+    #: terminal says; outside the signed record, recorded in the audit event.
+    clerk: str | None = None
 
 
 class RecordAcceptance:
@@ -240,6 +248,8 @@ class RecordAcceptance:
                       "entitlement": str(data.entitlement) if data.entitlement else None},
                 row=row,
             )  # fmt: skip
+        if sub.clerk is not None:  # older leaves (and clerk-less counters) have no member
+            event = replace(event, data={**event.data, "clerk": sub.clerk})
         audit.append(session, event, actor=actor, now=now)
         return Stored(
             transaction_id=transaction_id,
@@ -394,4 +404,5 @@ def _row(
         card_signature=b64url_encode(record.card_signature),
         terminal_signature=b64url_encode(record.terminal_signature),
         receipt=receipt,
+        receipt_code=receipt_code(record),
     )

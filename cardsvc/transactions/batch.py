@@ -66,6 +66,7 @@ class BatchItem:
     void: str | None = None
     flag: str | None = None
     problem: str | None = None  # the record did not parse
+    clerk: str | None = None  # the clerk signed in at the counter, as the terminal says
 
 
 class ItemOutcome(StrEnum):
@@ -189,6 +190,7 @@ class BatchService:
             seq=item.seq,
             flag=item.flag,
             seq_voided=void is not None,
+            clerk=item.clerk,
         )
         outcome = self._tx.acceptance.accept(session, submission, cards=ctx.cards)
         if isinstance(outcome, Refused):
@@ -303,5 +305,6 @@ def parse_items(raw: Iterable[Mapping[str, Any]]) -> list[BatchItem]:
             except CoreError as exc:
                 problem = str(exc)
         items.append(BatchItem(seq=int(obj["seq"]), record=record, void=obj.get("void"),
-                               flag=obj.get("flag"), problem=problem))  # fmt: skip
+                               flag=obj.get("flag"), problem=problem,
+                               clerk=obj.get("clerk_id")))  # fmt: skip
     return items

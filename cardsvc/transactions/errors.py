@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardsvc.errors import CardsvcError, Conflict, Invalid, Malformed
+from cardsvc.errors import CardsvcError, Conflict, Invalid, Malformed, NotFound
 
 
 class TransactionError(Invalid, CardsvcError):
@@ -48,3 +48,15 @@ class RequestInFlightError(Conflict, IdempotencyError):
     """A request with this key is still being processed."""
 
     code = "idempotency-request-in-flight"
+
+
+class ReceiptCodeError(Malformed, CardsvcError):
+    """Not a receipt verification code (the text is not repeated)."""
+
+    code = "receipt-code-malformed"
+
+
+class ReceiptUnknownError(NotFound, CardsvcError):
+    """No transaction holds this receipt code: mistyped, or not synced by its counter yet."""
+
+    code = "receipt-unknown"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,7 +36,7 @@ from cardsvc.core.transaction import (
     issue_terminal_certificate,
     verify_terminal_certificate,
 )
-from cardsvc.db.models import Challenge, TransactionRow
+from cardsvc.db.models import Challenge, ClientRow, TransactionRow
 from cardsvc.db.states import Arrival, TransactionState
 from cardsvc.keystore.service import KeyService
 from cardsvc.registry.db import rows_of_person, write_session
@@ -49,7 +49,11 @@ from cardsvc.transactions.acceptance import (
     Stored,
     Submission,
 )
-from cardsvc.transactions.errors import TransactionConflictError, TransactionError
+from cardsvc.transactions.errors import (
+    ReceiptUnknownError,
+    TransactionConflictError,
+    TransactionError,
+)
 
 CHALLENGE_LIFETIME = timedelta(minutes=2)
 CERTIFICATE_LIFETIME = timedelta(days=365)
@@ -164,6 +168,7 @@ class TransactionService:
         terminal: Client,
         now: datetime,
         on_commit: Callable[[Session, Accepted], None] | None = None,
+        clerk: str | None = None,
     ) -> Accepted:
         """Verify and record one online transaction; raises a typed error naming the check.
 
@@ -179,6 +184,7 @@ class TransactionService:
             terminal_key=cert.key,
             now=now,
             signer=self.acceptance.receipt_signer(now=now),
+            clerk=clerk,
         )
         try:
             with write_session(self._engine) as session:
@@ -202,6 +208,38 @@ class TransactionService:
         return rows_of_person(
             self._engine, TransactionRow, columns, person_id, after=after, limit=limit
         )
+
+    def by_receipt_code(self, code: str) -> ReceiptCheck:
+        """What the receipt with ``code`` says (canonical code: parse it first), or
+        ReceiptUnknownError. Nothing personal: no card, person or entitlement."""
+        with Session(self._engine) as session:
+            rows = session.execute(
+                select(TransactionRow, ClientRow.display_name)
+                .join(ClientRow, ClientRow.client_id == TransactionRow.terminal_id, isouter=True)
+                .where(TransactionRow.receipt_code == code)
+                .limit(2)
+            ).all()
+        if len(rows) != 1:  # none, or (at 2^-60 odds) two: neither is this receipt
+            raise ReceiptUnknownError("no receipt with this code (mistyped, or not yet synced)")
+        row, terminal_name = rows[0]
+        return ReceiptCheck(
+            code=code, kind=row.kind.value, amount_fen=row.amount_fen, currency=row.currency,
+            at=row.at, terminal_name=terminal_name or row.terminal_id,
+            under_review=row.state is TransactionState.CONFLICT,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceiptCheck:
+    """A receipt as the issuer confirms it."""
+
+    code: str
+    kind: str
+    amount_fen: int
+    currency: str
+    at: datetime
+    terminal_name: str
+    under_review: bool  # held for review at sync (a conflict): not paid
 
 
 def _accepted(outcome: Outcome) -> Accepted:

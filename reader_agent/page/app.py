@@ -13,17 +13,19 @@ passed to the card and dropped; validation errors never echo input back.
 from __future__ import annotations
 
 import secrets
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, FastAPI, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, WithJsonSchema
@@ -32,15 +34,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cardsvc.core.transaction import Kind
 from reader_agent.cache import AgentCache
+from reader_agent.clerks import ClerkStore
 from reader_agent.errors import AgentError
 from reader_agent.issuer import IssuerClient
+from reader_agent.journal import JournalRecord
 from reader_agent.page.books import Books
+from reader_agent.page.clerk import DEFAULT_IDLE, Clerks
+from reader_agent.page.clerk_texts import clerk_words
 from reader_agent.page.desk import Desk, DeskError, DeskSettings
 from reader_agent.page.hub import Hub
 from reader_agent.page.link import Link
 from reader_agent.page.qr import PURPOSES, verify_qr
 from reader_agent.page.security import MAX_BODY, LocalOnly
-from reader_agent.page.views import yuan
+from reader_agent.page.views import Receipt, yuan
 from reader_agent.page.words import Words, explain, problem_words, verdict_words
 from wording import (
     COOKIE,
@@ -50,6 +56,7 @@ from wording import (
     money,
     negotiate,
     render_html,
+    text,
 )
 from wording import script as i18n_js
 
@@ -91,6 +98,11 @@ class PageConfig:
     #: The terminal's name as the clerk and the receipts show it (the terminal's
     #: certificate carries only its client id); empty: "this counter" in the page's words.
     terminal_name: str = ""
+    #: A clerk with no request for this long is signed out (the page is cleared).
+    clerk_idle: timedelta = DEFAULT_IDLE
+    #: Collections and payments need a clerk signed in (their name goes on the receipt
+    #: and to the issuer). False only for a counter page without the sign-in form.
+    require_clerk: bool = True
 
 
 # -- request bodies -----------------------------------------------------------------------
@@ -132,6 +144,43 @@ class QrIn(_Body):
 
 class EmptyIn(_Body):
     pass
+
+
+class SignInIn(_Body):
+    client_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    password: SecretStr = Field(min_length=1, max_length=256)
+
+
+class LookupIn(_Body):
+    citizen_id: SecretStr = Field(min_length=1, max_length=32)
+
+
+class LossIn(_Body):
+    #: False: a temporary loss report (suspends; the card can be resumed); True: a formal
+    #: loss report (revoked for good).
+    formal: bool = False
+
+
+class DeviceJwkIn(_Body):
+    """The phone's public key (EC P-256): a private member (``d``) is refused here, so a
+    private key never leaves the counter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kty: Literal["EC"]
+    crv: Literal["P-256"]
+    x: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$")
+    y: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$")
+    kid: str | None = Field(default=None, max_length=128)
+    alg: Literal["ES256"] | None = None
+    use: Literal["sig"] | None = None
+
+
+class CounterActivationIn(_Body):
+    device_jwk: DeviceJwkIn
+
+
+_CARD_NUMBER = r"^[A-Za-z0-9]{1,32}$"
 
 
 # -- problems -----------------------------------------------------------------------------
@@ -219,13 +268,13 @@ def create_app(
     desk = Desk(settings=config.desk, cache=cache_, issuer=issuer, books=books, clock=clock,
                 changed=changed, after_transaction=link.wake, status_limit=link.status_limit,
                 terminal_name=config.terminal_name)  # fmt: skip
-    #: Entitlements listed for the card in front of the clerk: id -> (benefit, period), so
-    #: the receipt names what was collected (also after a reload of the page).
-    listed: dict[uuid.UUID, tuple[str, str]] = {}
+    clerks = Clerks(store=ClerkStore(config.state_dir), issuer_url=issuer.base_url, clock=clock,
+                    end_customer=lambda: _quietly(desk.end_customer), changed=changed,
+                    idle=config.clerk_idle)  # fmt: skip
 
     def build(lang: str) -> dict[str, Any]:
         return {"terminal": issuer.client_id, "terminal_name": config.terminal_name,
-                "issuer": issuer.base_url, **desk.view(lang),
+                "issuer": issuer.base_url, **desk.view(lang), "clerk": clerks.view(),
                 "link": link.state.to_json()}  # fmt: skip
 
     hub = Hub(build)
@@ -236,6 +285,10 @@ def create_app(
         from reader_agent.page.watcher import Watcher  # imports pyscard
 
         watcher = Watcher(desk.on_readers, wait=config.watch_wait) if background else None
+        stop_idle = threading.Event()
+        idle = threading.Thread(target=_sign_out_idle, args=(clerks, stop_idle),
+                                name="clerk idle", daemon=True)  # fmt: skip
+        idle.start()  # no card or issuer work: also without the background threads
         if watcher is not None:
             watcher.start()
             link.start()
@@ -243,6 +296,8 @@ def create_app(
             yield
         finally:
             hub.close()
+            stop_idle.set()
+            idle.join(5)
             if watcher is not None:
                 watcher.stop()
                 link.stop()
@@ -253,6 +308,7 @@ def create_app(
     app.state.desk = desk
     app.state.link = link
     app.state.hub = hub
+    app.state.clerks = clerks
     app.add_exception_handler(AgentError, _agent_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error(config.body_timeout))
@@ -281,7 +337,82 @@ def create_app(
 
     @app.get("/api/state")
     async def state(request: Request) -> JSONResponse:
+        await run_in_threadpool(clerks.current)  # an idle clerk is signed out first
         return JSONResponse(hub.snapshot(lang_of(request)), headers={"Cache-Control": "no-store"})
+
+    # -- the clerk ---------------------------------------------------------------------
+
+    @app.post("/api/clerk/sign-in")
+    async def sign_in(body: SignInIn, request: Request) -> JSONResponse:
+        lang = lang_of(request)
+        secret = body.password.get_secret_value()
+        _shift, detail = await run_in_threadpool(
+            lambda: clerks.sign_in(body.client_id, secret, lang)
+        )
+        title = text(lang, "clerk.signin.done.title")
+        return JSONResponse({"clerk": clerks.view(), "title": title, "detail": detail})
+
+    @app.post("/api/clerk/sign-out")
+    async def sign_out(_body: Annotated[EmptyIn, Body()], request: Request) -> JSONResponse:
+        lang = lang_of(request)
+        was = await run_in_threadpool(lambda: clerks.sign_out(reason=None))
+        return JSONResponse({"signed_out": was, "title": text(lang, "clerk.signout.done.title"),
+                             "detail": text(lang, "clerk.signout.done.detail"),
+                             "state": hub.snapshot(lang)})  # fmt: skip
+
+    @app.post("/api/persons/lookup")
+    async def look_up(body: LookupIn, request: Request) -> JSONResponse:
+        lang = lang_of(request)
+        shift = clerks.require(lang)
+        citizen_id = body.citizen_id.get_secret_value()
+        found = await run_in_threadpool(lambda: clerks.look_up(shift, citizen_id, lang))
+        return JSONResponse(found)
+
+    @app.post("/api/persons/{person_id}/ecard-activation-codes")
+    async def activation_code(
+        person_id: uuid.UUID, _body: Annotated[EmptyIn, Body()], request: Request
+    ) -> JSONResponse:
+        lang = lang_of(request)
+        shift = clerks.require(lang)
+        issued = await run_in_threadpool(lambda: clerks.issue_code(shift, str(person_id), lang))
+        return JSONResponse(issued, status_code=201)
+
+    @app.post("/api/ecards/counter-activation")
+    async def counter_activation(body: CounterActivationIn, request: Request) -> JSONResponse:
+        lang = lang_of(request)
+        shift = clerks.require(lang)
+        jwk = body.device_jwk.model_dump(exclude_none=True)
+        activated = await run_in_threadpool(
+            lambda: clerks.activate_ecard(shift, desk.chip_answer, jwk, lang)
+        )
+        return JSONResponse(activated, status_code=201)
+
+    @app.post("/api/cards/{card_number}/resume")
+    async def resume(
+        card_number: Annotated[str, FastApiPath(pattern=_CARD_NUMBER)],
+        _body: Annotated[EmptyIn, Body()], request: Request,
+    ) -> JSONResponse:  # fmt: skip
+        lang = lang_of(request)
+        shift = clerks.require(lang)
+        card, title, detail = await run_in_threadpool(
+            lambda: clerks.change_status(
+                shift, card_number, "resume", lang=lang, proven_card=desk.proven_card()
+            )
+        )
+        return JSONResponse({"card": card, "title": title, "detail": detail})
+
+    @app.post("/api/cards/{card_number}/loss-report")
+    async def loss_report(
+        card_number: Annotated[str, FastApiPath(pattern=_CARD_NUMBER)], body: LossIn,
+        request: Request,
+    ) -> JSONResponse:  # fmt: skip
+        lang = lang_of(request)
+        shift = clerks.require(lang)
+        action = "report_loss" if body.formal else "report_temporary_loss"
+        card, title, detail = await run_in_threadpool(
+            lambda: clerks.change_status(shift, card_number, action, lang=lang, proven_card=None)
+        )
+        return JSONResponse({"card": card, "title": title, "detail": detail})
 
     @app.get("/api/events")
     async def events(request: Request) -> StreamingResponse:
@@ -321,10 +452,9 @@ def create_app(
         lang = lang_of(request)
         identity = desk.identity()
         items = await run_in_threadpool(lambda: issuer.open_entitlements(identity.card_number))
-        listed.clear()
-        for i in items:
-            with suppress(ValueError):
-                listed[uuid.UUID(str(i.id))] = (i.benefit, i.period)
+        desk.remember_entitlements(identity.card_number,
+                                   {i.id: {"benefit": i.benefit, "period": i.period}
+                                    for i in items})  # fmt: skip
         out = [
             {"id": i.id, "benefit": i.benefit, "period": i.period, "amount_fen": i.amount_fen,
              "amount_yuan": yuan(i.amount_fen), "label": benefit(i.benefit, i.period, lang),
@@ -333,21 +463,32 @@ def create_app(
         ]  # fmt: skip
         return JSONResponse({"card_number": identity.card_number, "items": out})
 
+    def clerk_for_transaction(request: Request) -> tuple[str, str] | None:
+        """The clerk in whose name the card signs (refused when nobody is signed in and
+        the counter requires a clerk)."""
+        lang = lang_of(request)
+        if config.require_clerk:
+            shift = clerks.require(lang)
+            return shift.client_id, shift.name
+        shift_ = clerks.current()
+        return (shift_.client_id, shift_.name) if shift_ is not None else None
+
     @app.post("/api/collect")
-    async def collect(body: CollectIn) -> JSONResponse:
-        named = listed.get(body.entitlement_id)
+    async def collect(body: CollectIn, request: Request) -> JSONResponse:
+        clerk = clerk_for_transaction(request)
         receipt = await run_in_threadpool(
             lambda: desk.transact(kind=Kind.BENEFIT, amount_fen=body.amount_fen,
                                   entitlement=body.entitlement_id, reference=None,
-                                  benefit=named)
+                                  clerk=clerk)
         )
         return JSONResponse({"receipt": receipt.to_json()})
 
     @app.post("/api/pay")
-    async def pay(body: PayIn) -> JSONResponse:
+    async def pay(body: PayIn, request: Request) -> JSONResponse:
+        clerk = clerk_for_transaction(request)
         receipt = await run_in_threadpool(
             lambda: desk.transact(kind=Kind.FEE, amount_fen=body.amount_fen, entitlement=None,
-                                  reference=body.reference)
+                                  reference=body.reference, clerk=clerk)
         )
         return JSONResponse({"receipt": receipt.to_json()})
 
@@ -357,10 +498,42 @@ def create_app(
         outcome = await run_in_threadpool(lambda: verify_qr(issuer, text, body.purpose))
         return JSONResponse(outcome.to_json(lang_of(request)))
 
+    # -- receipts from the journal ---------------------------------------------------------
+
+    def reprint(record: JournalRecord) -> dict[str, Any]:
+        return Receipt.from_record(record, hall=config.desk.hall, reprint=True,
+                                   terminal_name=config.terminal_name).to_json()  # fmt: skip
+
+    @app.get("/api/receipts")
+    async def receipts(
+        request: Request,
+        card_number: Annotated[str | None, Query(pattern=r"^[A-Z0-9]{9}$")] = None,
+        limit: Annotated[int, Query(ge=1, le=50)] = 20,
+    ) -> JSONResponse:
+        lang = lang_of(request)
+        clerks.require(lang)
+        records = await run_in_threadpool(
+            lambda: books.signed_records(card_number=card_number, limit=limit)
+        )
+        items = [reprint(r) for r in records]
+        return JSONResponse({"items": items})
+
+    @app.get("/api/receipts/{seq}")
+    async def receipt(
+        seq: Annotated[int, FastApiPath(ge=1, le=2**53)], request: Request
+    ) -> JSONResponse:
+        lang = lang_of(request)
+        clerks.require(lang)
+        record = await run_in_threadpool(lambda: books.signed_record(seq))
+        if record is None:
+            raise DeskError(clerk_words("receipt.not-found", status=404, seq=seq))
+        return JSONResponse(
+            {"receipt": reprint(record)}
+        )
+
     @app.post("/api/done")
     async def done(request: Request, _body: Annotated[EmptyIn, Body()]) -> JSONResponse:
         await run_in_threadpool(desk.end_customer)
-        listed.clear()
         return JSONResponse(hub.snapshot(lang_of(request)))
 
     @app.post("/api/sync")
@@ -371,6 +544,14 @@ def create_app(
     app.add_middleware(LocalOnly, port=config.port, csrf_token=csrf,
                        body_timeout=config.body_timeout)  # fmt: skip
     return app
+
+
+def _sign_out_idle(clerks: Clerks, stop: threading.Event) -> None:
+    """Signs an idle clerk out (and clears the page) within a second of the timeout, even
+    when no request comes."""
+    while not stop.wait(1.0):
+        with suppress(Exception):  # a bad moment must not end the thread
+            clerks.current()
 
 
 def _quietly(work: Callable[[], None]) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reader_agent.journal import Journal, JournalError, RecordState
+from cardsvc.core.errors import CoreError
+from reader_agent.journal import Journal, JournalError, JournalRecord, RecordState
 
 __all__ = ["Books", "JournalSummary"]
 
@@ -62,3 +63,33 @@ class Books:
             conflicts=sum(r.state is RecordState.CONFLICT for r in records),
             rejected=sum(r.state is RecordState.REJECTED for r in records),
         )
+
+    def signed_records(self, *, card_number: str | None, limit: int) -> list[JournalRecord]:
+        """The records the card signed (a receipt each), newest first; only
+        ``card_number``'s when given. Raises JournalError for a journal that cannot open."""
+        with self.open() as journal:
+            records = journal.records()
+        out: list[JournalRecord] = []
+        for record in reversed(records):
+            if record.state in (RecordState.PREPARED, RecordState.VOID) or record.damaged:
+                continue
+            try:
+                card = record.transaction.card
+            except CoreError:
+                continue
+            if card_number is None or card == card_number:
+                out.append(record)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def signed_record(self, seq: int) -> JournalRecord | None:
+        """Record ``seq`` if the card signed it; None otherwise."""
+        with self.open() as journal:
+            try:
+                record = journal.get(seq)
+            except JournalError:
+                return None
+        if record.state in (RecordState.PREPARED, RecordState.VOID) or record.damaged:
+            return None
+        return record

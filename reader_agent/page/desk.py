@@ -37,7 +37,7 @@ from reader_agent.counter import OfflinePolicy, transact_checked
 from reader_agent.errors import AgentError, NoCardError, ReaderError
 from reader_agent.issuer import IssuerClient
 from reader_agent.page.books import Books
-from reader_agent.page.views import Identity, Receipt, check_view, pin_passed
+from reader_agent.page.views import Hall, Identity, Receipt, check_view, pin_passed
 from reader_agent.page.words import CARD_PULLED, Words, explain, problem_words
 from wording import render, text
 
@@ -66,6 +66,8 @@ class DeskSettings:
     #: walked away): ask for the PIN again.
     pin_valid_for: timedelta = timedelta(minutes=5)
     policy: OfflinePolicy = field(default_factory=OfflinePolicy)
+    #: The service hall's name and address, at the head of every receipt.
+    hall: Hall = field(default_factory=Hall)
 
 
 class Desk:
@@ -110,6 +112,9 @@ class Desk:
         self._phase = "absent"
         self._receipt: Receipt | None = None
         self._notice: Words | None = None
+        #: Benefit and period of the entitlements last listed for the card in the reader
+        #: (entitlement id -> note), for the receipt.
+        self._entitlement_notes: dict[str, dict[str, str]] = {}
 
     # -- the page's view ------------------------------------------------------------------
 
@@ -141,6 +146,31 @@ class Desk:
         if check is None or check.document is None or not check.genuine:
             raise _refuse("not-checked")
         return Identity.of(check.document)
+
+    def remember_entitlements(self, card_number: str, notes: dict[str, dict[str, str]]) -> None:
+        """The entitlements just listed for ``card_number``: their benefit and period
+        are printed on the receipt of a collection (kept until the customer ends)."""
+        with self._state:
+            check = self._check
+            if check is not None and check.document is not None and str(
+                check.document.card_number
+            ) == card_number:
+                self._entitlement_notes.update(notes)
+
+    def proven_card(self) -> str | None:
+        """The card number of the card in the reader whose document signature and chip
+        passed the check just now, whatever its status (a suspended card's too); None
+        otherwise. The identity check a resume needs."""
+        from reader_agent.check import Outcome, Step
+
+        with self._state:
+            check, present = self._check, self._present
+        if check is None or check.document is None or not present:
+            return None
+        passed = {s.step for s in check.steps if s.outcome is Outcome.PASSED}
+        if {Step.VERIFY_DOCUMENT, Step.CHIP_AUTHENTICATION} <= passed:
+            return str(check.document.card_number)
+        return None
 
     # -- the readers (watcher thread) -----------------------------------------------------
 
@@ -183,6 +213,7 @@ class Desk:
                 self._check = None
                 self._receipt = None
                 self._notice = None
+                self._entitlement_notes = {}
                 self._phase = "checking"
             generation = self._generation
         self._changed()
@@ -253,6 +284,8 @@ class Desk:
             with self._state:
                 self._phase = "checking"
                 self._notice = None
+                if pin is None:  # a fresh check: the last receipt is not this one's
+                    self._receipt = None
             self._changed()
             try:
                 self._drop_connection()
@@ -291,10 +324,10 @@ class Desk:
         amount_fen: int,
         entitlement: uuid.UUID | None,
         reference: str | None,
-        benefit: tuple[str, str] | None = None,
+        clerk: tuple[str, str] | None = None,
     ) -> Receipt:
-        """Collect or pay on the card whose PIN was just verified; the receipt.
-        ``benefit``: the entitlement's (benefit code, period), for the receipt."""
+        """Collect or pay on the card whose PIN was just verified, in the name of
+        ``clerk`` (client id, display name); the receipt."""
         with self._operation():
             generation, _reader = self._current()
             with self._state:
@@ -308,6 +341,9 @@ class Desk:
                 if check.document is None:  # a genuine check always carries it
                     raise _refuse("not-checked", key="no-data")
                 identity = Identity.of(check.document)
+                listed = self._entitlement_notes.get(str(entitlement)) if entitlement else None
+                # What the receipt prints beside the signed record (kept in the journal).
+                note = {**(listed or {}), "holder": identity.name}
                 self._phase = "signing"
                 self._notice = None
                 self._receipt = None
@@ -320,6 +356,8 @@ class Desk:
                         cache=self._cache, issuer=self._issuer, signer=self._issuer.signer,
                         state_dir=self._books.state_dir, now=self._clock,
                         policy=self._settings.policy,
+                        clerk_id=clerk[0] if clerk else None,
+                        clerk_name=clerk[1] if clerk else None, note=note,
                     )  # fmt: skip
             except ReaderError as exc:
                 raise self._fail(exc, generation) from None
@@ -337,8 +375,7 @@ class Desk:
             finally:
                 # Reset the card: the PIN is needed again for anything further.
                 self._drop_connection()
-            at = self._clock().replace(microsecond=0)
-            receipt = Receipt.of(result, identity=identity, at=at, benefit=benefit,
+            receipt = Receipt.of(result, hall=self._settings.hall,
                                  terminal_name=self._terminal_name)
             with self._state:
                 self._receipt = receipt
@@ -350,16 +387,60 @@ class Desk:
             self._after_transaction()
             return receipt
 
-    def end_customer(self) -> None:
-        """Forget the card's check and receipt and reset the card (the clerk's 'Done')."""
+    def chip_answer(self, get_nonce: Callable[[str], bytes]) -> tuple[str, bytes]:
+        """For an e-card activation at the counter: the card whose PIN was just verified
+        signs the issuer's nonce (INTERNAL AUTHENTICATE, on the same connection).
+        ``get_nonce(card_number)`` fetches the nonce; (card number, the chip's answer).
+        The card is reset afterwards: anything further needs the PIN again."""
         with self._operation():
-            self._drop_connection()
+            generation, _reader = self._current()
             with self._state:
+                check, checked_at = self._check, self._checked_at
+                session = self._session if self._session_generation == generation else None
+                if check is None or not pin_passed(check) or session is None \
+                        or check.document is None:  # fmt: skip
+                    raise _refuse("pin-needed")
+                if checked_at is None or self._clock() - checked_at > self._settings.pin_valid_for:
+                    self._phase = "checked"
+                    raise _refuse("pin-too-old")
+                card_number = str(check.document.card_number)
+            try:
+                nonce = get_nonce(card_number)
+                signature = session.internal_authenticate(nonce)
+            except ReaderError as exc:
+                raise self._fail(exc, generation) from None
+            finally:
+                self._drop_connection()
+                with self._state:
+                    if self._check is not None:
+                        self._check = _without_pin(self._check)
+                    if self._phase == "pin-ok":
+                        self._phase = "checked" if self._present else "absent"
+                self._changed()
+            return card_number, signature
+
+    def end_customer(self) -> None:
+        """Forget the card's check, receipt and notice and reset the card (the clerk's
+        'Next customer'). Never refuses: if a card step hangs past its time, the desk is
+        cleared all the same and that step's result is thrown away when it ends. With a
+        card still in the reader (a virtual reader's cannot be pulled) the phase is
+        ``ended``, and a check (``POST /api/check``) starts the next customer on it."""
+        acquired = self._op.acquire(timeout=self._settings.card_timeout * 3)
+        try:
+            if acquired:
+                self._drop_connection()
+            with self._state:
+                if not acquired:
+                    self._generation += 1  # the step in flight is now stale
                 self._check = None
                 self._checked_at = None
                 self._receipt = None
                 self._notice = None
+                self._entitlement_notes = {}
                 self._phase = "ended" if self._present else "absent"
+        finally:
+            if acquired:
+                self._op.release()
         self._changed()
 
 

@@ -14,12 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from cardsvc.core.carddoc import CardDocument
+from cardsvc.core.receiptcode import format_receipt_code, receipt_code
 from reader_agent.check import CheckResult, Outcome, Step, Verdict
 from reader_agent.counter import CounterResult
+from reader_agent.journal import JournalError, JournalRecord
 from reader_agent.page.words import verdict_words
 from wording import render
 
-__all__ = ["Identity", "Receipt", "check_view", "mask_citizen_id", "yuan"]
+__all__ = ["Hall", "Identity", "Receipt", "check_view", "mask_citizen_id", "yuan"]
 
 
 def mask_citizen_id(text: str) -> str:
@@ -100,8 +102,18 @@ def check_view(check: CheckResult, lang: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Hall:
+    """The service hall this counter stands in, printed at the head of every receipt."""
+
+    name: str = ""
+    address: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Receipt:
-    """The printable receipt of one collection or payment."""
+    """The printable receipt of one collection or payment, made from its journal record
+    alone: the receipt right after the card signed, after a page reload and a reprint
+    from the journal are the same (a reprint says it is one)."""
 
     kind: str  # benefit | fee
     mode: str  # online | offline
@@ -109,36 +121,55 @@ class Receipt:
     seq: int
     counter: int
     amount_fen: int
-    at: datetime
+    at: datetime  # the time the card signed (in the record)
     terminal: str
-    terminal_name: str
     card_number: str
     name: str
     entitlement: str | None
-    benefit: str | None  # the entitlement's benefit code (pension) and period (2026-12)
-    period: str | None
     reference: str | None
     transaction_id: str | None
+    #: The benefit and period of the entitlement collected (as the issuer named them when
+    #: the clerk listed them), so the receipt reads the same after a reload or a reprint.
+    benefit: str | None = None
+    period: str | None = None
+    #: The clerk signed in when the card signed (operator client id and name).
+    clerk_id: str | None = None
+    clerk_name: str | None = None
+    #: The verification code (cardsvc.core.receiptcode), checkable at the issuer once
+    #: the record is there; None for a record the card never signed.
+    code: str | None = None
+    hall: Hall = Hall()
+    #: The terminal's name as the counter is configured with it ("" : "this counter").
+    terminal_name: str = ""
+    reprint: bool = False
 
     @classmethod
-    def of(
-        cls, result: CounterResult, *, identity: Identity, at: datetime,
-        benefit: tuple[str, str] | None = None, terminal_name: str = "",
-    ) -> Receipt:
-        data = result.record.transaction
-        answer = result.answer or {}
+    def of(cls, result: CounterResult, *, hall: Hall = Hall(), terminal_name: str = "") -> Receipt:
+        return cls.from_record(result.record, hall=hall, terminal_name=terminal_name)
+
+    @classmethod
+    def from_record(cls, record: JournalRecord, *, hall: Hall = Hall(), terminal_name: str = "",
+                    reprint: bool = False) -> Receipt:  # fmt: skip
+        data = record.transaction
+        answer = record.answer or {}
+        note = record.note or {}
+        try:
+            code: str | None = format_receipt_code(receipt_code(record.signed_record()))
+        except JournalError:
+            code = None
         return cls(
-            kind=data.kind.value, mode=result.mode, state=result.record.state.value,
-            seq=result.record.seq, counter=result.record.counter or 0,
-            amount_fen=data.amount_fen, at=at, terminal=data.terminal,
-            terminal_name=terminal_name,
-            benefit=benefit[0] if benefit else None, period=benefit[1] if benefit else None,
-            card_number=identity.card_number, name=identity.name,
+            kind=data.kind.value, mode=record.mode, state=record.state.value, seq=record.seq,
+            counter=record.counter or 0, amount_fen=data.amount_fen, at=data.time,
+            terminal=data.terminal, terminal_name=terminal_name, card_number=data.card,
+            name=_opt(note.get("holder")) or "",
             entitlement=str(data.entitlement) if data.entitlement else None,
             reference=data.reference,
             transaction_id=(
                 str(answer["transaction_id"]) if answer.get("transaction_id") else None
             ),
+            benefit=_opt(note.get("benefit")), period=_opt(note.get("period")),
+            clerk_id=record.clerk_id, clerk_name=record.clerk_name, code=code, hall=hall,
+            reprint=reprint,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -148,7 +179,14 @@ class Receipt:
             "amount_yuan": yuan(self.amount_fen), "at": self.at.isoformat(),
             "terminal": self.terminal, "terminal_name": self.terminal_name,
             "card_number": self.card_number, "name": self.name,
-            "entitlement": self.entitlement, "benefit": self.benefit, "period": self.period,
-            "reference": self.reference,
-            "transaction_id": self.transaction_id,
+            "entitlement": self.entitlement, "reference": self.reference,
+            "transaction_id": self.transaction_id, "benefit": self.benefit,
+            "period": self.period, "clerk_id": self.clerk_id, "clerk_name": self.clerk_name,
+            "code": self.code,
+            "hall": {"name": self.hall.name, "address": self.hall.address},
+            "reprint": self.reprint,
         }  # fmt: skip
+
+
+def _opt(value: object) -> str | None:
+    return value if isinstance(value, str) else None

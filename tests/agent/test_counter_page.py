@@ -124,21 +124,44 @@ def test_the_pin_is_never_echoed(client: TestClient) -> None:
     assert response.json()["type"].endswith("no-card")
 
 
+_COLLECT = {"entitlement_id": "7f1d2a64-9c3e-4d5b-8a7f-0e1c2b3a4d5e", "amount_fen": 350000}
+_PAY = {"amount_fen": 2550, "reference": "BILL-1"}
+
+
 def test_card_steps_without_a_card_say_what_to_do(client: TestClient) -> None:
-    for path, body in (("/api/collect", {"entitlement_id": "7f1d2a64-9c3e-4d5b-8a7f-"
-                                         "0e1c2b3a4d5e", "amount_fen": 350000}),
-                       ("/api/pay", {"amount_fen": 2550, "reference": "BILL-1"}),
-                       ("/api/check", {})):  # fmt: skip
-        response = _post(client, path, json.dumps(body).encode())
-        assert response.status_code == 409, response.text
-        _is_problem(response)
-        # Chinese unless asked otherwise; English by Accept-Language.
-        assert response.json()["next"] == "请插卡，核验会自动开始。"
-        english = _post(client, path, json.dumps(body).encode(), **{"Accept-Language": "en-US"})
-        assert english.json()["next"] == "Insert the card; the check starts by itself."
+    response = _post(client, "/api/check", b"{}")
+    assert response.status_code == 409, response.text
+    _is_problem(response)
+    # Chinese unless asked otherwise; English by Accept-Language.
+    assert response.json()["next"] == "请插卡，核验会自动开始。"
+    english = _post(client, "/api/check", b"{}", **{"Accept-Language": "en-US"})
+    assert english.json()["next"] == "Insert the card; the check starts by itself."
     listing = client.get("/api/entitlements")
     assert listing.status_code == 409
     _is_problem(listing)
+
+
+def test_money_moves_only_with_a_clerk_signed_in(client: TestClient) -> None:
+    # The clerk's name goes on every receipt: nobody signed in, nothing reaches the card.
+    for path, body in (("/api/collect", _COLLECT), ("/api/pay", _PAY)):
+        response = _post(client, path, json.dumps(body).encode())
+        assert response.status_code == 401, response.text
+        _is_problem(response)
+        assert response.json()["type"] == "urn:cardsvc:counter:clerk-needed"
+
+
+def test_without_a_clerk_required_card_steps_say_what_to_do(tmp_path: Path) -> None:
+    issuer = IssuerClient(DEAD_ISSUER, client_id="term-test",
+                          signer=LocalSigner(ec.generate_private_key(ec.SECP256R1())))  # fmt: skip
+    config = PageConfig(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache", port=PORT,
+                        csrf_token=TOKEN, require_clerk=False)  # fmt: skip
+    open_client = TestClient(create_app(config, issuer=issuer, background=False),
+                             base_url=f"http://{HOST}")  # fmt: skip
+    for path, body in (("/api/collect", _COLLECT), ("/api/pay", _PAY)):
+        response = _post(open_client, path, json.dumps(body).encode())
+        assert response.status_code == 409, response.text
+        _is_problem(response)
+        assert response.json()["next"] == "请插卡，核验会自动开始。"
 
 
 def test_a_qr_code_without_the_issuer_is_plainly_not_verified(client: TestClient) -> None:

@@ -25,6 +25,7 @@ from reader_agent.page.words import CARD_PULLED, explain
 from tests.agent.conftest import EmulatedCard
 from tests.agent.test_card_pcscd import personalized
 from tests.agent.world import World, emulator_process
+from wording import render
 
 pytestmark = pytest.mark.pcscd
 
@@ -93,7 +94,8 @@ def test_card_pulled_mid_read_during_the_check_is_taken_out_on_the_counter_page(
         check_card(SscSession(connection), cache=cache, now=world.now)
     words = explain(raised.value)
     assert words == CARD_PULLED
-    assert words.detail.startswith("The card was taken out of the reader")
+    assert render("en", words.detail).startswith("The card was taken out of the reader")
+    assert render("zh-CN", words.detail).startswith("这一步完成前卡片被取出了读卡器")
 
 
 def test_garbled_answer_from_a_card_still_there_is_a_reader_error(

@@ -131,3 +131,44 @@ def test_sync_retries_with_backoff() -> None:
 def test_offline_policy_defaults_are_explicit() -> None:
     policy = OfflinePolicy()
     assert policy.floor_limit_fen > 0 and policy.max_offline_uses_per_card >= 1
+
+
+class _Uploads:
+    """The issuer's batch endpoint, recording what the counter sends."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, object]] = []
+
+    def upload_batch(self, items: list[dict[str, object]], *, certificate: str) -> list[object]:
+        from reader_agent.issuer import BatchResult
+
+        self.items.extend(items)
+        return [BatchResult(seq=int(str(i["seq"])), outcome="accepted", reason=None,
+                            answer={"outcome": "accepted"}) for i in items]  # fmt: skip
+
+
+def test_the_clerk_stays_with_an_offline_record_and_goes_with_it_at_sync(tmp_path: Path) -> None:
+    from reader_agent.counter import sync
+
+    with Journal(tmp_path, terminal_id=TERMINAL) as journal:
+        data = _data(journal)
+        nonce = bytes(16)
+        journal.prepare(mode="offline", nonce=nonce, data=data, clerk_id="oper-1a2b",
+                        clerk_name="王芳", note={"benefit": "pension", "period": "2026-12",
+                                                "holder": "李四"})  # fmt: skip
+        raw = data.encode()
+        journal.complete(data.seq, SignedRecord.sign(
+            nonce=nonce, data=raw, counter=1,
+            card_signature=CHIP.sign(card_message(nonce, 1, raw)), terminal=TERM))  # fmt: skip
+        seq_without = _full(journal, 2)  # a record made with nobody signed in
+    with Journal(tmp_path, terminal_id=TERMINAL) as journal:
+        kept = journal.get(data.seq)
+        assert (kept.clerk_id, kept.clerk_name) == ("oper-1a2b", "王芳")
+        assert kept.note == {"benefit": "pension", "period": "2026-12", "holder": "李四"}
+        assert journal.get(seq_without).clerk_id is None
+        assert journal.verify().intact
+        uploads = _Uploads()
+        sync(journal, uploads, certificate="cert")  # type: ignore[arg-type]
+    by_seq = {item["seq"]: item for item in uploads.items}
+    assert by_seq[data.seq]["clerk_id"] == "oper-1a2b"
+    assert "clerk_id" not in by_seq[seq_without]

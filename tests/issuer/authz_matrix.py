@@ -64,6 +64,8 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/ecards/nonce"): _PUBLIC,
     ("POST", "/v1/ecards/activations"): _PUBLIC_OK,
     ("POST", "/v1/oauth/token"): _PUBLIC_OK,
+    # A receipt's verification code: public, nothing personal (an unknown code: 404).
+    ("GET", "/v1/receipts/{code}"): _PUBLIC_OK,
     # Audit proofs: audit:read.
     ("GET", "/v1/audit/proofs/inclusion"): _row("ok", "403", "ok", "403", "403"),
     ("GET", "/v1/audit/proofs/consistency"): _row("ok", "403", "ok", "403", "403"),
@@ -86,6 +88,8 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/cards/{card_number}/personalization"): _row("ok", "ok", "403", "ok", "403"),
     ("GET", "/v1/cards/{card_number}/document"): _row("2xx", "2xx", "403", "2xx", "403"),
     # E-cards: codes (cards:write), counter activation (cards:personalize), verify.
+    # A person's e-cards: cards:read (the counter's look-up), not terminals or partners.
+    ("GET", "/v1/persons/{person_id}/ecards"): _row("2xx", "2xx", "2xx", "403", "403"),
     ("POST", "/v1/persons/{person_id}/ecard-activation-codes"): _row(
         "ok", "ok", "403", "403", "403"
     ),

@@ -124,6 +124,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "ecard_id": str(ecard["ecard_id"]),
         "shard": str(shards[0]["shard"]),
         "ref": str(uuid.uuid4()),  # no conflict: an allowed caller gets 404
+        "code": "0000-0000-0000",  # no such receipt: 404 for everyone
     }
     yield World(client, services, phone, params, str(lost["ecard_id"]), bearers)
     services.engine.dispose()

@@ -630,3 +630,22 @@ def test_other_processes_see_ecard_changes_through_sync(
         assert other.status.status_of(shard, ecard["status"]["idx"]) is Status.SUSPENDED
     finally:
         other.engine.dispose()
+
+
+def test_a_persons_ecards_for_the_counter(
+    client: TestClient, services: Services, holder: Holder
+) -> None:
+    from tests.issuer.registry_helpers import CLERK
+
+    path = f"/v1/persons/{holder.person_id}/ecards"
+    assert client.get(path, headers=bearer(services, CLERK)).json() == {"items": []}
+    first = activate(client, services, holder, Phone())
+    second = activate(client, services, holder, Phone())
+    items = client.get(path, headers=bearer(services, CLERK)).json()["items"]
+    assert [(i["ecard_id"], i["state"]) for i in items] == [
+        (second["ecard_id"], "active"), (first["ecard_id"], "replaced")]  # fmt: skip
+    assert {i["card_number"] for i in items} == {holder.card_number}
+    assert all(i["activated_via"] == "code" and "device_jwk" not in i for i in items)
+    unknown = client.get("/v1/persons/00000000-0000-4000-8000-000000000000/ecards",
+                         headers=bearer(services, CLERK))  # fmt: skip
+    assert_problem(unknown, 404)

@@ -181,3 +181,26 @@ def test_a_foreign_certificate_is_refused(client: TestClient, services: Services
     )  # fmt: skip
     assert answer.status_code == 422
     assert answer.json()["check"] == "terminal-certificate"
+
+
+def test_an_offline_record_keeps_its_clerk_in_the_audit_event(
+    client: TestClient, services: Services
+) -> None:
+    import json
+
+    card = active_card(client, services)
+    t = terminal(client, services)
+    entitlement = new_entitlement(client, services, card.person_id)
+    item = offline(t, card, entitlement=entitlement["id"]) | {"clerk_id": "oper-99aa88bb"}
+    body = upload(client, t, [item])
+    assert outcomes(body) == ["accepted"]
+    transaction_id = body["results"][0]["transaction_id"]
+    index = services.audit.leaf_of(f"transaction:{transaction_id}", "transaction.benefit")
+    assert index is not None
+    leaf = json.loads(services.audit.leaf_data(index))
+    assert (leaf["data"]["clerk"], leaf["actor"]) == ("oper-99aa88bb", t.id)
+    bad = client.post("/v1/transactions/batches", headers=t.headers, json={
+        "terminal_certificate": t.certificate,
+        "records": [offline(t, card, amount=5, kind=Kind.FEE, reference="r") | {"clerk_id": "a b"}],
+    })  # fmt: skip
+    assert bad.status_code == 422

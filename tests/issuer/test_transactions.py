@@ -204,3 +204,45 @@ def test_fifty_concurrent_requests_with_one_key_make_one_ledger_entry(
     assert sorted(set(statuses)) <= [201, 409], statuses
     assert statuses.count(201) >= 1
     assert _ledger_rows(services) == 1
+
+
+def _transaction_leaf(services: Services, transaction_id: str, kind: str) -> dict[str, Any]:
+    import json
+
+    index = services.audit.leaf_of(f"transaction:{transaction_id}", kind)
+    assert index is not None
+    leaf: dict[str, Any] = json.loads(services.audit.leaf_data(index))
+    return leaf
+
+
+def test_the_clerk_at_the_counter_is_in_the_audit_event(
+    client: TestClient, services: Services
+) -> None:
+    card = active_card(client, services)
+    t = terminal(client, services)
+    entitlement = new_entitlement(client, services, card.person_id)
+    body = signed(client, t, card, entitlement=entitlement["id"]) | {"clerk_id": "oper-0a1b2c3d"}
+    answer = _post(client, t.headers, body, "with-clerk")
+    assert answer.status_code == 201, answer.json()
+    leaf = _transaction_leaf(services, answer.json()["transaction_id"], "transaction.benefit")
+    assert leaf["data"]["clerk"] == "oper-0a1b2c3d"
+    # The authenticated terminal stays the actor: the clerk is what the terminal says.
+    assert leaf["actor"] == t.id
+    # Without a clerk (the CLI counter): no clerk member.
+    fee = signed(client, t, card, kind=Kind.FEE, amount=100, reference="b-1")
+    plain = _post(client, t.headers, fee, "no-clerk")
+    assert plain.status_code == 201
+    leaf = _transaction_leaf(services, plain.json()["transaction_id"], "transaction.fee")
+    assert "clerk" not in leaf["data"]
+
+
+@pytest.mark.parametrize("clerk_id", ["", "x" * 65, "bad id", "a/b", 7])
+def test_a_malformed_clerk_id_is_refused(
+    client: TestClient, services: Services, clerk_id: object
+) -> None:
+    card = active_card(client, services)
+    t = terminal(client, services)
+    body = signed(client, t, card, kind=Kind.FEE, amount=100, reference="b-2")
+    assert_problem(_post(client, t.headers, body | {"clerk_id": clerk_id}, "bad-clerk"), 422)
+    assert _ledger_rows(services) == 0
+

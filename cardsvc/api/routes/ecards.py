@@ -32,6 +32,7 @@ from cardsvc.services import Services
 
 router = APIRouter(tags=["e-cards"])
 
+CardsRead = Annotated[Principal, Security(require(Scope.CARDS_READ))]
 CardsWrite = Annotated[Principal, Security(require(Scope.CARDS_WRITE))]
 Terminal = Annotated[Principal, Security(require(Scope.CARDS_PERSONALIZE))]
 Verifier = Annotated[Principal, Security(require(Scope.VERIFY))]
@@ -40,6 +41,20 @@ DPoP = Annotated[str | None, Header(alias="DPoP", description="Device proof (dpo
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class PersonECardOut(BaseModel):
+    ecard_id: uuid.UUID
+    card_number: str = Field(description="The physical card it follows")
+    state: str = Field(description="active, replaced or revoked")
+    activated_via: str = Field(description="code or counter")
+    device_kid: str = Field(description="Thumbprint of the phone's key")
+    created_at: datetime
+    created_by: str
+
+
+class PersonECardsOut(BaseModel):
+    items: list[PersonECardOut]
 
 
 class CodeOut(BaseModel):
@@ -148,6 +163,25 @@ def _id_key(citizen_id: str) -> str:
 
 def _activation_out(services: Services, activation: Activation) -> ActivationOut:
     return ActivationOut(**_ecard_out(services, activation.ecard), credential=activation.credential)
+
+
+@router.get(
+    "/v1/persons/{person_id}/ecards",
+    response_model=PersonECardsOut,
+    responses=problems(*AUTH, 404),
+    summary="A person's e-cards, newest first (the bound phone by key thumbprint only)",
+)
+async def person_ecards(
+    person_id: uuid.UUID, _principal: CardsRead, services: ServicesDep
+) -> PersonECardsOut:
+    await run_in_threadpool(services.persons.get, person_id)
+    rows = await run_in_threadpool(services.ecards.of_person, person_id)
+    return PersonECardsOut(items=[
+        PersonECardOut(ecard_id=e.id, card_number=number, state=e.state.value,
+                       activated_via=e.activated_via.value, device_kid=e.device_kid,
+                       created_at=e.created_at, created_by=e.created_by)
+        for e, number in rows
+    ])  # fmt: skip
 
 
 @router.post(

@@ -18,6 +18,7 @@ from cardsvc.api.schemas import AUTH, problems
 from cardsvc.api.security import require
 from cardsvc.auth.scopes import Scope
 from cardsvc.auth.tokens import Principal
+from cardsvc.transactions.acceptance import CLERK_ID
 from cardsvc.transactions.batch import MAX_BATCH, parse_items
 
 router = APIRouter(tags=["transactions"])
@@ -45,6 +46,11 @@ class BatchItemIn(BaseModel):
         default=None, min_length=1, max_length=200, description="Torn: the card never signed"
     )
     flag: Literal["journal-damaged"] | None = None
+    clerk_id: str | None = Field(
+        default=None, pattern=CLERK_ID,
+        description="The clerk signed in at the counter (operator client id), as the "
+        "terminal says; recorded in the transaction's audit event",
+    )  # fmt: skip
 
 
 class BatchIn(BaseModel):
@@ -63,7 +69,7 @@ async def upload(body: BatchIn, principal: Terminal, services: ServicesDep) -> d
     """Dedup on (terminal, seq) and (card, counter); conflicts are held, never paid."""
     items = parse_items(
         {"seq": i.seq, "record": i.record.model_dump() if i.record else None, "void": i.void,
-         "flag": i.flag}
+         "flag": i.flag, "clerk_id": i.clerk_id}
         for i in body.records
     )  # fmt: skip
 

@@ -31,6 +31,7 @@ from cardsvc.core.transaction import SignedRecord
 from cardsvc.db.models import TransactionRow
 from cardsvc.errors import CardsvcError
 from cardsvc.services import Services
+from cardsvc.transactions.acceptance import CLERK_ID
 from cardsvc.transactions.errors import TransactionError
 from cardsvc.transactions.idempotency import (
     Claim,
@@ -65,6 +66,12 @@ class TransactionRequest(BaseModel):
     card_signature: str = Field(min_length=86, max_length=86, pattern=_B64)
     terminal_signature: str = Field(min_length=86, max_length=86, pattern=_B64)
     terminal_certificate: str = Field(min_length=1, max_length=8192)
+    clerk_id: str | None = Field(
+        default=None, pattern=CLERK_ID,
+        description="The clerk signed in at the counter (operator client id), as the "
+        "terminal says (outside the signed record: the terminal is authenticated); "
+        "recorded in the transaction's audit event",
+    )  # fmt: skip
 
 
 class TransactionOut(BaseModel):
@@ -190,6 +197,7 @@ def _process(
             terminal=terminal,
             now=now,
             on_commit=on_commit,
+            clerk=body.clerk_id,
         )
     except CardsvcError as exc:
         refusal = problem_body(exc)

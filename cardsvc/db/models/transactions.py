@@ -53,6 +53,8 @@ class TransactionRow(Base):
     card_signature: Mapped[str] = mapped_column(String(100))
     terminal_signature: Mapped[str] = mapped_column(String(100))
     receipt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The printed receipt's verification code (revision 0011; cardsvc.core.receiptcode).
+    receipt_code: Mapped[str | None] = mapped_column(String(12), nullable=True, index=True)
 
 
 class IdempotencyRecord(Base):
