@@ -73,6 +73,9 @@ def _run() -> None:
     settings = Settings()
     if "issuer" not in settings.model_fields_set:
         settings = settings.model_copy(update={"issuer": f"http://{settings.host}:{settings.port}"})
+    if "wallet_developer_aids" not in settings.model_fields_set:
+        # The wallet's QR text, for a counter without a scanner (the banner's things to try).
+        settings = settings.model_copy(update={"wallet_developer_aids": True})
     page_port = int(os.environ.get("READER_AGENT_PORT", "8100"))
     services = Services.from_settings(settings)
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
