@@ -135,7 +135,8 @@ def page(lang: str) -> Iterator[Any]:
 def _screenshot(page: Any, tmp_path: Path, name: str, lang: str, mode: str) -> None:
     # The README shows the Chinese pages (the default), in both modes.
     if lang == "zh-CN":
-        screenshot(page, tmp_path, f"wallet-{name}" if mode == "standard" else f"wallet-care-{name}")
+        prefix = "wallet" if mode == "standard" else "wallet-care"
+        screenshot(page, tmp_path, f"{prefix}-{name}")
 
 
 def _verify(issuer: LiveIssuer, token: str, purpose: str) -> httpx.Response:
@@ -153,7 +154,8 @@ _SIZES = """() => {
   const controls = [...document.querySelectorAll("button, input, select, summary, a[href]")]
     .filter(shown).map((e) => {
       const box = e.getBoundingClientRect();
-      return { id: e.id || e.textContent.trim().slice(0, 20), width: box.width, height: box.height };
+      const id = e.id || e.textContent.trim().slice(0, 20);
+      return { id, width: box.width, height: box.height };
     });
   const texts = [...document.querySelectorAll("p, label, li, dd, dt, figcaption")]
     .filter((e) => shown(e) && e.textContent.trim())

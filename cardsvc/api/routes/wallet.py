@@ -64,7 +64,9 @@ def next_steps(settings: Settings, lang: str) -> str:
 
 def _page(settings: Settings, lang: str, chosen_mode: str) -> str:
     page = render_html(_asset("wallet.html"), lang)
-    if not settings.wallet_developer_aids:
+    if settings.wallet_developer_aids:
+        page = re.sub(r"\s*<!--/?developer-aids-->", "", page)
+    else:
         page = _DEVELOPER_AIDS.sub("", page)
     hotline = settings.wallet_hotline
     values = {
