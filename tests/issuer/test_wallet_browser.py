@@ -399,6 +399,15 @@ def test_empty_records_say_so_in_words(page: Any, issuer: LiveIssuer, lang: str)
         expect(listed.locator("li")).to_have_text([words])
     check_state(page, "empty records", lang, "standard")
 
+    # Removing the e-card is asked in the page too; afterwards the browser holds no key.
+    page.click("#forget")
+    expect(page.locator("#confirm-yes")).to_be_visible()
+    page.click("#confirm-yes")
+    expect(page.locator("#activate")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#ecard")).to_be_hidden()
+    page.goto(issuer.base + "/wallet")
+    expect(page.locator("#activate")).to_be_visible(timeout=WAIT_MS)
+
 
 def test_developer_aids_and_the_issuers_next_steps(tmp_path: Path) -> None:
     from playwright.sync_api import expect

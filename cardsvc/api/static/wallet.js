@@ -253,6 +253,7 @@
   }
 
   function showView(name, focus = true) {
+    if (name !== view && ui.message.dataset.kind === "info") say(""); // said on the last screen
     view = name;
     layout();
     if (name === "records") loadRecords();
@@ -510,9 +511,9 @@
     try {
       const response = await proven(wallet, "POST", `/v1/ecards/${wallet.ecardId}/loss-report`, {});
       showCard(await response.json());
-      say(t("wallet.reported-lost"), "info");
       // The card screen says what to do next (the service hall, the hotline).
       showView("card", false);
+      say(t("wallet.reported-lost"), "info");
       ui.nextSteps.querySelector("h2").focus();
     } catch (error) {
       sayError(error);
