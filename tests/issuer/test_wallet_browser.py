@@ -17,6 +17,7 @@ directory.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+import wording
 from cardsvc.api.app import create_app
 from cardsvc.registry.lifecycle import CardState
 from cardsvc.services import Services, utcnow
@@ -308,6 +310,12 @@ def test_activate_show_read_records_and_report_lost(
     ])
     expect(fees.locator("li")).to_have_text([re.compile(re.escape(words["fee"]) + r"\s*¥12\.00\s*"
                                                         + when)])  # fmt: skip
+    # The very times the issuer recorded, in Beijing time (UTC+8), as the catalogue writes them.
+    rows = services.transactions.for_person(uuid.UUID(holder.person_id), after=None, limit=10)
+    beijing = {wording.beijing(row.at, lang) for row in rows}
+    assert len(rows) == 3
+    shown_times = set(page.locator("#records .when").all_inner_texts())
+    assert shown_times == beijing, (shown_times, beijing)
     listed_text = records.inner_text()
     assert not UUID.search(listed_text), listed_text
     assert "pension" not in listed_text, listed_text  # the code, not the name
@@ -329,6 +337,9 @@ def test_activate_show_read_records_and_report_lost(
     assert 25 <= seconds <= 30, seconds
     shown = countdown_text.search(countdown.text_content() or "")
     assert shown and 25 <= int(shown.group(1)) <= 30, countdown.text_content()
+    if care:  # the first screen shows the whole code, without scrolling
+        box = qr.bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= HEIGHT, box
     _screenshot(page, tmp_path, "card", lang, mode)
     third = qr.get_attribute("data-token")
     assert third and _verify(issuer, third, "transport").status_code == 200
