@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cardsvc.errors import ConfigurationError
@@ -190,6 +190,33 @@ class Settings(BaseSettings):
         description="Secret keying server nonces and counter challenges (shared by every "
         "node); random per process if unset",
     )
+
+    wallet_developer_aids: bool = Field(
+        default=False,
+        description="Show developer aids on the wallet page (the QR code's text, to paste "
+        "into a counter without a scanner); the demo turns it on",
+    )
+    wallet_hotline: str = Field(
+        default="12333",
+        pattern=r"^\+?[0-9][0-9 -]{1,23}$",
+        description="The hotline the wallet names after a loss report (a tel: link)",
+    )
+    wallet_loss_next_steps: dict[str, str] = Field(
+        default_factory=dict,
+        description="What the wallet tells a holder after a loss report, per language "
+        '(JSON, e.g. {"zh-CN": "...", "en": "..."}); unset: the catalogue\'s text '
+        "(bring your ID card to the nearest service hall, or call the hotline)",
+    )
+
+    @field_validator("wallet_loss_next_steps")
+    @classmethod
+    def _next_steps(cls, value: dict[str, str]) -> dict[str, str]:
+        for lang, words in value.items():
+            if lang not in ("zh-CN", "en"):
+                raise ValueError(f"wallet_loss_next_steps: {lang!r} is not zh-CN or en")
+            if not words.strip() or len(words) > 500:
+                raise ValueError(f"wallet_loss_next_steps[{lang!r}]: 1 to 500 characters")
+        return value
 
     def key_policy(self) -> KeyPolicy:
         return KeyPolicy(

@@ -73,6 +73,9 @@ def _run() -> None:
     settings = Settings()
     if "issuer" not in settings.model_fields_set:
         settings = settings.model_copy(update={"issuer": f"http://{settings.host}:{settings.port}"})
+    if "wallet_developer_aids" not in settings.model_fields_set:
+        # The wallet's QR text, for a counter without a scanner (the banner's things to try).
+        settings = settings.model_copy(update={"wallet_developer_aids": True})
     page_port = int(os.environ.get("READER_AGENT_PORT", "8100"))
     services = Services.from_settings(settings)
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
@@ -220,10 +223,10 @@ def _banner(
         "Three things to try:",
         *_first_thing(world, yuan),
         f"  2. Wallet page: activate the e-card with ID {world.citizen_id} and code {code};",
-        "     show it for Identity, open 'QR text' under the code and paste the text into the",
-        "     counter page's QR field: VALID, with what an identity check may see.",
-        "  3. Copy the next QR text, report the card lost in the wallet, then paste it at the",
-        "     counter: refused, the card is suspended (the e-card follows the card).",
+        "     show it for Identity, open 'QR text' (二维码文本) under the code and paste the text",
+        "     into the counter page's QR field: VALID, with what an identity check may see.",
+        "  3. Copy the next QR text, report the card lost in the wallet (挂失, confirm), then",
+        "     paste it at the counter: refused, the card is suspended (the e-card follows it).",
         "",
         "Admin API token (for /docs):",
         f"  .venv/bin/cardsvc clients token {admin_id} --key {admin_key} --url {issuer}",

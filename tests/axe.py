@@ -15,8 +15,11 @@ from tests.conftest import service_unavailable
 
 AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
 
-_RUN = """async () => {
-  const result = await axe.run(document, { resultTypes: ["violations"] });
+_RUN = """async (enhanced) => {
+  const options = { resultTypes: ["violations"] };
+  // WCAG AAA's 7:1 (color-contrast-enhanced), off in axe by default, on request.
+  if (enhanced) options.rules = { "color-contrast-enhanced": { enabled: true } };
+  const result = await axe.run(document, options);
   return result.violations.map((v) => ({
     id: v.id,
     impact: v.impact,
@@ -33,17 +36,18 @@ def _source() -> str:
     return AXE.read_text(encoding="utf-8")
 
 
-def violations(page: Any) -> list[dict[str, Any]]:
-    """Every axe violation on ``page`` as it is now (any impact)."""
+def violations(page: Any, *, enhanced_contrast: bool = False) -> list[dict[str, Any]]:
+    """Every axe violation on ``page`` as it is now (any impact); with
+    ``enhanced_contrast`` also text below 7:1 (AAA, e.g. a mode for the elderly)."""
     if not page.evaluate("() => typeof window.axe === 'object'"):
         page.evaluate(_source())
-    found: list[dict[str, Any]] = page.evaluate(_RUN)
+    found: list[dict[str, Any]] = page.evaluate(_RUN, enhanced_contrast)
     return found
 
 
-def assert_accessible(page: Any, state: str) -> None:
+def assert_accessible(page: Any, state: str, *, enhanced_contrast: bool = False) -> None:
     """No axe violation at any impact on ``page`` in ``state`` (named in the failure)."""
-    found = violations(page)
+    found = violations(page, enhanced_contrast=enhanced_contrast)
     assert not found, f"{state}: " + "; ".join(
         f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(v['nodes'][:3])}" for v in found
     )

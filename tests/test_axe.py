@@ -46,3 +46,15 @@ def test_an_image_without_text_and_an_empty_button_are_found(page: Any) -> None:
     assert found["image-alt"]["impact"] == "critical"
     with pytest.raises(AssertionError, match=r"broken page: .*image-alt"):
         assert_accessible(page, "broken page")
+
+
+def test_enhanced_contrast_finds_text_below_seven_to_one_only_when_asked(page: Any) -> None:
+    # #595959 on white is 7.0:1 and passes; #6b6b6b is 5.3:1, AA but not AAA.
+    page.route("http://axe.test/grey.css", lambda route: route.fulfill(
+        status=200, body="p { color: #6b6b6b; }", headers={"Content-Type": "text/css"}))
+    _open(page, CLEAN.replace("</title>", '</title><link rel="stylesheet" href="/grey.css">'))
+    assert violations(page) == []
+    found = violations(page, enhanced_contrast=True)
+    assert [v["id"] for v in found] == ["color-contrast-enhanced"]
+    with pytest.raises(AssertionError, match=r"grey: .*color-contrast-enhanced"):
+        assert_accessible(page, "grey", enhanced_contrast=True)

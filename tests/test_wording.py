@@ -87,6 +87,8 @@ def test_keys_built_at_run_time_exist() -> None:
         *(f"counter.receipt.mode.{m}" for m in ("online", "offline")),
         *(f"counter.sex.{s}" for s in ("female", "male")),
         *(f"wallet.status.{s}" for s in ("revoked", "replaced", "suspended", "invalid", "active")),
+        *(f"wallet.confirm.{a}{part}" for a in ("report-lost", "forget")
+          for part in ("", ".heading", ".yes")),
         *(f"month.{n}" for n in range(1, 13)),
         *(f"counter.problem.http.{s}.title" for s in (404, 405, 408, 413, "other")),
     ]

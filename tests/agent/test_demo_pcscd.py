@@ -182,8 +182,8 @@ def _three_things_to_try(counter_url: str, wallet_url: str, code: str) -> None:
 
         # 3. The next code, the card reported lost, then the code at the counter.
         second = next_qr_text(first)
-        wallet.once("dialog", lambda dialog: dialog.accept())
         wallet.click("#report-lost")
+        wallet.click("#confirm-yes")  # the page's own confirmation dialog
         expect(wallet.locator("#card-status")).to_have_attribute(
             "data-status", "suspended", timeout=WAIT_MS)  # fmt: skip
         scan(second)

@@ -6,11 +6,19 @@ talking only to the e-card endpoints the way a phone app would. Its words are th
 catalogues of :mod:`wording`: the page is rendered in the browser's language (the
 ``cardsvc_lang`` cookie its 中文 / English switch sets, else ``Accept-Language``, else
 zh-CN) and its script reads the same catalogue from ``/wallet/i18n/{lang}.json``.
+
+Two more choices shape the page. The holder's: the mode for the elderly (关怀模式, large
+text, high contrast, one action per screen), remembered in the ``cardsvc_wallet_mode``
+cookie its switch sets, so the page is rendered in that mode from the first paint. The
+issuer's: developer aids (the QR code's text) only with ``wallet_developer_aids``, and
+what to do after a loss report (``wallet_hotline``, ``wallet_loss_next_steps`` per
+language, else the catalogue's words).
 """
 
 from __future__ import annotations
 
 import html
+import re
 from functools import cache
 from importlib import resources
 
@@ -18,7 +26,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from cardsvc.api.deps import ServicesDep
-from wording import COOKIE, catalogue_json, negotiate, render_html, script
+from cardsvc.settings import Settings
+from wording import COOKIE, catalogue_json, negotiate, render_html, script, text
 
 router = APIRouter(tags=["wallet"], include_in_schema=False)
 
@@ -35,6 +44,46 @@ _HEADERS = {
 }
 
 
+#: The cookie that remembers the mode; its values are the page's ``data-mode``.
+MODE_COOKIE = "cardsvc_wallet_mode"
+MODES = ("standard", "care")
+_DEVELOPER_AIDS = re.compile(r"<!--developer-aids-->.*?<!--/developer-aids-->\n?", re.S)
+
+
+def mode(cookie: str | None) -> str:
+    """The page's mode: ``care`` only when the browser chose it, else ``standard``."""
+    return "care" if cookie == "care" else "standard"
+
+
+def next_steps(settings: Settings, lang: str) -> str:
+    """What a holder does after a loss report, in ``lang`` (the issuer's words if set)."""
+    return settings.wallet_loss_next_steps.get(lang) or text(
+        lang, "wallet.lost.next-steps", hotline=settings.wallet_hotline
+    )
+
+
+def _page(settings: Settings, lang: str, chosen_mode: str) -> str:
+    page = render_html(_asset("wallet.html"), lang)
+    if settings.wallet_developer_aids:
+        page = re.sub(r"\s*<!--/?developer-aids-->", "", page)
+    else:
+        page = _DEVELOPER_AIDS.sub("", page)
+    hotline = settings.wallet_hotline
+    values = {
+        # Device proofs sign the issuer's public URL (htu), which may differ from the
+        # address the browser used: the page is told it.
+        "ISSUER": settings.issuer.rstrip("/"),
+        "MODE": chosen_mode,
+        "HOTLINE": hotline,
+        "HOTLINE_TEL": re.sub(r"[ -]", "", hotline),
+        "NEXT_STEPS": next_steps(settings, lang),
+        "CALL": text(lang, "wallet.lost.call", hotline=hotline),
+    }
+    for name, value in values.items():
+        page = page.replace("{{" + name + "}}", html.escape(value, quote=True))
+    return page
+
+
 @cache
 def _asset(name: str) -> str:
     return resources.files("cardsvc.api").joinpath("static", name).read_text("utf-8")
@@ -42,12 +91,9 @@ def _asset(name: str) -> str:
 
 @router.get("/wallet", response_class=HTMLResponse)
 async def wallet_page(request: Request, services: ServicesDep) -> HTMLResponse:
-    # Device proofs sign the issuer's public URL (htu), which may differ from the address
-    # the browser used: the page is told it.
-    issuer = html.escape(services.settings.issuer.rstrip("/"), quote=True)
     lang = negotiate(cookie=request.cookies.get(COOKIE),
                      accept_language=request.headers.get("accept-language"))  # fmt: skip
-    body = render_html(_asset("wallet.html"), lang).replace("{{ISSUER}}", issuer)
+    body = _page(services.settings, lang, mode(request.cookies.get(MODE_COOKIE)))
     return HTMLResponse(body, headers={**_HEADERS, "Vary": "Cookie, Accept-Language"})
 
 

@@ -1,5 +1,11 @@
 // The demo e-card wallet: a device key in WebCrypto (non-extractable, kept in IndexedDB),
-// activation with a one-time code, refreshing QR tokens, a loss report.
+// activation with a one-time code, refreshing QR tokens, the holder's own records, a loss
+// report confirmed in the page.
+//
+// Two modes: standard shows the QR code, the records and the other actions one below the
+// other; the mode for the elderly (<html data-mode="care">, remembered in a cookie the
+// server reads) shows one screen at a time: the QR code with its purpose, the records, or
+// "more" (report lost, remove), each reached by one clear button.
 //
 // Every e-card request carries a device proof (RFC 9449 shape) that the issuer checks in
 // cardsvc/ecards/proofs.py: a compact JWS, header {typ: "dpop+jwt", alg: "ES256", jwk},
@@ -25,7 +31,13 @@
     ecard: $("ecard"), name: $("holder-name"), cardNumber: $("card-number"),
     status: $("card-status"), qrArea: $("qr-area"), purpose: $("purpose"), qr: $("qr"),
     countdown: $("countdown"), qrText: $("qr-text"), reportLost: $("report-lost"), forget: $("forget"),
+    modeSwitch: $("mode-switch"), nextSteps: $("next-steps"), recordsStatus: $("records-status"),
+    openList: $("open-list"), benefitList: $("benefit-list"), feeList: $("fee-list"),
+    dialog: $("confirm"), dialogHeading: $("confirm-heading"), dialogText: $("confirm-text"),
+    dialogYes: $("confirm-yes"), dialogNo: $("confirm-no"),
   };
+  const root = document.documentElement;
+  const MODE_COOKIE = "cardsvc_wallet_mode";
 
   // -- words ---------------------------------------------------------------------------
 
@@ -205,18 +217,175 @@
     ui.status.dataset.status = key === "invalid" ? "revoked" : key;
     ui.reportLost.disabled = key !== "active";
     ui.qrArea.hidden = key !== "active";
+    // After a loss report (or whenever the card is suspended): what to do next.
+    ui.nextSteps.hidden = key !== "suspended";
     ui.form.hidden = true;
+    const first = ui.ecard.hidden;
     ui.ecard.hidden = false;
+    if (first) showView("card", false);
     if (key === "active") startQr();
     else stopQr();
+    if (first) loadRecords();
   }
 
   function showActivation() {
     stopQr();
+    closeDialog(false);
     ui.ecard.hidden = true;
     ui.form.hidden = false;
     ui.activateButton.disabled = false;
     ui.activateButton.textContent = t("wallet.activate.button");
+  }
+
+  // -- screens and the mode for the elderly -----------------------------------------------
+
+  const VIEWS = { card: "card-view", records: "records", more: "more" };
+  let view = "card";
+
+  const care = () => root.dataset.mode === "care";
+
+  function layout() {
+    // Standard: every part below the other, no step buttons. Care: one screen at a time.
+    for (const [name, id] of Object.entries(VIEWS)) $(id).hidden = care() && name !== view;
+    for (const steps of ui.ecard.querySelectorAll(".steps")) steps.hidden = !care();
+    ui.ecard.dataset.view = view;
+    ui.modeSwitch.setAttribute("aria-pressed", String(care()));
+  }
+
+  function showView(name, focus = true) {
+    if (name !== view && ui.message.dataset.kind === "info") say(""); // said on the last screen
+    view = name;
+    layout();
+    if (name === "records") loadRecords();
+    if (focus && care()) {
+      const heading = $(VIEWS[name]).querySelector("h2");
+      heading.focus();
+      heading.scrollIntoView({ block: "start" });
+    }
+  }
+
+  function toggleMode() {
+    const next = care() ? "standard" : "care";
+    root.dataset.mode = next;
+    // Remembered by this browser (a year); the server renders the page in it next time.
+    document.cookie = `${MODE_COOKIE}=${next}; path=/; max-age=31536000; SameSite=Strict`;
+    layout();
+  }
+
+  // -- a confirmation in the page (a modal <dialog>: focus inside, Escape cancels) -----------
+
+  let answer = null; // resolves the open confirmation
+  let opener = null;
+
+  function confirmInPage(prefix) {
+    closeDialog(false);
+    ui.dialogHeading.textContent = t(`${prefix}.heading`);
+    ui.dialogText.textContent = t(prefix);
+    ui.dialogYes.textContent = t(`${prefix}.yes`);
+    opener = document.activeElement;
+    ui.dialog.showModal();
+    ui.dialogNo.focus(); // the safe answer first
+    return new Promise((resolve) => { answer = resolve; });
+  }
+
+  function closeDialog(yes) {
+    if (ui.dialog.open) ui.dialog.close();
+    if (answer === null) return;
+    const resolve = answer;
+    answer = null;
+    if (opener && document.contains(opener) && !opener.hidden) opener.focus();
+    opener = null;
+    resolve(yes);
+  }
+
+  // -- the holder's own records --------------------------------------------------------------
+
+  const PAGES = 10; // at most 10 x 50 rows of each kind
+
+  async function everything(path) {
+    const items = [];
+    let cursor = null;
+    for (let page = 0; page < PAGES; page += 1) {
+      const query = cursor ? `?limit=50&cursor=${encodeURIComponent(cursor)}` : "?limit=50";
+      // htu is the URL without the query: the proof signs the path.
+      const headers = { DPoP: await deviceProof(wallet, "GET", path) };
+      const response = await fetch(path + query, { headers, cache: "no-store" });
+      if (!response.ok) throw await problemOf(response);
+      const body = await response.json();
+      items.push(...body.items);
+      cursor = body.next_cursor;
+      if (!cursor) break;
+    }
+    return items;
+  }
+
+  function row(what, amountFen, when, note) {
+    const item = document.createElement("li");
+    const parts = [["what", what], ["amount", I18N.money(amountFen)], ["when", when], ["note", note]];
+    for (const [kind, words] of parts) {
+      if (!words) continue;
+      const span = document.createElement("span");
+      span.className = kind;
+      span.textContent = words;
+      if (item.childNodes.length) item.append(" "); // read apart, laid out by the grid
+      item.append(span);
+    }
+    return item;
+  }
+
+  function fill(list, rows, emptyKey) {
+    list.replaceChildren(...rows);
+    if (rows.length === 0) {
+      const item = document.createElement("li");
+      item.className = "empty";
+      item.textContent = t(emptyKey);
+      list.append(item);
+    }
+    list.dataset.count = String(rows.length);
+  }
+
+  let reading = null;
+
+  function loadRecords() {
+    if (!wallet || reading) return reading;
+    reading = readRecords().finally(() => { reading = null; });
+    return reading;
+  }
+
+  async function readRecords() {
+    ui.recordsStatus.textContent = t("wallet.records.loading");
+    ui.recordsStatus.dataset.state = "loading";
+    const base = `/v1/ecards/${wallet.ecardId}`;
+    try {
+      const entitlements = await everything(`${base}/entitlements`);
+      const transactions = await everything(`${base}/transactions`);
+      const byId = new Map(entitlements.map((e) => [e.id, e]));
+      // Newest first; at the same time, the later period first.
+      const order = (tx) => `${tx.at}|${(byId.get(tx.entitlement_id) || {}).period || ""}`;
+      const newest = (a, b) => (order(a) < order(b) ? 1 : -1);
+      fill(ui.openList, entitlements
+        .filter((e) => e.state === "open")
+        .sort((a, b) => (a.period < b.period ? 1 : -1))
+        .map((e) => row(I18N.benefit(e.benefit, e.period), e.amount_fen, "",
+          t("wallet.records.collect-at"))), "wallet.records.none-open");
+      const held = (tx) => (tx.state === "conflict" ? t("wallet.records.conflict") : "");
+      fill(ui.benefitList, transactions.filter((tx) => tx.type === "benefit").sort(newest)
+        .map((tx) => {
+          const e = byId.get(tx.entitlement_id);
+          const what = e ? I18N.benefit(e.benefit, e.period) : t("wallet.records.benefit-unknown");
+          return row(what, tx.amount_fen, I18N.beijing(tx.at), held(tx));
+        }), "wallet.records.none-benefit");
+      fill(ui.feeList, transactions.filter((tx) => tx.type === "fee").sort(newest)
+        .map((tx) => row(t("wallet.records.fee"), tx.amount_fen, I18N.beijing(tx.at), held(tx))),
+      "wallet.records.none-fee");
+      ui.recordsStatus.textContent = t("wallet.records.ready");
+      ui.recordsStatus.dataset.state = "ready";
+    } catch (error) {
+      const words = error instanceof WalletError ? error.message
+        : error instanceof TypeError ? t("wallet.unreachable") : String(error);
+      ui.recordsStatus.textContent = t("wallet.records.failed", { detail: words });
+      ui.recordsStatus.dataset.state = "failed";
+    }
   }
 
   // -- QR tokens --------------------------------------------------------------------------
@@ -236,7 +405,7 @@
     if (ticker !== null) clearInterval(ticker);
     ticker = null;
     ui.qr.hidden = true;
-    ui.qrText.value = "";
+    if (ui.qrText) ui.qrText.value = "";
     ui.countdown.textContent = "";
     ui.countdown.dataset.seconds = "";
   }
@@ -267,7 +436,7 @@
       if (old.startsWith("blob:")) URL.revokeObjectURL(old);
       ui.qr.dataset.token = decodeURIComponent(response.headers.get("X-Token-Text") || "");
       // For a counter without a scanner: the same text, to copy into its QR field.
-      ui.qrText.value = ui.qr.dataset.token;
+      if (ui.qrText) ui.qrText.value = ui.qr.dataset.token;
       ui.qr.dataset.purpose = purpose;
       // A purpose picked while this code was being fetched gets its own code at once.
       dueAt = ui.purpose.value === purpose ? Date.now() + REFRESH * 1000 : 0;
@@ -335,14 +504,17 @@
   }
 
   async function reportLost() {
-    if (!window.confirm(t("wallet.confirm.report-lost"))) {
+    if (!(await confirmInPage("wallet.confirm.report-lost"))) {
       return;
     }
     ui.reportLost.disabled = true;
     try {
       const response = await proven(wallet, "POST", `/v1/ecards/${wallet.ecardId}/loss-report`, {});
       showCard(await response.json());
+      // The card screen says what to do next (the service hall, the hotline).
+      showView("card", false);
       say(t("wallet.reported-lost"), "info");
+      ui.nextSteps.querySelector("h2").focus();
     } catch (error) {
       sayError(error);
       await reloadCard();
@@ -350,7 +522,7 @@
   }
 
   async function forget() {
-    if (!window.confirm(t("wallet.confirm.forget"))) {
+    if (!(await confirmInPage("wallet.confirm.forget"))) {
       return;
     }
     await clearWallet();
@@ -364,6 +536,15 @@
     ui.reportLost.addEventListener("click", reportLost);
     ui.forget.addEventListener("click", forget);
     ui.purpose.addEventListener("change", () => { dueAt = 0; });
+    ui.modeSwitch.addEventListener("click", toggleMode);
+    for (const button of document.querySelectorAll("[data-view-to]")) {
+      button.addEventListener("click", () => showView(button.dataset.viewTo));
+    }
+    ui.dialogYes.addEventListener("click", () => closeDialog(true));
+    ui.dialogNo.addEventListener("click", () => closeDialog(false));
+    // Escape (the dialog's cancel) and any other close answer "no".
+    ui.dialog.addEventListener("close", () => closeDialog(false));
+    layout();
     if (!window.isSecureContext || !window.crypto || !crypto.subtle || !window.indexedDB) {
       ui.loading.hidden = true;
       say(t("wallet.insecure"));
