@@ -53,7 +53,8 @@ def chromium(*, extra_args: list[str] | None = None) -> Iterator[Any]:
         service_unavailable("playwright is not installed: pip install -e '.[dev]'")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
+            executable_path=str(CHROMIUM),
+            headless=True,
             args=[*CHROMIUM_ARGS, *(extra_args or [])],
         )
         try:

@@ -10,6 +10,7 @@ playing a ``.y4m`` video of a QR code the issuer minted for a real e-card
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -207,9 +208,11 @@ def test_a_revoked_e_card_after_the_bundle_is_updated(browser: Any, scanner: Sca
     # signature; the updated bundle says revoked.
     fresh = scanner.token("transport")
     activate(scanner.client, scanner.services, scanner.holder, Phone())
-    page.click("#update")
     bundle = page.locator("#bundle")
-    expect(bundle).to_have_attribute("data-network", "updated", timeout=WAIT_MS)
+    refreshes = int(bundle.get_attribute("data-refreshes") or "0")
+    page.click("#update")
+    expect(bundle).to_have_attribute("data-refreshes", str(refreshes + 1), timeout=WAIT_MS)
+    expect(bundle).to_have_attribute("data-network", "updated")
     after = int(bundle.get_attribute("data-version") or "0")
     assert after > before, (before, after)
     scanner.show(fresh)
@@ -274,3 +277,33 @@ def test_the_page_answers_a_problem_while_it_is_not_built(tmp_path: Path) -> Non
             assert answer.json()["title"] == "Scanner page not built"
     finally:
         services.engine.dispose()
+
+
+def test_a_page_bringing_another_root_key_is_refused(browser: Any, scanner: Scanner) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from playwright.sync_api import expect
+
+    from cardsvc.core.keys import public_jwk
+
+    context, page = _open(browser, scanner)
+    # As if this device had pinned another issuer's root on an earlier visit: the page's
+    # root (this issuer's) must not replace it.
+    other = json.dumps(public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
+    page.evaluate(
+        """(jwk) => new Promise((resolve, reject) => {
+             const open = indexedDB.open("cardsvc-scan", 1);
+             open.onsuccess = () => {
+               const tx = open.result.transaction("state", "readwrite");
+               tx.objectStore("state").put(jwk, "pinned-root");
+               tx.oncomplete = () => { open.result.close(); resolve(true); };
+               tx.onerror = () => reject(tx.error);
+             };
+             open.onerror = () => reject(open.error);
+           })""",
+        other,
+    )
+    page.reload()
+    page.wait_for_selector("body[data-ready='refused']", state="attached", timeout=WAIT_MS)
+    expect(page.locator("#message")).to_contain_text("根密钥")
+    expect(page.locator("#setup")).to_be_hidden()
+    context.close()

@@ -35,7 +35,8 @@ self.addEventListener("fetch", (event) => {
       if (response.ok) await cache.put(event.request, response.clone());
       return response;
     } catch (error) {
-      const kept = await cache.match(event.request, { ignoreSearch: true });
+      // The page varies by language (Cookie, Accept-Language): offline, the one kept.
+      const kept = await cache.match(event.request, { ignoreSearch: true, ignoreVary: true });
       if (kept) return kept;
       throw error;
     }

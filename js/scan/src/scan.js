@@ -105,6 +105,7 @@ async function refreshBundle() {
       if (outcome === "refused") console.warn("bundle refused", error.check, error.detail);
     }
     lastUpdate = { at: Date.now(), outcome };
+    ui.bundle.dataset.refreshes = String(Number(ui.bundle.dataset.refreshes || "0") + 1);
     showBundle();
   })().finally(() => { updating = null; });
   return updating;
