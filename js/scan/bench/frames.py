@@ -30,7 +30,8 @@ def frame(text: str, rotation: float, blur: float, noise: float) -> Image.Image:
     if blur:
         picture = picture.filter(ImageFilter.GaussianBlur(blur))
     pixels = picture.load()
-    assert pixels is not None
+    if pixels is None:
+        raise RuntimeError("no pixel access")
     rnd = random.Random(1)  # noqa: S311 -- picture noise, not secrets
     for y in range(480):
         for x in range(640):
