@@ -59,6 +59,19 @@ class CardsvcError(Exception):
         self.detail = detail
 
 
+class ScannerNotBuiltError(Unavailable, CardsvcError):
+    """The scanner page's built files are missing (``node js/scan/build.mjs`` makes them)."""
+
+    code = "scanner-not-built"
+
+    def __init__(self, missing: str) -> None:
+        super().__init__(
+            f"the scanner page is not built ({missing} is missing): run `./dev run`, or "
+            "`node js/verify/build.mjs && node js/scan/build.mjs`"
+        )
+        self.missing = missing
+
+
 class ConfigurationError(CardsvcError):
     """Settings are missing or contradictory."""
 

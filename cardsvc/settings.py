@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         default="sqlite:///var/cardsvc.db", description="SQLAlchemy URL (SQLite or PostgreSQL)"
     )
     key_dir: Path = Field(default=Path("keys"), description="File key store directory")
+    scanner_dir: Path = Field(
+        default=Path(__file__).resolve().parents[1] / "js" / "scan" / "dist",
+        description="The scanner page's built files (js/scan/build.mjs writes them); /scan "
+        "answers a problem while they are missing",
+    )
     key_passphrase: SecretStr | None = Field(
         default=None, description="Passphrase that encrypts private keys at rest"
     )

@@ -213,8 +213,9 @@ def _banner(
         "cardsvc demo is running (Ctrl-C stops everything)",
         f"  counter page  {page}",
         f"  wallet page   {issuer}/wallet",
+        f"  scanner page  {issuer}/scan   (a camera reads the wallet's QR code, offline)",
         f"  API docs      {issuer}/docs",
-        "Both pages are in Simplified Chinese by default; the 中文 / English switch at the top",
+        "The pages are in Simplified Chinese by default; the 中文 / English switch at the top",
         "(or a browser asking for English) shows them in English.",
         "",
         f"Demo person {world.name}, ID {world.citizen_id}, card {world.card.card_number} "

@@ -29,9 +29,20 @@ CHROMIUM_ARGS = [
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
+def fake_camera_args(video: Path) -> list[str]:
+    """Chromium flags for a fake camera that plays ``video`` (a ``.y4m`` file, looped),
+    granted to every page without a prompt."""
+    return [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ]
+
+
 @contextmanager
-def chromium() -> Iterator[Any]:
-    """A headless Chromium browser until the block ends."""
+def chromium(*, extra_args: list[str] | None = None) -> Iterator[Any]:
+    """A headless Chromium browser until the block ends (``extra_args``: more flags, e.g.
+    :func:`fake_camera_args`)."""
     if not CHROMIUM.exists():
         service_unavailable(
             f"Chromium not found at {CHROMIUM}: `apt-get install chromium` (./dev test installs it)"
@@ -42,7 +53,9 @@ def chromium() -> Iterator[Any]:
         service_unavailable("playwright is not installed: pip install -e '.[dev]'")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*CHROMIUM_ARGS, *(extra_args or [])],
         )
         try:
             yield browser

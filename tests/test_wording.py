@@ -22,7 +22,7 @@ LOCALES = ROOT / "wording" / "locales"
 #: A complete key as the code spells it ("counter.pin.tries"); a prefix that the code
 #: completes at run time ends with "." or "${" and is checked below by enumeration.
 _KEY = re.compile(
-    r"""["'`]((?:common|format|month|benefit|purpose|counter|wallet)\.[a-z0-9_.-]*[a-z0-9_-])["'`]"""
+    r"""["'`]((?:common|format|month|benefit|purpose|counter|wallet|scan)\.[a-z0-9_.-]*[a-z0-9_-])["'`]"""
 )
 _FILES = re.compile(r"\.(css|html|js)$")
 _HTML_KEY = re.compile(r"\{\{t:([a-z]+\.[A-Za-z0-9_.-]+)\}\}")
@@ -30,10 +30,23 @@ SOURCES = [
     *sorted((ROOT / "reader_agent" / "page").glob("*.py")),
     *sorted((ROOT / "reader_agent" / "page" / "static").glob("*")),
     ROOT / "cardsvc" / "api" / "routes" / "wallet.py",
+    ROOT / "cardsvc" / "api" / "routes" / "scan.py",
+    ROOT / "js" / "scan" / "src" / "scan.js",
     *sorted((ROOT / "cardsvc" / "api" / "static").glob("*")),
     *sorted((ROOT / "wording").glob("*.py")),
     ROOT / "wording" / "static" / "i18n.js",
 ]
+
+
+#: Every check name an OfflineVerifier verdict can carry (js/verify/src: VerificationError
+#: checks, CoreError codes, and the verifier's own status and freshness answers).
+SCAN_REASONS = (
+    "signature", "expired", "issued-in-future", "not-yet-valid", "purpose", "replayed",
+    "revoked", "suspended", "status", "key-unknown", "key-window", "key-purpose", "key",
+    "algorithm", "claims", "header", "crit", "typ", "issuer", "slot", "device-signature",
+    "device-mismatch", "decode-error", "input-too-large", "stale-bundle", "clock-rollback",
+    "no-bundle", "status-missing", "status-stale", "replay-state", "replay-unknown",
+)  # fmt: skip
 
 
 def _po(name: str) -> dict[str, str]:
@@ -90,6 +103,10 @@ def test_keys_built_at_run_time_exist() -> None:
         *(f"wallet.confirm.{a}{part}" for a in ("report-lost", "forget")
           for part in ("", ".heading", ".yes")),
         *(f"month.{n}" for n in range(1, 13)),
+        # The scanner page: the reason of each check @cardsvc/verify names in a verdict.
+        *(f"scan.reason.{check}" for check in SCAN_REASONS),
+        *(f"scan.network.{s}" for s in ("checking", "updated", "unchanged", "offline", "refused")),
+        *(f"scan.concession.{n}" for n in (0, 1)),
         *(f"counter.problem.http.{s}.title" for s in (404, 405, 408, 413, "other")),
     ]
     assert not [key for key in built if not wording.has(key)]

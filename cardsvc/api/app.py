@@ -18,6 +18,7 @@ from cardsvc.api.routes import (
     keys,
     persons,
     receipts,
+    scan,
     status_lists,
     token,
     transaction_batches,
@@ -65,6 +66,7 @@ def create_app(
     app.include_router(transaction_batches.router)
     app.include_router(receipts.router)
     app.include_router(wallet.router)
+    app.include_router(scan.router)
     configured = services.settings
     max_bytes, timeout = configured.max_request_bytes, configured.body_timeout_seconds
     app.add_middleware(BodyLimits, max_bytes=max_bytes, timeout=timeout)

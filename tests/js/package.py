@@ -62,6 +62,31 @@ def built() -> Path:
     return PACKAGE
 
 
+SCANNER = ROOT / "js" / "scan"
+SCANNER_DIST = SCANNER / "dist"
+_SCANNER_SOURCES = ("src", "package.json", "package-lock.json", "build.mjs")
+
+
+@functools.cache
+def scanner_built() -> Path:
+    """Build the scanner page's files (js/scan, on js/verify's bundle) unless they are newer
+    than every source of both; their directory (the issuer's ``scanner_dir``)."""
+    built()
+    if not (SCANNER / "node_modules" / "zxing-wasm").exists():
+        service_unavailable("js/scan/node_modules is missing: run ./dev test (npm ci)")
+    outputs = [SCANNER_DIST / name for name in ("scan.min.js", "cardsvc-verify.min.js")]
+    sources = [BUNDLE.stat().st_mtime]
+    for name in _SCANNER_SOURCES:
+        path = SCANNER / name
+        files = path.rglob("*") if path.is_dir() else [path]
+        sources.extend(f.stat().st_mtime for f in files if f.is_file())
+    if not all(p.exists() for p in outputs) or min(p.stat().st_mtime for p in outputs) < max(
+        sources
+    ):
+        subprocess.run([node(), "build.mjs"], cwd=SCANNER, check=True, timeout=600)
+    return SCANNER_DIST
+
+
 def run_node(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """``node args...`` in js/verify, output captured."""
     return subprocess.run(
