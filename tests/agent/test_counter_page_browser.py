@@ -43,6 +43,7 @@ from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner
 from cardsvc.db.migrate import upgrade
 from cardsvc.db.models import Entitlement, TransactionRow
+from cardsvc.db.states import Role
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 from reader_agent.cli import app as cli
@@ -50,6 +51,8 @@ from reader_agent.issuer import IssuerClient
 from reader_agent.journal import Journal
 from reader_agent.page.app import PageConfig
 from reader_agent.page.app import create_app as create_page_app
+from reader_agent.page.desk import DeskSettings
+from reader_agent.page.views import Hall
 from reader_agent.page.server import PageServer
 from tests.agent.world import emulator_process
 from tests.browser import browser_page, screenshot
@@ -161,6 +164,9 @@ class Counter:
     client_id: str
     state_dir: Path
     url: str
+    clerk_id: str
+    auditor_id: str
+    card_number: str
     card: ExitStack = field(default_factory=ExitStack)
 
     def insert(self) -> None:
@@ -231,13 +237,15 @@ def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
 
         page_port = free_port()
         client = IssuerClient(issuer.base, client_id=terminal.client_id, signer=LocalSigner(key))
-        # require_clerk=False until the page has its sign-in form (issue 16).
+        clerk_id = _enrol(services, tmp_path, CLERK_NAME, Role.CLERK, CLERK_PASSWORD)
+        auditor_id = _enrol(services, tmp_path, "赵审计", Role.AUDITOR, AUDITOR_PASSWORD)
         config = PageConfig(state_dir=tmp_path / "state", cache_dir=cache, port=page_port,
                             probe_every=0.5, terminal_name=TERMINAL_NAME,
-                            require_clerk=False)  # fmt: skip
+                            desk=DeskSettings(hall=Hall(name=HALL_NAME, address=HALL_ADDRESS)))  # fmt: skip
         counter = Counter(issuer=issuer, person_id=str(person["id"]), card_state=card_state,
                           client_id=terminal.client_id, state_dir=tmp_path / "state",
-                          url=f"http://127.0.0.1:{page_port}/")  # fmt: skip
+                          url=f"http://127.0.0.1:{page_port}/", clerk_id=clerk_id,
+                          auditor_id=auditor_id, card_number=card["card_number"])  # fmt: skip
         with _page_server(create_page_app(config, issuer=client), page_port):
             try:
                 yield counter
@@ -249,6 +257,47 @@ def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
 
 
 TERMINAL_NAME = "朝阳区社保服务大厅 3号窗口"
+HALL_NAME = "北京市朝阳区社会保障服务大厅"
+HALL_ADDRESS = "北京市朝阳区朝阳路 100 号"
+CLERK_NAME = "李敏"
+CLERK_PASSWORD = "counter clerk 42"
+AUDITOR_PASSWORD = "auditor pass 42"
+
+
+def _enrol(services: Services, tmp_path: Path, name: str, role: Role, password: str) -> str:
+    """An operator client of ``role`` at the issuer, enrolled at this counter with
+    ``reader-agent clerk add`` (as a hall's administrator does)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / f"operator-{role.value}.pem"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    client = services.clients.register(kind=ClientKind.OPERATOR, display_name=name, role=role,
+                                       jwk=public_jwk(key.public_key()), created_by="test",
+                                       now=utcnow())  # fmt: skip
+    done = CliRunner().invoke(cli, ["clerk", "add", "--client-id", client.client_id,
+                                    "--name", name, "--key-file", str(key_file),
+                                    "--state-dir", str(tmp_path / "state")],
+                              input=f"{password}\n{password}\n")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    return client.client_id
+
+
+def _sign_in(page: Any, counter: Counter, *, auditor: bool = False) -> None:
+    """The clerk signs in with the keyboard only: the ID field has the focus."""
+    from playwright.sync_api import expect
+
+    page.wait_for_selector("#signin:not([hidden]), #work:not([hidden])", timeout=WAIT_MS)
+    if page.locator("#work").is_visible():
+        return  # signed in already (the page was opened again)
+    expect(page.locator("#clerk-id")).to_be_focused()
+    page.keyboard.type(counter.auditor_id if auditor else counter.clerk_id)
+    page.keyboard.press("Tab")
+    page.keyboard.type(AUDITOR_PASSWORD if auditor else CLERK_PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#clerk-name")).to_contain_text("赵审计" if auditor else CLERK_NAME,
+                                                        timeout=WAIT_MS)  # fmt: skip
+    expect(page.locator("#work")).to_be_visible()
 
 
 @pytest.fixture
@@ -289,6 +338,7 @@ def _checked(page: Any, counter: Counter, words: dict[str, str] = WORDS["en"]) -
         expect(page.locator("[data-lang-choice=en]")).to_have_attribute(
             "aria-pressed", "true", timeout=WAIT_MS)  # fmt: skip
     expect(page.locator("html")).to_have_attribute("lang", words["lang"])
+    _sign_in(page, counter)
     card = page.locator("#card-state")
     expect(card).to_have_attribute("data-present", "false", timeout=WAIT_MS)
     expect(page.locator("#link")).to_have_attribute("data-online", "true", timeout=WAIT_MS)
@@ -381,6 +431,7 @@ def test_a_card_pulled_mid_flow_is_shown_at_once_and_nothing_is_paid(
 
     entitlement = counter.entitlement("2025-02")
     page.goto(counter.url)
+    _sign_in(page, counter)
     expect(page.locator("#link")).to_have_attribute("data-online", "true", timeout=WAIT_MS)
     expect(page.locator("#card-state")).to_contain_text("insert a card", timeout=WAIT_MS)
     _screenshot(page, tmp_path, "idle")
@@ -499,6 +550,7 @@ def test_an_e_card_qr_code_is_verified_online_and_plainly_not_when_offline(
     token = minted.json()["tokens"][0]["token"]
 
     page.goto(counter.url)
+    _sign_in(page, counter)
     expect(page.locator("#link")).to_have_attribute("data-online", "true", timeout=WAIT_MS)
     result = page.locator("#qr-result")
 
