@@ -52,8 +52,8 @@ from reader_agent.journal import Journal
 from reader_agent.page.app import PageConfig
 from reader_agent.page.app import create_app as create_page_app
 from reader_agent.page.desk import DeskSettings
-from reader_agent.page.views import Hall
 from reader_agent.page.server import PageServer
+from reader_agent.page.views import Hall
 from tests.agent.world import emulator_process
 from tests.browser import browser_page, screenshot
 from tests.live import free_port
@@ -241,7 +241,8 @@ def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
         auditor_id = _enrol(services, tmp_path, "赵审计", Role.AUDITOR, AUDITOR_PASSWORD)
         config = PageConfig(state_dir=tmp_path / "state", cache_dir=cache, port=page_port,
                             probe_every=0.5, terminal_name=TERMINAL_NAME,
-                            desk=DeskSettings(hall=Hall(name=HALL_NAME, address=HALL_ADDRESS)))  # fmt: skip
+                            desk=DeskSettings(hall=Hall(name=HALL_NAME,
+                                                        address=HALL_ADDRESS)))  # fmt: skip
         counter = Counter(issuer=issuer, person_id=str(person["id"]), card_state=card_state,
                           client_id=terminal.client_id, state_dir=tmp_path / "state",
                           url=f"http://127.0.0.1:{page_port}/", clerk_id=clerk_id,
