@@ -10,7 +10,9 @@ and issuer link running; Debian's ``chromium`` driven by Playwright.
 are generous on purpose (a loaded CI machine), never with a timing assertion: the page is
 pushed the change over SSE by a watcher that wakes on pcscd's status change.
 
-``CARDSVC_UPDATE_SCREENSHOTS=1`` also writes the screenshots to
+The clerk signs in first (a clerk and an auditor are enrolled with ``reader-agent clerk
+add``); the clerk's whole job runs keyboard only, in both languages and both modes, with
+axe-core on every state. ``CARDSVC_UPDATE_SCREENSHOTS=1`` also writes the screenshots to
 ``docs/screenshots/counter-*.png`` (the README shows them).
 """
 
