@@ -696,6 +696,7 @@ def test_the_clerks_whole_job_by_keyboard(
         expect(page.locator("#person-entitlements .amount")).to_have_text("¥3,500.00")
         expect(page.locator("#person-citizen-id")).to_have_text("440524********0014")
         assert CITIZEN_ID not in page.locator("#person").inner_text()
+        expect(page.locator("#lookup-id")).to_have_value("")  # not left on the screen
         _accessible(page, "person", mode)
         _sizes(page, mode)
 
@@ -848,5 +849,39 @@ def test_a_clerk_without_the_role_is_refused_in_chinese_and_nothing_happens(
         expect(message).to_contain_text("无权办理", timeout=WAIT_MS)
         expect(page.locator("#code-box")).to_be_hidden()
         _accessible(page, "refused", "standard")
+    states = counter.issuer.call("GET", f"/v1/cards/{counter.card_number}", {}, "cards:read")
+    assert states["state"] == "active"
+
+
+def test_the_page_follows_the_browsers_text_size_contrast_and_motion(counter: Counter) -> None:
+    from playwright.sync_api import expect
+
+    from tests.axe import assert_accessible
+
+    with browser_page(width=1280, height=900, locale="zh-CN") as page:
+        # The browser's default text size raised from 16 px to 24 px (as in its settings).
+        session = page.context.new_cdp_session(page)
+        session.send("Page.enable")
+        session.send("Page.setFontSizes", {"fontSizes": {"standard": 24}})
+        page.emulate_media(contrast="more", reduced_motion="reduce")
+        page.goto(counter.url)
+        _sign_in(page, counter)
+        size = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
+        assert size == 27.0  # 1.125 x 24
+        assert page.locator("#lookup-button").bounding_box()["height"] >= 66  # 2.75rem at 24 px
+        page.keyboard.type(CITIZEN_ID)
+        page.keyboard.press("Enter")
+        expect(page.locator("#person")).to_be_visible(timeout=WAIT_MS)
+        # More contrast: black text, and 7:1 everywhere.
+        assert page.evaluate("getComputedStyle(document.body).color") == "rgb(0, 0, 0)"
+        assert_accessible(page, "prefers-contrast: more", enhanced_contrast=True)
+        # Less motion: the loss dialog appears without its animation.
+        _press(page, f'#person-cards li[data-card="{counter.card_number}"] button.danger')
+        dialog = "getComputedStyle(document.getElementById('dialog')).animationName"
+        assert page.evaluate(dialog) == "none"
+        page.emulate_media(reduced_motion="no-preference")
+        assert page.evaluate(dialog) == "appear"
+        page.keyboard.press("Escape")
+        expect(page.locator("#dialog")).to_be_hidden()
     states = counter.issuer.call("GET", f"/v1/cards/{counter.card_number}", {}, "cards:read")
     assert states["state"] == "active"

@@ -500,6 +500,7 @@
     $("lookup-button").disabled = true;
     try {
       await lookUp(citizenId);
+      $("lookup-id").value = ""; // the full number does not stay on the screen
     } catch (problem) {
       sayProblem(problem);
       focus($("lookup-id"));
