@@ -31,15 +31,27 @@ from cardsvc.registry.lifecycle import CardState
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 from demo.processes import READER, DemoError, Processes
-from demo.world import ACTOR, PENSION_FEN, TERMINAL_NAME, DemoWorld, ensure_world
+from demo.world import (
+    ACTOR,
+    CLERK_NAME,
+    PENSION_FEN,
+    TERMINAL_NAME,
+    DemoWorld,
+    ensure_clerk,
+    ensure_world,
+)
 from reader_agent import pcsc
 from reader_agent.card.session import SscSession
 from reader_agent.personalize import personalize
 from wording import money
 
 DEMO_DIR = Path("var/demo")
+HALL_NAME = "演示区社会保障服务大厅"
+HALL_ADDRESS = "演示市演示路 1 号"
 PIN = "123456"  # the demo card's; a real card's PIN is the cardholder's secret
 PUK = "12345678"
+#: The demo clerk's password at the counter (a real clerk's is their own secret).
+CLERK_PASSWORD = "limin-demo-2026"  # noqa: S105 - the demo's, printed in its banner
 _BANNER_WIDTH = 72
 
 
@@ -93,6 +105,7 @@ def _run() -> None:
     )
     if world.card.state == CardState.PENDING_PERSONALIZATION:
         card_file.unlink(missing_ok=True)  # a blank chip for the new card
+    clerk_id = ensure_clerk(services, DEMO_DIR / "clerk.pem", now=utcnow())
     root_file = DEMO_DIR / "root.jwk"
     root_file.write_text(json.dumps(services.keys.root_key().jwk()))
     server = _DemoServer(
@@ -120,12 +133,13 @@ def _run() -> None:
                 return
             try:
                 if page_port:
-                    _start_counter_page(processes, settings.issuer, world, root_file, page_port)
+                    _start_counter_page(processes, settings.issuer, world, root_file, page_port,
+                                        clerk_id)  # fmt: skip
             except DemoError as exc:
                 typer.echo(f"counter page not started: {exc}", err=True)
-                _banner(settings.issuer, 0, world, code, admin_id, admin_key)
+                _banner(settings.issuer, 0, world, code, admin_id, admin_key, clerk_id)
                 return
-            _banner(settings.issuer, page_port, world, code, admin_id, admin_key)
+            _banner(settings.issuer, page_port, world, code, admin_id, admin_key, clerk_id)
 
         threading.Thread(target=after_start, daemon=True).start()
         server.run()  # until Ctrl-C; then the processes stop in reverse order
@@ -165,11 +179,13 @@ def _wait_started(server: uvicorn.Server) -> bool:
 
 
 def _start_counter_page(
-    processes: Processes, issuer: str, world: DemoWorld, root_file: Path, port: int
-) -> None:
+    processes: Processes, issuer: str, world: DemoWorld, root_file: Path, port: int,
+    clerk_id: str,
+) -> None:  # fmt: skip
     import subprocess
 
     cache_dir, state_dir = DEMO_DIR / "agent-cache", DEMO_DIR / "agent-state"
+    _enrol_clerk(state_dir, clerk_id)
     update = subprocess.run(  # noqa: S603 - our own fixed command line
         [sys.executable, "-m", "reader_agent", "cache", "update", "--issuer", issuer,
          "--root", str(root_file), "--cache-dir", str(cache_dir)],
@@ -181,30 +197,46 @@ def _start_counter_page(
         ["serve", "--issuer", issuer, "--client-id", world.terminal_id,
          "--client-key", str(world.terminal_key), "--state-dir", str(state_dir),
          "--cache-dir", str(cache_dir), "--port", str(port), "--reader", READER,
-         "--terminal-name", TERMINAL_NAME,
-         # Until the page has its sign-in form (issue 16), the demo counter needs no clerk.
-         "--no-clerk-required"],
+         "--terminal-name", TERMINAL_NAME, "--hall-name", HALL_NAME,
+         "--hall-address", HALL_ADDRESS],
         port=port,
     )  # fmt: skip
+
+
+def _enrol_clerk(state_dir: Path, clerk_id: str) -> None:
+    """The demo clerk at the demo counter (as ``reader-agent clerk add`` does), under the
+    password the banner prints; again on every run (a lock-out from the last run ends)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from reader_agent.clerks import ClerkStore
+
+    private = serialization.load_pem_private_key((DEMO_DIR / "clerk.pem").read_bytes(), None)
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise DemoError("the demo clerk's key is not an EC key")
+    ClerkStore(state_dir).enrol(client_id=clerk_id, display_name=CLERK_NAME,
+                                private_key=private, password=CLERK_PASSWORD)  # fmt: skip
 
 
 def _first_thing(world: DemoWorld, yuan: str) -> list[str]:
     if world.pension_open:
         return [
-            f"  1. Counter page: check the card, enter PIN {PIN}, collect the "
-            f"{world.entitlement_period} pension",
-            f"     ({yuan}) and print the receipt.",
+            f"  1. Counter page: sign in as the clerk, check the card, enter PIN {PIN}, "
+            "collect the",
+            f"     {world.entitlement_period} pension ({yuan}) and print the receipt.",
         ]
     return [
-        f"  1. Counter page: check the card, enter PIN {PIN} and pay a fee (the "
-        f"{world.entitlement_period} pension",
-        "     was collected on an earlier run), then print the receipt.",
+        f"  1. Counter page: sign in as the clerk, check the card, enter PIN {PIN} and pay a "
+        "fee",
+        f"     (the {world.entitlement_period} pension was collected on an earlier run), "
+        "then print the receipt.",
     ]
 
 
 def _banner(
-    issuer: str, page_port: int, world: DemoWorld, code: str, admin_id: str, admin_key: Path
-) -> None:
+    issuer: str, page_port: int, world: DemoWorld, code: str, admin_id: str, admin_key: Path,
+    clerk_id: str,
+) -> None:  # fmt: skip
     rule = "=" * _BANNER_WIDTH
     page = f"http://127.0.0.1:{page_port}" if page_port else "(not running: see above)"
     yuan = money(PENSION_FEN, "en")
@@ -220,6 +252,8 @@ def _banner(
         "",
         f"Demo person {world.name}, ID {world.citizen_id}, card {world.card.card_number} "
         f"in reader {READER!r}, PIN {PIN}.",
+        f"Demo clerk {CLERK_NAME}: clerk ID {clerk_id}, password {CLERK_PASSWORD} "
+        "(the clerk signs in first).",
         "",
         "Three things to try:",
         *_first_thing(world, yuan),

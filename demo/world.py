@@ -23,6 +23,7 @@ from cardsvc.auth.clients import ClientKind
 from cardsvc.core.identity import CitizenId
 from cardsvc.core.keys import public_jwk
 from cardsvc.db.models import Card
+from cardsvc.db.states import Role
 from cardsvc.ledger.errors import DuplicateEntitlementError
 from cardsvc.ledger.service import NewEntitlement
 from cardsvc.registry.errors import PersonNotFoundError
@@ -36,6 +37,8 @@ NAME = "王芳"
 PENSION_FEN = 350_000
 #: The demo terminal's registered name (the counter page and its receipts show it).
 TERMINAL_NAME = "演示柜台 1号窗口"
+#: The demo's clerk (an operator client with role clerk), printed on the receipts.
+CLERK_NAME = "李敏"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +134,31 @@ def _terminal(services: Services, key_path: Path, *, now: datetime) -> str:
     client = services.clients.register(
         kind=ClientKind.TERMINAL,
         display_name=TERMINAL_NAME,
+        jwk=public_jwk(private.public_key()),
+        created_by=ACTOR,
+        now=now,
+    )
+    return client.client_id
+
+
+def ensure_clerk(services: Services, key_path: Path, *, now: datetime) -> str:
+    """The demo clerk's operator client id (role clerk); its private key sits in
+    ``key_path`` (the demo enrols it at the counter under the printed password)."""
+    for client in services.clients.list():
+        if client.display_name == CLERK_NAME and client.active and key_path.exists():
+            return client.client_id
+    private = ec.generate_private_key(ec.SECP256R1())
+    key_path.unlink(missing_ok=True)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    client = services.clients.register(
+        kind=ClientKind.OPERATOR,
+        display_name=CLERK_NAME,
+        role=Role.CLERK,
         jwk=public_jwk(private.public_key()),
         created_by=ACTOR,
         now=now,

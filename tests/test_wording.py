@@ -108,6 +108,12 @@ def test_keys_built_at_run_time_exist() -> None:
         *(f"scan.network.{s}" for s in ("checking", "updated", "unchanged", "offline", "refused")),
         *(f"scan.concession.{n}" for n in (0, 1)),
         *(f"counter.problem.http.{s}.title" for s in (404, 405, 408, 413, "other")),
+        *(f"counter.card-state.{s}" for s in ("pending_personalization", "active", "suspended",
+                                              "revoked", "expired")),
+        *(f"counter.ecard-state.{s}" for s in ("active", "replaced", "revoked")),
+        *(f"counter.ecard-via.{v}" for v in ("code", "counter")),
+        *(f"counter.loss.{k}.{part}" for k in ("temporary", "formal")
+          for part in ("heading", "text", "yes")),
     ]
     assert not [key for key in built if not wording.has(key)]
 

@@ -239,6 +239,15 @@ def _asset(name: str) -> str:
 
 _I18N_HEADERS = {**_HEADERS, "Cache-Control": "no-cache"}
 
+#: The cookie that remembers the page's mode (the switch sets it); its values are the
+#: page's ``data-mode``: ``care`` is the mode for the elderly (关怀模式), large text.
+MODE_COOKIE = "cardsvc_counter_mode"
+
+
+def page_mode(cookie: str | None) -> str:
+    """``care`` only when this browser chose it, else ``standard``."""
+    return "care" if cookie == "care" else "standard"
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -315,7 +324,9 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse)
     async def page(request: Request) -> HTMLResponse:
-        body = render_html(_asset("counter.html"), lang_of(request)).replace("{{CSRF}}", csrf)
+        body = (render_html(_asset("counter.html"), lang_of(request))
+                .replace("{{CSRF}}", csrf)
+                .replace("{{MODE}}", page_mode(request.cookies.get(MODE_COOKIE))))  # fmt: skip
         return HTMLResponse(body, headers={**_HEADERS, "Vary": "Cookie, Accept-Language"})
 
     @app.get("/i18n/{lang}.json")

@@ -264,3 +264,11 @@ def test_refusals_before_the_page_are_in_the_request_language(client: TestClient
     assert refused.json()["title"] == "主机名不对"
     english = client.get("/api/state", headers={"Host": "evil.example", "Accept-Language": "en"})
     assert english.json()["title"] == "Wrong host name"
+
+
+def test_the_mode_for_the_elderly_is_the_browsers_remembered_choice(client: TestClient) -> None:
+    assert 'data-mode="standard"' in client.get("/").text
+    care = client.get("/", headers={"Cookie": "cardsvc_counter_mode=care"})
+    assert 'data-mode="care"' in care.text
+    odd = client.get("/", headers={"Cookie": 'cardsvc_counter_mode="><script>'}).text
+    assert 'data-mode="standard"' in odd and "<script>" not in odd.split("<head>")[0]

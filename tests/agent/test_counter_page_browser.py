@@ -10,7 +10,9 @@ and issuer link running; Debian's ``chromium`` driven by Playwright.
 are generous on purpose (a loaded CI machine), never with a timing assertion: the page is
 pushed the change over SSE by a watcher that wakes on pcscd's status change.
 
-``CARDSVC_UPDATE_SCREENSHOTS=1`` also writes the screenshots to
+The clerk signs in first (a clerk and an auditor are enrolled with ``reader-agent clerk
+add``); the clerk's whole job runs keyboard only, in both languages and both modes, with
+axe-core on every state. ``CARDSVC_UPDATE_SCREENSHOTS=1`` also writes the screenshots to
 ``docs/screenshots/counter-*.png`` (the README shows them).
 """
 
@@ -43,6 +45,7 @@ from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner
 from cardsvc.db.migrate import upgrade
 from cardsvc.db.models import Entitlement, TransactionRow
+from cardsvc.db.states import Role
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 from reader_agent.cli import app as cli
@@ -50,7 +53,9 @@ from reader_agent.issuer import IssuerClient
 from reader_agent.journal import Journal
 from reader_agent.page.app import PageConfig
 from reader_agent.page.app import create_app as create_page_app
+from reader_agent.page.desk import DeskSettings
 from reader_agent.page.server import PageServer
+from reader_agent.page.views import Hall
 from tests.agent.world import emulator_process
 from tests.browser import browser_page, screenshot
 from tests.live import free_port
@@ -161,6 +166,9 @@ class Counter:
     client_id: str
     state_dir: Path
     url: str
+    clerk_id: str
+    auditor_id: str
+    card_number: str
     card: ExitStack = field(default_factory=ExitStack)
 
     def insert(self) -> None:
@@ -231,13 +239,16 @@ def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
 
         page_port = free_port()
         client = IssuerClient(issuer.base, client_id=terminal.client_id, signer=LocalSigner(key))
-        # require_clerk=False until the page has its sign-in form (issue 16).
+        clerk_id = _enrol(services, tmp_path, CLERK_NAME, Role.CLERK, CLERK_PASSWORD)
+        auditor_id = _enrol(services, tmp_path, "赵审计", Role.AUDITOR, AUDITOR_PASSWORD)
         config = PageConfig(state_dir=tmp_path / "state", cache_dir=cache, port=page_port,
                             probe_every=0.5, terminal_name=TERMINAL_NAME,
-                            require_clerk=False)  # fmt: skip
+                            desk=DeskSettings(hall=Hall(name=HALL_NAME,
+                                                        address=HALL_ADDRESS)))  # fmt: skip
         counter = Counter(issuer=issuer, person_id=str(person["id"]), card_state=card_state,
                           client_id=terminal.client_id, state_dir=tmp_path / "state",
-                          url=f"http://127.0.0.1:{page_port}/")  # fmt: skip
+                          url=f"http://127.0.0.1:{page_port}/", clerk_id=clerk_id,
+                          auditor_id=auditor_id, card_number=card["card_number"])  # fmt: skip
         with _page_server(create_page_app(config, issuer=client), page_port):
             try:
                 yield counter
@@ -249,6 +260,47 @@ def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
 
 
 TERMINAL_NAME = "朝阳区社保服务大厅 3号窗口"
+HALL_NAME = "北京市朝阳区社会保障服务大厅"
+HALL_ADDRESS = "北京市朝阳区朝阳路 100 号"
+CLERK_NAME = "李敏"
+CLERK_PASSWORD = "counter clerk 42"
+AUDITOR_PASSWORD = "auditor pass 42"
+
+
+def _enrol(services: Services, tmp_path: Path, name: str, role: Role, password: str) -> str:
+    """An operator client of ``role`` at the issuer, enrolled at this counter with
+    ``reader-agent clerk add`` (as a hall's administrator does)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / f"operator-{role.value}.pem"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    client = services.clients.register(kind=ClientKind.OPERATOR, display_name=name, role=role,
+                                       jwk=public_jwk(key.public_key()), created_by="test",
+                                       now=utcnow())  # fmt: skip
+    done = CliRunner().invoke(cli, ["clerk", "add", "--client-id", client.client_id,
+                                    "--name", name, "--key-file", str(key_file),
+                                    "--state-dir", str(tmp_path / "state")],
+                              input=f"{password}\n{password}\n")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    return client.client_id
+
+
+def _sign_in(page: Any, counter: Counter, *, auditor: bool = False) -> None:
+    """The clerk signs in with the keyboard only: the ID field has the focus."""
+    from playwright.sync_api import expect
+
+    page.wait_for_selector("#signin:not([hidden]), #work:not([hidden])", timeout=WAIT_MS)
+    if page.locator("#work").is_visible():
+        return  # signed in already (the page was opened again)
+    expect(page.locator("#clerk-id")).to_be_focused()
+    page.keyboard.type(counter.auditor_id if auditor else counter.clerk_id)
+    page.keyboard.press("Tab")
+    page.keyboard.type(AUDITOR_PASSWORD if auditor else CLERK_PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#clerk-name")).to_contain_text("赵审计" if auditor else CLERK_NAME,
+                                                        timeout=WAIT_MS)  # fmt: skip
+    expect(page.locator("#work")).to_be_visible()
 
 
 @pytest.fixture
@@ -289,6 +341,7 @@ def _checked(page: Any, counter: Counter, words: dict[str, str] = WORDS["en"]) -
         expect(page.locator("[data-lang-choice=en]")).to_have_attribute(
             "aria-pressed", "true", timeout=WAIT_MS)  # fmt: skip
     expect(page.locator("html")).to_have_attribute("lang", words["lang"])
+    _sign_in(page, counter)
     card = page.locator("#card-state")
     expect(card).to_have_attribute("data-present", "false", timeout=WAIT_MS)
     expect(page.locator("#link")).to_have_attribute("data-online", "true", timeout=WAIT_MS)
@@ -381,6 +434,7 @@ def test_a_card_pulled_mid_flow_is_shown_at_once_and_nothing_is_paid(
 
     entitlement = counter.entitlement("2025-02")
     page.goto(counter.url)
+    _sign_in(page, counter)
     expect(page.locator("#link")).to_have_attribute("data-online", "true", timeout=WAIT_MS)
     expect(page.locator("#card-state")).to_contain_text("insert a card", timeout=WAIT_MS)
     _screenshot(page, tmp_path, "idle")
@@ -499,6 +553,7 @@ def test_an_e_card_qr_code_is_verified_online_and_plainly_not_when_offline(
     token = minted.json()["tokens"][0]["token"]
 
     page.goto(counter.url)
+    _sign_in(page, counter)
     expect(page.locator("#link")).to_have_attribute("data-online", "true", timeout=WAIT_MS)
     result = page.locator("#qr-result")
 
@@ -520,3 +575,313 @@ def test_an_e_card_qr_code_is_verified_online_and_plainly_not_when_offline(
     scan(second.json()["tokens"][0]["token"])
     expect(result).to_have_attribute("data-outcome", "unverified", timeout=WAIT_MS)
     expect(page.locator("#qr-message")).to_contain_text("NOT VERIFIED")
+
+
+# -- the clerk's whole job, keyboard only, both languages, both modes ---------------------
+
+#: What the clerk reads in each language (the flows below are typed, never clicked).
+JOB = {
+    "zh-CN": {"locale": "zh-CN", "active": "卡号 {card}：正常",
+              "suspended": "卡号 {card}：已临时挂失（暂停使用）", "pension": "养老金 2025年4月",
+              "resumed": "已恢复使用", "pin-wrong": "还可尝试 2 次", "clerk": "柜员：李敏",
+              "reprint": "补打回执", "forbidden": "无权办理", "mode": "关怀模式（大字）",
+              "time": r"^\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}$"},
+    "en": {"locale": "en-US", "active": "Card {card}: in use",
+           "suspended": "Card {card}: suspended (temporary loss)",
+           "pension": "Pension, April 2025", "resumed": "Card resumed", "pin-wrong": "2 tries left",
+           "clerk": "Clerk: 李敏", "reprint": "Reprint", "forbidden": "Not allowed for your role",
+           "mode": "Easy view (large text)",
+           "time": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2} \(Beijing time\)$"},
+}
+CITIZEN_ID = "440524188001010014"
+
+
+def _tab_to(page: Any, selector: str, *, limit: int = 150) -> None:
+    """Tab (forwards, wrapping) until ``selector`` has the focus: keyboard only."""
+    for _ in range(limit):
+        if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)",
+                         selector):  # fmt: skip
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def _press(page: Any, selector: str) -> None:
+    _tab_to(page, selector)
+    page.keyboard.press("Enter")
+
+
+def _accessible(page: Any, state: str, mode: str) -> None:
+    from tests.axe import assert_accessible
+
+    # Checked as it stays, after any appearing animation.
+    page.evaluate("() => Promise.all(document.getAnimations().map((a) => a.finished))")
+    # The mode for the elderly keeps 7:1 (AAA); the normal one at least 4.5:1 (AA).
+    assert_accessible(page, state, enhanced_contrast=mode == "care")
+    # Every visible control has an accessible name.
+    unnamed = page.evaluate("""() => [...document.querySelectorAll(
+        'button, input, select, summary, [role=tab]')].filter((el) => el.offsetParent !== null
+        || el.closest('dialog[open]')).filter((el) => {
+          const label = el.labels && el.labels.length ? el.labels[0].textContent.trim() : '';
+          return !(el.getAttribute('aria-label') || label || el.textContent.trim()
+                   || el.title || el.getAttribute('aria-labelledby'));
+        }).map((el) => el.id || el.outerHTML.slice(0, 60))""")
+    assert unnamed == [], f"{state}: controls without a name: {unnamed}"
+
+
+def _sizes(page: Any, mode: str) -> None:
+    """Body text 18 px (24 px in the mode); every visible target at least 44 px (48)."""
+    body = page.evaluate("() => parseFloat(getComputedStyle(document.body).fontSize)")
+    assert body == (24 if mode == "care" else 18), body
+    least = 48 if mode == "care" else 44
+    small = page.evaluate("""(least) => [...document.querySelectorAll(
+        'button, input:not([type=radio]):not([type=checkbox]), select')]
+        .filter((el) => el.offsetParent !== null)
+        .filter((el) => el.getBoundingClientRect().height < least - 0.5)
+        .map((el) => `${el.id}:${el.getBoundingClientRect().height}`)""", least)
+    assert small == [], small
+
+
+@pytest.mark.parametrize("mode", ["standard", "care"])
+@pytest.mark.parametrize("lang", list(JOB))
+def test_the_clerks_whole_job_by_keyboard(
+    counter: Counter, tmp_path: Path, lang: str, mode: str
+) -> None:
+    import urllib.request
+
+    from playwright.sync_api import expect
+
+    words = JOB[lang]
+    card_line = {k: words[k].format(card=counter.card_number) for k in ("active", "suspended")}
+    entitlement = counter.entitlement("2025-04")
+    shot = f"{'' if lang == 'zh-CN' else lang + '-'}{'care-' if mode == 'care' else ''}"
+    with browser_page(width=1280, height=900, locale=words["locale"]) as page:
+        page.goto(counter.url)
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+        expect(page.locator("html")).to_have_attribute("data-mode", "standard")
+        if mode == "care":  # switched with the keyboard, and remembered
+            _press(page, "#mode-switch")
+            expect(page.locator("html")).to_have_attribute("data-mode", "care")
+            expect(page.locator("#mode-switch")).to_have_attribute("aria-pressed", "true")
+            page.reload()
+            expect(page.locator("html")).to_have_attribute("data-mode", "care")
+        expect(page.locator("#mode-switch")).to_have_text(words["mode"])
+        expect(page.locator("#clerk-id")).to_be_focused(timeout=WAIT_MS)
+        expect(page.locator("#work")).to_be_hidden()
+        _accessible(page, "sign-in", mode)
+        _sizes(page, mode)
+        if lang == "zh-CN":
+            _screenshot(page, tmp_path, f"{shot}signin")
+
+        # A wrong password: refused, the focus back in the password field.
+        page.keyboard.type(counter.clerk_id)
+        page.keyboard.press("Tab")
+        page.keyboard.type("not the password")
+        page.keyboard.press("Enter")
+        expect(page.locator("#message")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#clerk-password")).to_be_focused()
+        expect(page.locator("#clerk-password")).to_have_value("")
+        _accessible(page, "wrong password", mode)
+        page.keyboard.type(CLERK_PASSWORD)
+        page.keyboard.press("Enter")
+        expect(page.locator("#clerk-name")).to_have_text(words["clerk"], timeout=WAIT_MS)
+        expect(page.locator("#lookup-id")).to_be_focused()
+
+        # Look the person up by ID number: card, e-card, open entitlements.
+        page.keyboard.type(CITIZEN_ID)
+        page.keyboard.press("Enter")
+        cards = page.locator("#person-cards li")
+        expect(cards.locator(".what")).to_have_text(card_line["active"], timeout=WAIT_MS)
+        expect(page.locator("#person-entitlements .what")).to_have_text(words["pension"])
+        expect(page.locator("#person-entitlements .amount")).to_have_text("¥3,500.00")
+        expect(page.locator("#person-citizen-id")).to_have_text("440524********0014")
+        assert CITIZEN_ID not in page.locator("#person").inner_text()
+        expect(page.locator("#lookup-id")).to_have_value("")  # not left on the screen
+        _accessible(page, "person", mode)
+        _sizes(page, mode)
+
+        # A temporary loss report, confirmed in the page: first cancelled (Escape).
+        _press(page, f'#person-cards li[data-card="{counter.card_number}"] button:not(.danger)')
+        dialog = page.locator("#dialog")
+        expect(dialog).to_be_visible()
+        expect(page.locator("#dialog-no")).to_be_focused()
+        _accessible(page, "loss dialog", mode)
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        expect(cards.locator(".what")).to_have_text(card_line["active"])
+        page.keyboard.press("Enter")  # the focus is back on the button
+        expect(dialog).to_be_visible()
+        page.keyboard.press("Tab")
+        expect(page.locator("#dialog-yes")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(cards.locator(".what")).to_have_text(card_line["suspended"], timeout=WAIT_MS)
+        expect(page.locator("#message")).to_have_class(re.compile("info"))
+
+        # The card in the reader, checked; then resumed (the check proves the card).
+        counter.insert()
+        expect(page.locator("#card-state")).to_have_attribute("data-present", "true",
+                                                              timeout=LIVE_MS)  # fmt: skip
+        expect(page.locator("#check")).to_be_visible(timeout=WAIT_MS)
+        _press(page, f'#person-cards li[data-card="{counter.card_number}"] button:not(.danger)')
+        expect(page.locator("#message")).to_contain_text(words["resumed"], timeout=WAIT_MS)
+        expect(cards.locator(".what")).to_have_text(card_line["active"], timeout=WAIT_MS)
+
+        # Check again: genuine; the focus moves to the PIN field.
+        _press(page, "#recheck-button")
+        expect(page.locator("#verdict")).to_have_attribute("data-verdict", "genuine",
+                                                           timeout=WAIT_MS)  # fmt: skip
+        expect(page.locator("#pin")).to_be_focused(timeout=WAIT_MS)
+        _accessible(page, "card checked", mode)
+        _sizes(page, mode)
+        if lang == "zh-CN":
+            _screenshot(page, tmp_path, f"{shot}job-check")
+        page.keyboard.type("000000")  # a wrong PIN: said, and the focus back in the field
+        page.keyboard.press("Enter")
+        expect(page.locator("#pin-tries")).to_have_text(words["pin-wrong"], timeout=WAIT_MS)
+        expect(page.locator("#pin")).to_be_focused()
+        _accessible(page, "wrong PIN", mode)
+        page.keyboard.type(PIN)
+        page.keyboard.press("Enter")
+        choice = page.locator('#entitlements input[type="radio"]')
+        expect(choice).to_have_count(1, timeout=WAIT_MS)
+        assert choice.get_attribute("data-id") == entitlement
+        expect(choice).to_be_focused(timeout=WAIT_MS)
+        _accessible(page, "services", mode)
+        page.keyboard.press("Enter")
+        expect(page.locator("#confirm-button")).to_be_focused(timeout=WAIT_MS)
+        _accessible(page, "confirm", mode)
+        page.keyboard.press("Enter")
+
+        # The receipt: hall, clerk, benefit by name, terminal, Beijing time, ¥, the code.
+        receipt = page.locator("#receipt")
+        expect(receipt).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#print-button")).to_be_focused()
+        expect(page.locator("#receipt-hall")).to_have_text(HALL_NAME)
+        expect(page.locator("#receipt-hall-address")).to_have_text(HALL_ADDRESS)
+        expect(page.locator("#receipt-clerk")).to_have_text(CLERK_NAME)
+        expect(page.locator("#receipt-for")).to_have_text(words["pension"])
+        expect(page.locator("#receipt-terminal")).to_have_text(TERMINAL_NAME)
+        expect(page.locator("#receipt-amount")).to_have_text("¥3,500.00")
+        expect(page.locator("#receipt-time")).to_have_text(re.compile(words["time"]))
+        expect(page.locator("#receipt-reprint")).to_be_hidden()
+        code = page.locator("#receipt-code").text_content() or ""
+        assert re.fullmatch(r"[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", code), code
+        _accessible(page, "receipt", mode)
+        _sizes(page, mode)
+        if lang == "zh-CN":
+            _screenshot(page, tmp_path, f"{shot}job-receipt")
+        # Anyone checks the code at the issuer: the same payment.
+        with urllib.request.urlopen(f"{counter.issuer.base}/v1/receipts/{code}",  # noqa: S310
+                                    timeout=10) as answer:  # fmt: skip
+            checked = json.load(answer)
+        assert (checked["kind"], checked["amount_fen"], checked["state"]) == (
+            "benefit", 350_000, "accepted")  # fmt: skip
+        assert counter.issuer.entitlement_state(entitlement) == "collected"
+
+        # An e-card activation code, shown large, once.
+        _press(page, "#code-button")
+        shown = page.locator("#code")
+        expect(shown).to_have_text(re.compile(r"^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$"),
+                                   timeout=WAIT_MS)  # fmt: skip
+        expect(shown).to_be_focused()
+        _accessible(page, "activation code", mode)
+        _press(page, "#code-hide")
+        expect(page.locator("#code-box")).to_be_hidden()
+        expect(shown).to_have_text("")
+
+        # Reprint from the journal: the same receipt, marked as a reprint.
+        _press(page, "#receipts-button")
+        rows = page.locator("#receipts-list li")
+        expect(rows).to_have_count(1, timeout=WAIT_MS)
+        expect(page.locator("#receipts-list button")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.locator("#receipt-reprint")).to_have_text(words["reprint"], timeout=WAIT_MS)
+        expect(page.locator("#receipt-code")).to_have_text(code)
+        expect(page.locator("#receipt-clerk")).to_have_text(CLERK_NAME)
+        expect(page.locator("#receipt-for")).to_have_text(words["pension"])
+        _accessible(page, "reprint", mode)
+
+        # Next customer: nothing of this one lingers; the card stays in the (virtual)
+        # reader, so the next check is one key away.
+        _press(page, "#next-customer-button")
+        expect(receipt).to_be_hidden(timeout=WAIT_MS)
+        expect(page.locator("#person")).to_be_hidden()
+        expect(page.locator("#message")).to_be_hidden()
+        expect(page.locator("#receipts-list li")).to_have_count(0)
+        expect(page.locator("#identity")).to_be_hidden()
+        expect(page.locator("#next-check-button")).to_be_focused(timeout=WAIT_MS)
+        _accessible(page, "next customer", mode)
+        page.keyboard.press("Enter")
+        expect(page.locator("#pin")).to_be_focused(timeout=WAIT_MS)
+        expect(receipt).to_be_hidden()
+
+        # Signing out clears the page.
+        _press(page, "#sign-out-button")
+        expect(page.locator("#signin")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#work")).to_be_hidden()
+        expect(page.locator("#clerk-id")).to_be_focused()
+        expect(page.locator("#clerk-bar")).to_be_hidden()
+        _accessible(page, "signed out", mode)
+    assert counter.issuer.accepted("benefit") == 1
+
+
+def test_a_clerk_without_the_role_is_refused_in_chinese_and_nothing_happens(
+    counter: Counter,
+) -> None:
+    from playwright.sync_api import expect
+
+    with browser_page(width=1100, height=820, locale="zh-CN") as page:
+        page.goto(counter.url)
+        _sign_in(page, counter, auditor=True)
+        page.keyboard.type(CITIZEN_ID)
+        page.keyboard.press("Enter")
+        cards = page.locator("#person-cards li .what")
+        active = JOB["zh-CN"]["active"].format(card=counter.card_number)
+        expect(cards).to_have_text(active, timeout=WAIT_MS)
+        _press(page, f'#person-cards li[data-card="{counter.card_number}"] button.danger')
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")  # yes, a formal loss report
+        message = page.locator("#message")
+        expect(message).to_contain_text("无权办理", timeout=WAIT_MS)
+        expect(message).to_contain_text("未做任何更改")
+        expect(cards).to_have_text(active)
+        _press(page, "#code-button")
+        expect(message).to_contain_text("无权办理", timeout=WAIT_MS)
+        expect(page.locator("#code-box")).to_be_hidden()
+        _accessible(page, "refused", "standard")
+    states = counter.issuer.call("GET", f"/v1/cards/{counter.card_number}", {}, "cards:read")
+    assert states["state"] == "active"
+
+
+def test_the_page_follows_the_browsers_text_size_contrast_and_motion(counter: Counter) -> None:
+    from playwright.sync_api import expect
+
+    from tests.axe import assert_accessible
+
+    with browser_page(width=1280, height=900, locale="zh-CN") as page:
+        # The browser's default text size raised from 16 px to 24 px (as in its settings).
+        session = page.context.new_cdp_session(page)
+        session.send("Page.enable")
+        session.send("Page.setFontSizes", {"fontSizes": {"standard": 24}})
+        page.emulate_media(contrast="more", reduced_motion="reduce")
+        page.goto(counter.url)
+        _sign_in(page, counter)
+        size = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
+        assert size == 27.0  # 1.125 x 24
+        assert page.locator("#lookup-button").bounding_box()["height"] >= 66  # 2.75rem at 24 px
+        page.keyboard.type(CITIZEN_ID)
+        page.keyboard.press("Enter")
+        expect(page.locator("#person")).to_be_visible(timeout=WAIT_MS)
+        # More contrast: black text, and 7:1 everywhere.
+        assert page.evaluate("getComputedStyle(document.body).color") == "rgb(0, 0, 0)"
+        assert_accessible(page, "prefers-contrast: more", enhanced_contrast=True)
+        # Less motion: the loss dialog appears without its animation.
+        _press(page, f'#person-cards li[data-card="{counter.card_number}"] button.danger')
+        dialog = "getComputedStyle(document.getElementById('dialog')).animationName"
+        assert page.evaluate(dialog) == "none"
+        page.emulate_media(reduced_motion="no-preference")
+        assert page.evaluate(dialog) == "appear"
+        page.keyboard.press("Escape")
+        expect(page.locator("#dialog")).to_be_hidden()
+    states = counter.issuer.call("GET", f"/v1/cards/{counter.card_number}", {}, "cards:read")
+    assert states["state"] == "active"

@@ -94,8 +94,11 @@ def test_demo_runs_everything_stops_on_one_ctrl_c_and_reuses_its_data(
         card = _card_number(out)
         code = re.search(r"and code ([0-9A-Z-]+);", out)
         assert code, out
+        clerk = re.search(r"Demo clerk 李敏: clerk ID (\S+), password (\S+) ", out)
+        assert clerk, out
         _three_things_to_try(f"http://127.0.0.1:{page_port}",
-                             f"http://127.0.0.1:{issuer_port}/wallet", code[1])  # fmt: skip
+                             f"http://127.0.0.1:{issuer_port}/wallet", code[1],
+                             (clerk[1], clerk[2]))  # fmt: skip
     finally:
         status = first.stop()
     assert status == 0, first.output
@@ -122,7 +125,9 @@ def test_demo_runs_everything_stops_on_one_ctrl_c_and_reuses_its_data(
         assert second.stop() == 0, second.output
 
 
-def _three_things_to_try(counter_url: str, wallet_url: str, code: str) -> None:
+def _three_things_to_try(
+    counter_url: str, wallet_url: str, code: str, clerk: tuple[str, str]
+) -> None:
     """What the banner tells a new user to do, in a browser, with its promised outcome."""
     from playwright.sync_api import expect
 
@@ -135,6 +140,10 @@ def _three_things_to_try(counter_url: str, wallet_url: str, code: str) -> None:
 
         # 1. Check the card, PIN, collect this month's pension, receipt.
         counter.goto(counter_url)
+        counter.fill("#clerk-id", clerk[0])  # the clerk signs in first
+        counter.fill("#clerk-password", clerk[1])
+        counter.click("#sign-in-button")
+        expect(counter.locator("#clerk-name")).to_have_text("柜员：李敏", timeout=WAIT_MS)
         expect(counter.locator("#verdict")).to_have_attribute(
             "data-verdict", "genuine", timeout=WAIT_MS)  # fmt: skip
         counter.fill("#pin", "123456")
@@ -150,6 +159,7 @@ def _three_things_to_try(counter_url: str, wallet_url: str, code: str) -> None:
         expect(counter.locator("#receipt-state")).to_have_text(
             "发卡机构已受理", timeout=WAIT_MS)  # fmt: skip
         expect(counter.locator("#receipt-terminal")).to_have_text("演示柜台 1号窗口")
+        expect(counter.locator("#receipt-clerk")).to_have_text("李敏")
 
         # 2. Activate the e-card, show it for identity, paste its text at the counter.
         wallet.goto(wallet_url + "?refresh=3")  # the next code in 3 s, not 30

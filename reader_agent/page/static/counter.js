@@ -1,19 +1,26 @@
 // The counter page: state arrives over Server-Sent Events (/api/events) as whole
-// snapshots; actions are JSON POSTs carrying the page's CSRF token. The PIN is sent once,
-// to /api/pin, and the field is cleared at once; nothing here keeps it. Every word comes
-// from the catalogue through I18N (i18n.js, loaded first), in the page's language.
+// snapshots; actions are JSON POSTs carrying the page's CSRF token. The PIN and the
+// clerk's password are sent once and their fields cleared at once; nothing here keeps
+// them. Every word comes from the catalogue through I18N (i18n.js, loaded first), in the
+// page's language. The clerk signs in first (the work area is hidden until then); signing
+// out, or "Next customer", clears everything the page shows about a customer.
 "use strict";
 
 (() => {
   const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+  const MODE_COOKIE = "cardsvc_counter_mode";
+  const root = document.documentElement;
   const $ = (id) => document.getElementById(id);
   const t = (key, params) => I18N.t(key, params);
   let state = null;
   let lastNotice = "";
   let pending = null; // {path, body, text}: what the clerk is asked to confirm
-  let tab = "collect";
   let entitlementsFor = null;
   let listed = [];
+  let signedIn; // the clerk's client id as last shown (null: nobody; undefined: not yet)
+  let person = null; // the person looked up: {answer, citizenId}
+  let reprinted = null; // a receipt from the journal, shown instead of the desk's
+  let canPinBefore = false;
 
   // -- helpers --------------------------------------------------------------------------
 
@@ -31,6 +38,10 @@
 
   function sayProblem(problem) {
     say(problem.title || t("counter.msg.error"), problem.detail || "", problem.next || "");
+  }
+
+  function focus(el) {
+    if (el && !el.hidden) el.focus();
   }
 
   async function call(method, path, body) {
@@ -62,6 +73,25 @@
     return fen > 0 ? fen : null;
   }
 
+  function named(prefix, value, other) {
+    const key = `${prefix}${value}`;
+    return I18N.has(key) ? t(key) : t(other, { state: value });
+  }
+
+  function element(tag, text, className) {
+    const el = document.createElement(tag);
+    if (text !== undefined) el.textContent = text;
+    if (className) el.className = className;
+    return el;
+  }
+
+  function button(text, label, onClick, className = "secondary") {
+    const el = element("button", text, className);
+    el.type = "button";
+    if (label && label !== text) el.setAttribute("aria-label", label);
+    el.addEventListener("click", onClick);
+    return el;
+  }
 
   // -- rendering ------------------------------------------------------------------------
 
@@ -70,10 +100,28 @@
     $("terminal").textContent = t("counter.terminal.label",
       { name: next.terminal_name || t("counter.terminal.unnamed") });
     $("terminal").title = next.terminal;
+    renderClerk(next.clerk);
     renderLink(next.link);
     renderCard(next);
     renderNotice(next.notice);
-    renderReceipt(next.receipt);
+    renderReceipt(reprinted || next.receipt);
+  }
+
+  function renderClerk(clerk) {
+    const id = clerk ? clerk.client_id : null;
+    show($("signin"), !clerk);
+    show($("work"), Boolean(clerk));
+    show($("clerk-bar"), Boolean(clerk));
+    $("clerk-name").textContent = clerk ? t("counter.clerk.signed-in", { name: clerk.name }) : "";
+    if (id === signedIn) return;
+    const was = signedIn;
+    signedIn = id;
+    if (!clerk) {
+      if (was) forgetCustomer();
+      focus($("clerk-id"));
+    } else {
+      focus($("lookup-id"));
+    }
   }
 
   function renderLink(link) {
@@ -103,9 +151,12 @@
     const card = $("card-state");
     card.dataset.present = String(s.card.present);
     card.dataset.phase = s.card.phase;
+    const ended = s.card.phase === "ended" && s.card.present;
     card.textContent = s.reader.error && !s.card.present ? s.reader.error
-      : t(`counter.phase.${s.card.phase}`);
+      : t(ended ? "counter.phase.ended-in-reader" : `counter.phase.${s.card.phase}`);
     $("reader-name").textContent = s.reader.name ? t("counter.reader.name", { name: s.reader.name }) : "";
+    // The virtual reader's card cannot be pulled: the next customer starts with a check.
+    show($("next-check-button"), ended);
 
     const check = s.check;
     show($("check"), Boolean(check));
@@ -140,14 +191,17 @@
 
     const present = s.card.present;
     const busy = s.card.phase === "signing" || s.card.phase === "checking";
-    const canPin = present && check && check.card_ok && !check.pin_verified &&
-      s.card.phase !== "ended" && !busy;
-    show($("pin-form"), Boolean(canPin));
+    const canPin = Boolean(present && check && check.card_ok && !check.pin_verified &&
+      s.card.phase !== "ended" && !busy);
+    show($("pin-form"), canPin);
     if (canPin) {
       const tries = check.pin_tries_left;
       $("pin-tries").textContent = tries === null ? "" : t("counter.pin.tries", { tries });
       show($("last-try-label"), tries === 1);
     }
+    // After the card check, the PIN field (not while a receipt is being handed over).
+    if (canPin && !canPinBefore && !(reprinted || s.receipt) && s.clerk) focus($("pin"));
+    canPinBefore = canPin;
     const canServe = present && check && check.pin_verified && s.card.phase === "pin-ok";
     show($("services"), Boolean(canServe) && !pending);
     show($("confirm"), Boolean(canServe) && Boolean(pending));
@@ -164,22 +218,31 @@
     if (notice) sayProblem(notice);
   }
 
+  function forWhat(receipt) {
+    if (receipt.kind !== "benefit") return t("counter.receipt.bill", { reference: receipt.reference });
+    return receipt.benefit ? I18N.benefit(receipt.benefit, receipt.period)
+      : t("counter.entitlement.by-id", { id: receipt.entitlement });
+  }
+
   function renderReceipt(receipt) {
     show($("receipt"), Boolean(receipt));
     if (!receipt) return;
+    const hall = receipt.hall || {};
+    $("receipt-hall").textContent = hall.name || "";
+    $("receipt-hall-address").textContent = hall.address || "";
+    show($("receipt-hall"), Boolean(hall.name));
+    show($("receipt-hall-address"), Boolean(hall.address));
+    show($("receipt-reprint"), Boolean(receipt.reprint));
     $("receipt-kind").textContent = t(`counter.receipt.kind.${receipt.kind}`);
     $("receipt-amount").textContent = I18N.money(receipt.amount_fen);
-    $("receipt-for").textContent = receipt.kind !== "benefit"
-      ? t("counter.receipt.bill", { reference: receipt.reference })
-      : receipt.benefit ? I18N.benefit(receipt.benefit, receipt.period)
-        : t("counter.entitlement.by-id", { id: receipt.entitlement });
+    $("receipt-for").textContent = forWhat(receipt);
     $("receipt-name").textContent = receipt.name;
     $("receipt-card").textContent = receipt.card_number;
+    $("receipt-clerk").textContent = receipt.clerk_name || t("counter.receipt.no-clerk");
     $("receipt-mode").textContent = t(`counter.receipt.mode.${receipt.mode}`);
     $("receipt-mode").dataset.mode = receipt.mode;
-    const stateKey = `counter.receipt.state.${receipt.state}`;
-    $("receipt-state").textContent = I18N.has(stateKey) ? t(stateKey)
-      : t("counter.receipt.state.other", { state: receipt.state });
+    $("receipt-state").textContent = named("counter.receipt.state.", receipt.state,
+      "counter.receipt.state.other");
     $("receipt-seq").textContent = String(receipt.seq);
     $("receipt-counter").textContent = String(receipt.counter);
     $("receipt-time").textContent = I18N.beijing(receipt.at);
@@ -187,9 +250,11 @@
     $("receipt-terminal").textContent = receipt.terminal_name || t("counter.terminal.unnamed");
     $("receipt-terminal").dataset.terminal = receipt.terminal;
     $("receipt-transaction").textContent = receipt.transaction_id || t("counter.receipt.transaction-pending");
+    $("receipt-code").textContent = receipt.code || t("counter.receipt.code-none");
+    show($("receipt-check"), Boolean(receipt.code));
   }
 
-  // -- entitlements ---------------------------------------------------------------------
+  // -- entitlements at the desk -----------------------------------------------------------
 
   async function loadEntitlements(cardNumber) {
     entitlementsFor = cardNumber;
@@ -219,9 +284,253 @@
         { detail: problem.detail || t("counter.entitlements.cannot-list") });
       $("manual").open = true;
     }
+    if (!$("services").hidden) {
+      focus(document.querySelector('#entitlements input[type="radio"]:checked') || $("collect-button"));
+    }
   }
 
-  // -- actions --------------------------------------------------------------------------
+  // -- a confirmation in the page (a modal <dialog>: focus inside, Escape cancels) --------
+
+  let answerDialog = null;
+  let opener = null;
+
+  function confirmInPage(heading, text, yes) {
+    closeDialog(false);
+    $("dialog-heading").textContent = heading;
+    $("dialog-text").textContent = text;
+    $("dialog-yes").textContent = yes;
+    opener = document.activeElement;
+    $("dialog").showModal();
+    $("dialog-no").focus(); // the safe answer first
+    return new Promise((resolve) => { answerDialog = resolve; });
+  }
+
+  function closeDialog(result) {
+    const resolve = answerDialog;
+    answerDialog = null;
+    if ($("dialog").open) $("dialog").close();
+    if (resolve) {
+      resolve(result);
+      if (opener && document.contains(opener)) opener.focus();
+    }
+  }
+
+  $("dialog-no").addEventListener("click", () => closeDialog(false));
+  $("dialog-yes").addEventListener("click", () => closeDialog(true));
+  $("dialog").addEventListener("cancel", (event) => { event.preventDefault(); closeDialog(false); });
+
+  // -- the clerk --------------------------------------------------------------------------
+
+  $("signin").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const clientId = $("clerk-id").value.trim();
+    const password = $("clerk-password").value;
+    $("clerk-password").value = "";
+    if (!clientId || !password) {
+      say(t("counter.msg.check-input.title"), t("counter.clerk.signin.missing"), "");
+      focus(clientId ? $("clerk-password") : $("clerk-id"));
+      return;
+    }
+    quiet();
+    $("sign-in-button").disabled = true;
+    try {
+      const answer = await call("POST", "/api/clerk/sign-in", { client_id: clientId, password });
+      say(answer.title, answer.detail, "", true);
+      if (state) render({ ...state, clerk: answer.clerk });
+    } catch (problem) {
+      sayProblem(problem);
+      focus($("clerk-password"));
+    } finally {
+      $("sign-in-button").disabled = false;
+    }
+  });
+
+  $("sign-out-button").addEventListener("click", async () => {
+    try {
+      const answer = await call("POST", "/api/clerk/sign-out", {});
+      forgetCustomer();
+      render(answer.state);
+      say(answer.title, answer.detail, "", true);
+      focus($("clerk-id"));
+    } catch (problem) {
+      sayProblem(problem);
+    }
+  });
+
+  // -- a person, by ID number -----------------------------------------------------------
+
+  function forgetCustomer() {
+    person = null;
+    reprinted = null;
+    pending = null;
+    closeDialog(false);
+    $("lookup-id").value = "";
+    show($("person"), false);
+    hideCode();
+    $("receipts-list").replaceChildren();
+    $("receipts-note").textContent = "";
+    $("qr-text").value = "";
+    show($("qr-result"), false);
+    $("qr-attributes").replaceChildren();
+    for (const id of ["entitlement-id", "entitlement-amount", "fee-amount", "fee-reference", "pin"]) {
+      $(id).value = "";
+    }
+    quiet();
+  }
+
+  function hideCode() {
+    $("code").textContent = "";
+    $("code-expires").textContent = "";
+    show($("code-box"), false);
+  }
+
+  async function lookUp(citizenId, { quietly = false } = {}) {
+    const answer = await call("POST", "/api/persons/lookup", { citizen_id: citizenId });
+    person = { answer, citizenId };
+    renderPerson(answer);
+    if (!quietly) focus($("person-name"));
+  }
+
+  function renderPerson(answer) {
+    const p = answer.person;
+    $("person-name").textContent = p.name;
+    $("person-sex").textContent = t(`counter.sex.${p.sex === "F" || p.sex === "female" ? "female" : "male"}`);
+    $("person-birth-date").textContent = I18N.date(p.birth_date);
+    $("person-region").textContent = p.region;
+    $("person-citizen-id").textContent = p.citizen_id_masked;
+    $("person-deceased").textContent = p.deceased_on ? t("counter.person.deceased", { date: I18N.date(p.deceased_on) }) : "";
+    show($("person-deceased"), Boolean(p.deceased_on));
+
+    const cards = answer.cards.map((c) => {
+      const li = element("li");
+      li.dataset.card = c.card_number;
+      li.dataset.state = c.state;
+      li.append(element("span", t("counter.person.card.line",
+        { number: c.card_number, state: named("counter.card-state.", c.state, "counter.card-state.other") }), "what"));
+      const more = [t("counter.identity.validity-range", { start: I18N.date(c.issue_date), end: I18N.date(c.expiry_date) })];
+      if (c.suspended_until) more.push(t("counter.person.card.suspended-until", { date: I18N.beijing(c.suspended_until) }));
+      li.append(element("span", more.join(" · "), "note"));
+      const actions = element("span", undefined, "actions");
+      if (c.state === "suspended") {
+        actions.append(button(t("counter.card-action.resume"),
+          t("counter.card-action.resume-card", { number: c.card_number }), () => resume(c.card_number)));
+      }
+      if (c.state === "active") {
+        actions.append(button(t("counter.card-action.loss-temporary"),
+          t("counter.card-action.loss-temporary-card", { number: c.card_number }),
+          () => reportLoss(c.card_number, false)));
+      }
+      if (c.state === "active" || c.state === "suspended") {
+        actions.append(button(t("counter.card-action.loss-formal"),
+          t("counter.card-action.loss-formal-card", { number: c.card_number }),
+          () => reportLoss(c.card_number, true), "danger"));
+      }
+      if (actions.childElementCount) li.append(actions);
+      return li;
+    });
+    $("person-cards").replaceChildren(...(cards.length ? cards : [element("li", t("counter.person.no-cards"), "empty")]));
+
+    const ecards = answer.ecards.map((e) => {
+      const li = element("li");
+      li.dataset.state = e.state;
+      li.append(element("span", t("counter.person.ecard.line",
+        { number: e.card_number, state: named("counter.ecard-state.", e.state, "counter.card-state.other") }), "what"));
+      const via = named("counter.ecard-via.", e.activated_via, "counter.card-state.other");
+      li.append(element("span", t("counter.person.ecard.activated", { via, at: I18N.beijing(e.activated_at) }), "note"));
+      return li;
+    });
+    $("person-ecards").replaceChildren(...(ecards.length ? ecards : [element("li", t("counter.person.no-ecards"), "empty")]));
+
+    const open = answer.entitlements.map((e) => {
+      const li = element("li");
+      li.dataset.id = e.id;
+      li.append(element("span", I18N.benefit(e.benefit, e.period), "what"),
+                element("span", I18N.money(e.amount_fen), "amount"));
+      return li;
+    });
+    $("person-entitlements").replaceChildren(...(open.length ? open : [element("li", t("counter.person.no-entitlements"), "empty")]));
+    show($("person"), true);
+  }
+
+  async function refreshPerson() {
+    if (!person) return;
+    try { await lookUp(person.citizenId, { quietly: true }); } catch (_problem) { /* shown before */ }
+  }
+
+  async function resume(cardNumber) {
+    quiet();
+    try {
+      const answer = await call("POST", `/api/cards/${encodeURIComponent(cardNumber)}/resume`, {});
+      say(answer.title, answer.detail, "", true);
+      await refreshPerson();
+      focus($("person-name"));
+    } catch (problem) {
+      sayProblem(problem);
+    }
+  }
+
+  async function reportLoss(cardNumber, formal) {
+    const kind = formal ? "formal" : "temporary";
+    const yes = await confirmInPage(t(`counter.loss.${kind}.heading`),
+      t(`counter.loss.${kind}.text`, { number: cardNumber, name: person ? person.answer.person.name : "" }),
+      t(`counter.loss.${kind}.yes`));
+    if (!yes) return;
+    quiet();
+    try {
+      const answer = await call("POST", `/api/cards/${encodeURIComponent(cardNumber)}/loss-report`, { formal });
+      say(answer.title, answer.detail, "", true);
+      await refreshPerson();
+      focus($("person-name"));
+    } catch (problem) {
+      sayProblem(problem);
+    }
+  }
+
+  $("lookup-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const citizenId = $("lookup-id").value.trim().toUpperCase();
+    if (!citizenId) {
+      say(t("counter.msg.check-input.title"), t("counter.person.missing"), "");
+      return;
+    }
+    quiet();
+    hideCode();
+    show($("person"), false);
+    person = null;
+    $("lookup-button").disabled = true;
+    try {
+      await lookUp(citizenId);
+      $("lookup-id").value = ""; // the full number does not stay on the screen
+    } catch (problem) {
+      sayProblem(problem);
+      focus($("lookup-id"));
+    } finally {
+      $("lookup-button").disabled = false;
+    }
+  });
+
+  $("code-button").addEventListener("click", async () => {
+    if (!person) return;
+    quiet();
+    hideCode();
+    try {
+      const answer = await call("POST",
+        `/api/persons/${encodeURIComponent(person.answer.person.id)}/ecard-activation-codes`, {});
+      $("code").textContent = answer.code;
+      $("code-expires").textContent = t("counter.ecard.code.expires",
+        { at: I18N.beijing(answer.expires_at), attempts: answer.attempts });
+      show($("code-box"), true);
+      say(answer.title, answer.detail, answer.next, true);
+      focus($("code"));
+    } catch (problem) {
+      sayProblem(problem);
+    }
+  });
+
+  // Shown once: hidden, it is gone from the page (a new code replaces it at the issuer).
+  $("code-hide").addEventListener("click", () => { hideCode(); focus($("code-button")); });
+
+  // -- the card and the PIN ---------------------------------------------------------------
 
   $("pin-form").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -231,37 +540,55 @@
     if (!pin) return;
     quiet();
     $("pin-button").disabled = true;
+    let ok = false;
     try {
       render(await call("POST", "/api/pin", { pin, allow_last_try: $("last-try").checked }));
       say(t("counter.msg.pin-ok.title"), t("counter.msg.pin-ok.detail"), "", true);
+      ok = true;
     } catch (problem) {
       sayProblem(problem);
     } finally {
       $("pin-button").disabled = false;
       $("last-try").checked = false;
     }
+    if (!ok) focus($("pin")); // a wrong PIN: straight back to the field
   });
 
-  $("recheck-button").addEventListener("click", async () => {
+  async function check() {
     quiet();
+    reprinted = null;
     try { render(await call("POST", "/api/check", {})); } catch (problem) { sayProblem(problem); }
-  });
+  }
+
+  $("recheck-button").addEventListener("click", check);
+  $("next-check-button").addEventListener("click", check);
 
   function selectTab(name) {
-    tab = name;
     $("tab-collect").setAttribute("aria-selected", String(name === "collect"));
     $("tab-pay").setAttribute("aria-selected", String(name === "pay"));
+    $("tab-collect").tabIndex = name === "collect" ? 0 : -1;
+    $("tab-pay").tabIndex = name === "pay" ? 0 : -1;
     show($("collect-form"), name === "collect");
     show($("pay-form"), name === "pay");
   }
   $("tab-collect").addEventListener("click", () => selectTab("collect"));
   $("tab-pay").addEventListener("click", () => selectTab("pay"));
+  for (const id of ["tab-collect", "tab-pay"]) {
+    $(id).addEventListener("keydown", (event) => {
+      if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+      const other = id === "tab-collect" ? "pay" : "collect";
+      selectTab(other);
+      $(`tab-${other}`).focus();
+      event.preventDefault();
+    });
+  }
 
   function ask(path, body, text) {
     pending = { path, body, text };
     $("confirm-text").textContent = text;
     quiet();
     if (state) render(state);
+    focus($("confirm-button"));
   }
 
   $("collect-form").addEventListener("submit", (event) => {
@@ -289,6 +616,14 @@
     }
   });
 
+  // Enter on a chosen entitlement continues (a radio button does not submit by itself).
+  $("entitlements").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && event.target.matches('input[type="radio"]')) {
+      event.preventDefault();
+      $("collect-form").requestSubmit();
+    }
+  });
+
   $("pay-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const fen = toFen($("fee-amount").value);
@@ -306,15 +641,19 @@
   $("back-button").addEventListener("click", () => {
     pending = null;
     if (state) render(state);
+    focus($("collect-button"));
   });
 
   $("confirm-button").addEventListener("click", async () => {
     if (!pending) return;
     const { path, body } = pending;
     pending = null;
+    reprinted = null;
     $("confirm-button").disabled = true;
+    let done = false;
     try {
       const answer = await call("POST", path, body);
+      if (state) state = { ...state, receipt: answer.receipt };
       renderReceipt(answer.receipt);
       say(t("counter.msg.done.title"), t(answer.receipt.mode === "offline"
         ? "counter.msg.done.offline" : "counter.msg.done.online"), t("counter.msg.done.next"), true);
@@ -323,18 +662,75 @@
       $("fee-amount").value = "";
       $("fee-reference").value = "";
       entitlementsFor = null;
+      done = true;
     } catch (problem) {
       sayProblem(problem);
     } finally {
       if (state) render(state);
     }
+    if (done) focus($("print-button"));
   });
 
   $("print-button").addEventListener("click", () => window.print());
-  $("done-button").addEventListener("click", async () => {
-    quiet();
-    try { render(await call("POST", "/api/done", {})); } catch (problem) { sayProblem(problem); }
+
+  async function nextCustomer() {
+    forgetCustomer();
+    try {
+      render(await call("POST", "/api/done", {}));
+    } catch (problem) {
+      sayProblem(problem);
+    }
+    // A card still in the reader: one key away from checking it for the next customer.
+    focus($("next-check-button").hidden ? $("lookup-id") : $("next-check-button"));
+  }
+  $("done-button").addEventListener("click", nextCustomer);
+  $("next-customer-button").addEventListener("click", nextCustomer);
+
+  // -- receipts from the journal --------------------------------------------------------
+
+  $("receipts-button").addEventListener("click", async () => {
+    const card = state && state.identity ? state.identity.card_number : "";
+    const query = card ? `?card_number=${encodeURIComponent(card)}&limit=20` : "?limit=20";
+    $("receipts-note").textContent = t("counter.receipts.loading");
+    try {
+      const answer = await call("GET", `/api/receipts${query}`);
+      $("receipts-note").textContent = answer.items.length
+        ? t(card ? "counter.receipts.for-card" : "counter.receipts.recent", { card })
+        : t("counter.receipts.none");
+      $("receipts-list").replaceChildren(...answer.items.map((r) => {
+        const li = element("li");
+        li.dataset.seq = String(r.seq);
+        li.append(element("span", t("counter.receipts.line",
+          { seq: r.seq, kind: t(`counter.receipt.kind.${r.kind}`), what: forWhat(r), name: r.name }), "what"),
+        element("span", I18N.money(r.amount_fen), "amount"),
+        element("span", I18N.beijing(r.at), "note"));
+        const actions = element("span", undefined, "actions");
+        actions.append(button(t("counter.receipts.reprint"),
+          t("counter.receipts.reprint-seq", { seq: r.seq }), () => reprint(r.seq)));
+        li.append(actions);
+        return li;
+      }));
+      const first = document.querySelector("#receipts-list button");
+      if (first) focus(first);
+    } catch (problem) {
+      $("receipts-note").textContent = "";
+      sayProblem(problem);
+    }
   });
+
+  async function reprint(seq) {
+    quiet();
+    try {
+      const answer = await call("GET", `/api/receipts/${encodeURIComponent(seq)}`);
+      reprinted = answer.receipt;
+      renderReceipt(reprinted);
+      focus($("print-button"));
+    } catch (problem) {
+      sayProblem(problem);
+    }
+  }
+
+  // -- QR codes ---------------------------------------------------------------------------
 
   $("qr-form").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -353,8 +749,8 @@
       $("qr-message").textContent = answer.message;
       const rows = Object.entries(answer.attributes || {}).flatMap(([key, value]) => {
         const dt = document.createElement("dt");
-        const named = `counter.qr.attribute.${key}`;
-        dt.textContent = I18N.has(named) ? t(named) : key.replaceAll("_", " ");
+        const attribute = `counter.qr.attribute.${key}`;
+        dt.textContent = I18N.has(attribute) ? t(attribute) : key.replaceAll("_", " ");
         const dd = document.createElement("dd");
         dd.textContent = String(value);
         return [dt, dd];
@@ -368,6 +764,20 @@
     field.focus();
   });
 
+  // -- the mode for the elderly ---------------------------------------------------------
+
+  function layoutMode() {
+    $("mode-switch").setAttribute("aria-pressed", String(root.dataset.mode === "care"));
+  }
+
+  $("mode-switch").addEventListener("click", () => {
+    const next = root.dataset.mode === "care" ? "standard" : "care";
+    root.dataset.mode = next;
+    // Remembered by this browser (a year); the server renders the page in it next time.
+    document.cookie = `${MODE_COOKIE}=${next}; path=/; max-age=31536000; SameSite=Strict`;
+    layoutMode();
+  });
+
   // -- live state -----------------------------------------------------------------------
 
   function connect() {
@@ -379,5 +789,6 @@
   }
 
   selectTab("collect");
+  layoutMode();
   I18N.ready.then(connect);
 })();
