@@ -34,7 +34,6 @@ import reader_agent.page
 import wording
 from cardsvc.api.app import create_app as create_issuer_app
 from cardsvc.auth.clients import ClientKind
-from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner
 from cardsvc.db.migrate import upgrade
@@ -47,6 +46,7 @@ from reader_agent.issuer import IssuerClient
 from reader_agent.page.app import PageConfig
 from reader_agent.page.app import create_app as create_page_app
 from reader_agent.page.server import PageServer
+from tests.agent.issuer_calls import operator_call
 from tests.live import free_port, serving
 
 CITIZEN_ID = "440524188001010014"
@@ -61,17 +61,7 @@ class Issuer:
     services: Services
 
     def call(self, method: str, path: str, body: dict[str, Any] | None, *scopes: str) -> Any:
-        token = issue_access_token(
-            self.services.keys, issuer=self.services.settings.issuer, subject="test-admin",
-            kind="operator", scopes=frozenset(scopes), now=utcnow(),
-        )  # fmt: skip
-        request = urllib.request.Request(  # noqa: S310 - loopback test server
-            self.base + path, method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )  # fmt: skip
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-            return json.load(answer)
+        return operator_call(self.services, self.base, method, path, body, *scopes)
 
     def events(self, card_number: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.call("GET", f"/v1/cards/{card_number}/events", None,

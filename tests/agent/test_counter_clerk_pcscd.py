@@ -29,7 +29,6 @@ from typer.testing import CliRunner
 
 from cardsvc.api.app import create_app as create_issuer_app
 from cardsvc.auth.clients import ClientKind
-from cardsvc.auth.tokens import issue_access_token
 from cardsvc.core.keys import public_jwk
 from cardsvc.core.signing import LocalSigner
 from cardsvc.db.migrate import upgrade
@@ -43,6 +42,7 @@ from reader_agent.page.app import create_app as create_page_app
 from reader_agent.page.desk import DeskSettings
 from reader_agent.page.server import PageServer
 from reader_agent.page.views import Hall
+from tests.agent.issuer_calls import operator_call
 from tests.agent.world import emulator_process
 from tests.live import free_port, serving
 
@@ -66,17 +66,7 @@ class Counter:
     card_number: str
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None, *scopes: str) -> Any:
-        token = issue_access_token(
-            self.services.keys, issuer=self.services.settings.issuer, subject="test-admin",
-            kind="operator", scopes=frozenset(scopes), now=utcnow(),
-        )  # fmt: skip
-        request = urllib.request.Request(  # noqa: S310 - loopback test server
-            self.base + path, method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )  # fmt: skip
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-            return json.load(answer)
+        return operator_call(self.services, self.base, method, path, body, *scopes)
 
     def post(self, path: str, body: Any = None) -> httpx.Response:
         return self.http.post(path, content=json.dumps({} if body is None else body).encode(),
