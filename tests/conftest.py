@@ -50,13 +50,35 @@ def service_unavailable(reason: str) -> None:
 
 _skipped_service_tests: list[str] = []
 
+#: The xdist group of every test that touches pcscd's shared virtual readers: `--dist
+#: loadgroup` runs one group on one worker, so two tests never drive the same slot at once.
+PCSCD_GROUP = "pcscd"
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.skipped and any(item.get_closest_marker(m) for m in SERVICE_MARKERS):
-        _skipped_service_tests.append(item.nodeid)
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a PC/SC test outside the pcscd group (it would race the others for the slots).
+
+    The group must be a module's ``pytestmark`` (xdist reads it before conftest hooks could
+    add it), so this check is what keeps a new PC/SC module from running on two workers.
+    """
+    ungrouped = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("pcscd") is not None
+        and not any(m.args == (PCSCD_GROUP,) for m in item.iter_markers("xdist_group"))
+    ]
+    if ungrouped:
+        raise pytest.UsageError(
+            f'PC/SC tests need pytest.mark.xdist_group("{PCSCD_GROUP}") in their module\'s '
+            f"pytestmark: {', '.join(ungrouped[:5])}"
+        )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Runs in the controller under xdist (the workers' reports are replayed there), so the
+    # count is the whole run's.
+    if report.skipped and any(m in report.keywords for m in SERVICE_MARKERS):
+        _skipped_service_tests.append(report.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

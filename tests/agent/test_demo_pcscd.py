@@ -24,7 +24,7 @@ import pytest
 from tests.browser import chromium
 from tests.live import free_port
 
-pytestmark = [pytest.mark.pcscd, pytest.mark.browser]
+pytestmark = [pytest.mark.pcscd, pytest.mark.browser, pytest.mark.xdist_group("pcscd")]
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "Three things to try:"

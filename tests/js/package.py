@@ -8,6 +8,7 @@ secure context, so WebCrypto is there) and loads the minified bundle a static pa
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import http.server
 import json
@@ -48,17 +49,26 @@ def _newest_source() -> float:
     return newest
 
 
+@contextmanager
+def _build_lock() -> Iterator[None]:
+    """One build at a time across pytest-xdist workers (each would write the same dist/)."""
+    with (ROOT / "js" / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @functools.cache
 def built() -> Path:
     """Build js/verify unless its build output is newer than every source; the package dir."""
     if not (PACKAGE / "node_modules" / ".bin" / "esbuild").exists():
         service_unavailable("js/verify/node_modules is missing: run ./dev test (npm ci)")
     outputs = [BUNDLE, PACKAGE / "build" / "test" / "observe.js"]
-    if (
-        not all(p.exists() for p in outputs)
-        or min(p.stat().st_mtime for p in outputs) < _newest_source()
-    ):
-        subprocess.run([node(), "build.mjs"], cwd=PACKAGE, check=True, timeout=600)
+    with _build_lock():
+        if (
+            not all(p.exists() for p in outputs)
+            or min(p.stat().st_mtime for p in outputs) < _newest_source()
+        ):
+            subprocess.run([node(), "build.mjs"], cwd=PACKAGE, check=True, timeout=600)
     return PACKAGE
 
 
@@ -75,15 +85,16 @@ def scanner_built() -> Path:
     if not (SCANNER / "node_modules" / "zxing-wasm").exists():
         service_unavailable("js/scan/node_modules is missing: run ./dev test (npm ci)")
     outputs = [SCANNER_DIST / name for name in ("scan.min.js", "cardsvc-verify.min.js")]
-    sources = [BUNDLE.stat().st_mtime]
-    for name in _SCANNER_SOURCES:
-        path = SCANNER / name
-        files = path.rglob("*") if path.is_dir() else [path]
-        sources.extend(f.stat().st_mtime for f in files if f.is_file())
-    if not all(p.exists() for p in outputs) or min(p.stat().st_mtime for p in outputs) < max(
-        sources
-    ):
-        subprocess.run([node(), "build.mjs"], cwd=SCANNER, check=True, timeout=600)
+    with _build_lock():
+        sources = [BUNDLE.stat().st_mtime]
+        for name in _SCANNER_SOURCES:
+            path = SCANNER / name
+            files = path.rglob("*") if path.is_dir() else [path]
+            sources.extend(f.stat().st_mtime for f in files if f.is_file())
+        if not all(p.exists() for p in outputs) or min(
+            p.stat().st_mtime for p in outputs
+        ) < max(sources):
+            subprocess.run([node(), "build.mjs"], cwd=SCANNER, check=True, timeout=600)
     return SCANNER_DIST
 
 
