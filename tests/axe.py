@@ -16,6 +16,11 @@ from tests.conftest import service_unavailable
 AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
 
 _RUN = """async (enhanced) => {
+  // Colours are measured as painted: a dialog still fading in would read as low contrast.
+  // (Endless ones, a spinner say, are left running.)
+  const ending = document.getAnimations().filter(
+    (a) => a.effect && Number.isFinite(a.effect.getComputedTiming().endTime));
+  await Promise.all(ending.map((a) => a.finished.catch(() => null)));
   const options = { resultTypes: ["violations"] };
   // WCAG AAA's 7:1 (color-contrast-enhanced), off in axe by default, on request.
   if (enhanced) options.rules = { "color-contrast-enhanced": { enabled: true } };

@@ -50,28 +50,49 @@ def service_unavailable(reason: str) -> None:
 
 _skipped_service_tests: list[str] = []
 
-#: The xdist group of every test that touches pcscd's shared virtual readers: `--dist
-#: loadgroup` runs one group on one worker, so two tests never drive the same slot at once.
-PCSCD_GROUP = "pcscd"
+def is_pcscd_module(path: str) -> bool:
+    """Whether a test module drives pcscd's shared virtual readers: its name says so."""
+    return Path(path).stem.endswith("pcscd")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Refuse a PC/SC test outside the pcscd group (it would race the others for the slots).
-
-    The group must be a module's ``pytestmark`` (xdist reads it before conftest hooks could
-    add it), so this check is what keeps a new PC/SC module from running on two workers.
-    """
-    ungrouped = [
+    """Refuse a PC/SC test outside a ``*pcscd.py`` module: it would race the others."""
+    misplaced = [
         item.nodeid
         for item in items
-        if item.get_closest_marker("pcscd") is not None
-        and not any(m.args == (PCSCD_GROUP,) for m in item.iter_markers("xdist_group"))
+        if item.get_closest_marker("pcscd") is not None and not is_pcscd_module(item.path.name)
     ]
-    if ungrouped:
+    if misplaced:
         raise pytest.UsageError(
-            f'PC/SC tests need pytest.mark.xdist_group("{PCSCD_GROUP}") in their module\'s '
-            f"pytestmark: {', '.join(ungrouped[:5])}"
+            "PC/SC tests belong in a module whose name ends in pcscd.py (one xdist worker "
+            f"runs those): {', '.join(misplaced[:5])}"
         )
+
+
+class _OneWorkerForPcscd:
+    """Under pytest-xdist, every test of the ``*pcscd.py`` modules runs on one worker, in
+    turn; every other test is scheduled on its own.
+
+    xdist's own ``--dist loadgroup`` does not group on pytest 9 (it renames items through an
+    attribute pytest no longer reads), so the scheduler here groups by module name, which
+    the controller knows without collecting.
+    """
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+        from xdist.scheduler import LoadScopeScheduling
+
+        class Scheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                module = nodeid.split("::", 1)[0]
+                return "pcscd" if is_pcscd_module(module) else nodeid
+
+        return Scheduling(config, log)  # type: ignore[arg-type]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_OneWorkerForPcscd(), "cardsvc-pcscd-scheduling")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -23,7 +23,7 @@ from reader_agent.personalize import (
 from tests.agent.conftest import EmulatedCard
 from tests.agent.world import PIN, PUK, World
 
-pytestmark = [pytest.mark.pcscd, pytest.mark.xdist_group("pcscd")]
+pytestmark = pytest.mark.pcscd
 
 CardFactory = Callable[..., EmulatedCard]
 SLOTS = [pytest.param(0, False, id="slot0-T1"), pytest.param(1, True, id="slot1-T0-style")]

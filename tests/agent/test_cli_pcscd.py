@@ -24,7 +24,7 @@ from demo.personalize import app as personalize_app
 from reader_agent.cli import app
 from tests.agent.world import emulator_process
 
-pytestmark = [pytest.mark.pcscd, pytest.mark.xdist_group("pcscd")]
+pytestmark = pytest.mark.pcscd
 
 READER = "Virtual PCD 00 01"
 PASSPHRASE = "test-passphrase"

@@ -46,7 +46,7 @@ from tests.agent.issuer_calls import operator_call
 from tests.agent.world import emulator_process
 from tests.live import free_port, serving
 
-pytestmark = [pytest.mark.pcscd, pytest.mark.xdist_group("pcscd")]
+pytestmark = pytest.mark.pcscd
 
 READER = "Virtual PCD 00 00"
 PIN = "123456"

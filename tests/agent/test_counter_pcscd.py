@@ -36,7 +36,7 @@ from tests.agent.world import emulator_process
 
 __all__ = ["issuer"]
 
-pytestmark = [pytest.mark.pcscd, pytest.mark.xdist_group("pcscd")]
+pytestmark = pytest.mark.pcscd
 
 READER = "Virtual PCD 00 00"
 PIN = "123456"

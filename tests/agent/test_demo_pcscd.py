@@ -24,7 +24,7 @@ import pytest
 from tests.browser import chromium
 from tests.live import free_port
 
-pytestmark = [pytest.mark.pcscd, pytest.mark.browser, pytest.mark.xdist_group("pcscd")]
+pytestmark = [pytest.mark.pcscd, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "Three things to try:"
@@ -131,7 +131,7 @@ def _three_things_to_try(
     """What the banner tells a new user to do, in a browser, with its promised outcome."""
     from playwright.sync_api import expect
 
-    from tests.agent.test_counter_page_browser import WAIT_MS
+    from tests.agent.test_counter_page_browser_pcscd import WAIT_MS
 
     with chromium() as browser:
         # Chinese browsers: the pages are Chinese (the banner says so).

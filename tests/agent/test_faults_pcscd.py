@@ -27,7 +27,7 @@ from tests.agent.test_card_pcscd import personalized
 from tests.agent.world import World, emulator_process
 from wording import render
 
-pytestmark = [pytest.mark.pcscd, pytest.mark.xdist_group("pcscd")]
+pytestmark = pytest.mark.pcscd
 
 CardFactory = Callable[..., EmulatedCard]
 

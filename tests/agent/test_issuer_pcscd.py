@@ -38,7 +38,7 @@ from reader_agent.page.app import create_app as create_page_app
 from tests.agent.world import emulator_process
 from tests.live import free_port, serving
 
-pytestmark = [pytest.mark.pcscd, pytest.mark.xdist_group("pcscd")]
+pytestmark = pytest.mark.pcscd
 
 READER = "Virtual PCD 00 00"
 PIN = "123456"

@@ -26,9 +26,6 @@ import pytest
 
 from reader_agent import errors
 
-# One xdist worker runs every test that touches the shared virtual readers.
-pytestmark = pytest.mark.xdist_group("pcscd")
-
 # The readers the vpcd config in /etc/reader.conf.d/ gives: slots 0 and 1.
 SLOT0, SLOT1 = "Virtual PCD 00 00", "Virtual PCD 00 01"
 VPCD_HOST = "127.0.0.1"

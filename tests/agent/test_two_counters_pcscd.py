@@ -47,7 +47,7 @@ from tests.agent.world import emulator_process
 
 __all__ = ["issuer"]
 
-pytestmark = [pytest.mark.pcscd, pytest.mark.xdist_group("pcscd")]
+pytestmark = pytest.mark.pcscd
 
 PIN = "123456"
 OFFLINE = "http://127.0.0.1:9"  # discard port: connection refused

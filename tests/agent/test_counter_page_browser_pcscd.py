@@ -60,7 +60,7 @@ from tests.agent.world import emulator_process
 from tests.browser import browser_page, screenshot
 from tests.live import free_port
 
-pytestmark = [pytest.mark.pcscd, pytest.mark.browser, pytest.mark.xdist_group("pcscd")]
+pytestmark = [pytest.mark.pcscd, pytest.mark.browser]
 
 READER = "Virtual PCD 00 00"
 PIN = "123456"
