@@ -26,6 +26,7 @@ only a changed PIN (the PIN file is read again each time) is tried.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import math
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import pkcs11
 from pkcs11 import exceptions as p11
@@ -129,14 +130,95 @@ class SharedLock:
                 self._cond.notify_all()
 
 
+CKF_OS_LOCKING_OK = 0x02
+CKR_CANT_LOCK = 0x0A
+
+
+class _InitArgs(ctypes.Structure):
+    _fields_: ClassVar = [
+        ("create_mutex", ctypes.c_void_p),
+        ("destroy_mutex", ctypes.c_void_p),
+        ("lock_mutex", ctypes.c_void_p),
+        ("unlock_mutex", ctypes.c_void_p),
+        ("flags", ctypes.c_ulong),
+        ("reserved", ctypes.c_void_p),
+    ]
+
+
+_CkFunction = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_void_p)
+
+
+class _FunctionListHead(ctypes.Structure):
+    """The start of CK_FUNCTION_LIST: the version, then C_Initialize and C_Finalize."""
+
+    _fields_: ClassVar = [
+        ("major", ctypes.c_ubyte),
+        ("minor", ctypes.c_ubyte),
+        ("initialize", _CkFunction),
+        ("finalize", _CkFunction),
+    ]
+
+
+class Initializer:
+    """``C_Initialize`` with ``CKF_OS_LOCKING_OK``, which python-pkcs11 does not pass.
+
+    python-pkcs11 calls ``C_Initialize(NULL)``, which tells the module that no two
+    threads ever call it at once: SoftHSM then drops its locks, and signing on two
+    sessions in parallel crashed the process. So once python-pkcs11 has loaded the module,
+    it is finalised and initialised again here, through its own function list, asking for
+    the operating system's locks. A module that cannot lock (``CKR_CANT_LOCK``) is
+    initialised without, and :attr:`thread_safe` is false: its calls are then serialised.
+    """
+
+    def __init__(self, path: str) -> None:
+        library = ctypes.CDLL(path)  # the handle python-pkcs11 loaded: dlopen counts it
+        get_list = library.C_GetFunctionList
+        get_list.restype = ctypes.c_ulong
+        get_list.argtypes = [ctypes.POINTER(ctypes.POINTER(_FunctionListHead))]
+        head = ctypes.POINTER(_FunctionListHead)()
+        rv = get_list(ctypes.byref(head))
+        if rv:
+            raise p11.PKCS11Error(f"C_GetFunctionList returned {rv:#x}")
+        self._head = head.contents
+        self._library = library
+        self.thread_safe = False
+
+    def finalize(self) -> None:
+        self._head.finalize(None)  # CKR_CRYPTOKI_NOT_INITIALIZED is fine here
+
+    def initialize(self) -> None:
+        args = _InitArgs(flags=CKF_OS_LOCKING_OK)
+        rv = self._head.initialize(ctypes.cast(ctypes.byref(args), ctypes.c_void_p))
+        if rv == CKR_CANT_LOCK:
+            rv = self._head.initialize(None)
+            self.thread_safe = False
+        else:
+            self.thread_safe = True
+        if rv:
+            raise p11.PKCS11Error(f"C_Initialize returned {rv:#x}")
+
+
 @dataclass(eq=False)
 class LoadedModule:
     """One PKCS#11 library in this process; ``generation`` counts its initialisations."""
 
     path: str
     lib: Pkcs11Library
+    initializer: Initializer
     lock: SharedLock = field(default_factory=SharedLock)
     generation: int = 0
+    _serial: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def use(self) -> Iterator[None]:
+        """Around every call into the module: never during a reinitialisation, and one
+        at a time if the module cannot lock for itself."""
+        with self.lock.shared():
+            if self.initializer.thread_safe:
+                yield
+            else:
+                with self._serial:
+                    yield
 
     def reinitialize(self, seen: int) -> None:
         """Finalise and initialise again, unless someone did since generation ``seen``.
@@ -149,9 +231,8 @@ class LoadedModule:
                 return
             self.generation += 1
             log.warning("reinitialising PKCS#11 module %s", self.path)
-            with suppress(p11.PKCS11Error):  # finalised already, by a failed initialise
-                self.lib.finalize()
-            self.lib.initialize()
+            self.initializer.finalize()
+            self.initializer.initialize()
 
 
 _modules: dict[str, LoadedModule] = {}
@@ -159,7 +240,7 @@ _modules_lock = threading.Lock()
 
 
 def load_module(path: Path, *, token_label: str) -> LoadedModule:
-    """Load (once per process) the PKCS#11 library at ``path``."""
+    """Load (once per process) the PKCS#11 library at ``path``, initialised for threads."""
     name = str(path)
     with _modules_lock:
         loaded = _modules.get(name)
@@ -169,11 +250,14 @@ def load_module(path: Path, *, token_label: str) -> LoadedModule:
             raise HsmModuleError(module=name, token=token_label, reason="no such file")
         try:
             lib = pkcs11.lib(name)
-        except (OSError, RuntimeError) as exc:
+            initializer = Initializer(name)
+            initializer.finalize()
+            initializer.initialize()
+        except (OSError, RuntimeError, AttributeError) as exc:
             raise HsmModuleError(
                 module=name, token=token_label, reason=f"does not load ({describe(exc)})"
             ) from None
-        loaded = LoadedModule(path=name, lib=lib)
+        loaded = LoadedModule(path=name, lib=lib, initializer=initializer)
         _modules[name] = loaded
         return loaded
 
@@ -244,7 +328,7 @@ class SessionPool:
                 self._open_locked()
 
     def _open_locked(self) -> None:
-        with self.module.lock.shared():
+        with self.module.use():
             generation = self.module.generation
             token = self._find_token()
             pin = self._pin()
@@ -312,7 +396,7 @@ class SessionPool:
                     raise self._unavailable(self._failure)
                 self._next_attempt = now + self._reopen_interval
                 self._check_refused_pin()
-            with self.module.lock.shared():
+            with self.module.use():
                 self._drop_sessions()
             if failed is not None and failed == self.module.generation:
                 try:
@@ -422,7 +506,7 @@ class SessionPool:
         for _attempt in (1, 2):
             self._ensure_open()
             failure: p11.PKCS11Error | None = None
-            with self.module.lock.shared():
+            with self.module.use():
                 generation = self.module.generation
                 if self._login_generation != generation:
                     continue  # reinitialised between the check and here: reopen
@@ -468,7 +552,7 @@ class SessionPool:
 
     def close(self) -> None:
         """Close every session (and log out, if no other pool shares the login)."""
-        with self._reopen_lock, self.module.lock.shared():
+        with self._reopen_lock, self.module.use():
             if self._login_generation == self.module.generation:
                 self._drop_sessions()
             self._login_generation = None
