@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cardsvc.core.keys import KeyPurpose
-from cardsvc.errors import SigningUnavailableError
+from cardsvc.errors import HsmError, SigningUnavailableError
 from cardsvc.keystore.open import open_backend
 from cardsvc.keystore.pkcs11 import Pkcs11Backend
 from cardsvc.keystore.service import KeyPolicy, KeyService
@@ -75,3 +75,18 @@ def test_one_failure_is_recovered_within_the_same_call(
     signature = signer.sign(b"once")  # the pool reopened and tried again
     signer.verifying_key().verify_raw(signature, b"once")
     assert faulty_module.faults.read_text().split()[1] == "0"  # the fault was met
+
+
+def test_a_device_failing_at_start_stops_the_start_by_name(
+    faulty_module: FaultyModule, hsm_token: Token, tmp_path: Path
+) -> None:
+    settings = hsm_token.settings(
+        Settings(key_dir=tmp_path / "keys"), tmp_path, pkcs11_module=faulty_module.module
+    )
+    faulty_module.fail(CKR_DEVICE_ERROR)
+    try:
+        with pytest.raises(HsmError, match=r"cannot be opened \(DeviceError\)") as caught:
+            open_backend(settings.key_store())
+        assert caught.value.token == hsm_token.label
+    finally:
+        faulty_module.heal()
