@@ -81,6 +81,20 @@ _FORBIDDEN_USES = (
     Attribute.SIGN_RECOVER,
 )
 
+#: The private key attributes :meth:`Pkcs11Backend.key_attributes` reports.
+_REPORTED = (
+    Attribute.TOKEN,
+    Attribute.PRIVATE,
+    Attribute.SENSITIVE,
+    Attribute.ALWAYS_SENSITIVE,
+    Attribute.EXTRACTABLE,
+    Attribute.NEVER_EXTRACTABLE,
+    Attribute.LOCAL,
+    Attribute.MODIFIABLE,
+    Attribute.SIGN,
+    *_FORBIDDEN_USES,
+)
+
 _PUBLIC_TEMPLATE: dict[Attribute, Any] = {
     Attribute.TOKEN: True,
     Attribute.PRIVATE: False,
@@ -486,6 +500,25 @@ class Pkcs11Backend:
         index = self.pool.run_admin(on_token)
         with self._lock:
             self._index, self._index_read_at = index, self._clock()
+
+    def key_attributes(self, kid: str) -> dict[str, object]:
+        """What the token says of one listed key's private half (for a ceremony's
+        transcript): label, ``CKA_ID``, key type, curve, and its boolean attributes."""
+        label = self._label_of(kid, self._current())
+
+        def on_token(session: pkcs11.Session) -> dict[str, object]:
+            private = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            out: dict[str, object] = {
+                "label": label,
+                "id": bytes(private[Attribute.ID]).hex(),
+                "key_type": KeyType(private[Attribute.KEY_TYPE]).name,
+                "curve": "P-256" if bytes(private[Attribute.EC_PARAMS]) == P256_PARAMS else "?",
+            }
+            for attribute in _REPORTED:
+                out[attribute.name] = _true(private, attribute)
+            return out
+
+        return self.pool.run_admin(on_token)
 
     def signer(self, kid: str) -> Signer:
         with self._lock:
