@@ -128,7 +128,7 @@ def _point_from_token(value: bytes) -> bytes:
 def public_key_of(obj: Any) -> VerifyingKey:
     """The P-256 public key of a token public key object; ``ValueError`` if it is not one."""
     if obj[Attribute.KEY_TYPE] != KeyType.EC:
-        raise ValueError(f"is a {KeyType(obj[Attribute.KEY_TYPE]).name} key, not EC")
+        raise ValueError(f"is a {_key_type(obj[Attribute.KEY_TYPE])} key, not EC")
     if bytes(obj[Attribute.EC_PARAMS]) != P256_PARAMS:
         raise ValueError("is not on the curve P-256")
     point = _point_from_token(bytes(obj[Attribute.EC_POINT]))
@@ -304,7 +304,7 @@ class Pkcs11Backend:
             raise self._key_error(label, kid, "more than one key pair has this label")
         private, public = privates[0], publics[0]
         if private[Attribute.KEY_TYPE] != KeyType.EC:
-            kind = KeyType(private[Attribute.KEY_TYPE]).name
+            kind = _key_type(private[Attribute.KEY_TYPE])
             raise self._key_error(label, kid, f"is a {kind} key, not EC P-256")
         if bytes(private[Attribute.EC_PARAMS]) != P256_PARAMS:
             raise self._key_error(label, kid, "is not on the curve P-256")
@@ -511,7 +511,7 @@ class Pkcs11Backend:
             out: dict[str, object] = {
                 "label": label,
                 "id": bytes(private[Attribute.ID]).hex(),
-                "key_type": KeyType(private[Attribute.KEY_TYPE]).name,
+                "key_type": _key_type(private[Attribute.KEY_TYPE]),
                 "curve": "P-256" if bytes(private[Attribute.EC_PARAMS]) == P256_PARAMS else "?",
             }
             for attribute in _REPORTED:
@@ -533,6 +533,14 @@ class Pkcs11Backend:
         with self._lock:
             self._signers[kid] = signer
         return signer
+
+
+def _key_type(value: Any) -> str:
+    """``CKA_KEY_TYPE`` by name; a vendor-defined type by its number."""
+    try:
+        return KeyType(value).name
+    except ValueError:
+        return f"vendor key type {int(value):#x}"
 
 
 def _true(obj: Any, attribute: Attribute) -> bool:
