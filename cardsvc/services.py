@@ -24,7 +24,7 @@ from cardsvc.ecards.proofs import Sealer
 from cardsvc.ecards.tokens import TokenService
 from cardsvc.ecards.verifier import OnlineVerifier
 from cardsvc.ecards.views import ECardDirectory
-from cardsvc.keystore.files import FileKeyBackend
+from cardsvc.keystore.open import open_backend
 from cardsvc.keystore.service import KeyService
 from cardsvc.ledger.service import LedgerService, stop_after_death
 from cardsvc.publication import Publication as Publication
@@ -214,7 +214,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        backend = FileKeyBackend(settings.key_dir, settings.passphrase())
+        backend = open_backend(settings.key_store())
         keys = KeyService(backend, settings.key_policy(), issuer=settings.issuer)
         return cls(settings=settings, engine=make_engine(settings.database_url), keys=keys)
 
