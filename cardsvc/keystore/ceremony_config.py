@@ -129,6 +129,13 @@ class _Reader:
             raise CeremonyConfigError(source, where or "the file", "must be a table")
         self.table: Mapping[str, Any] = table
         self.used: set[str] = set()
+        for name in table:
+            if name in _SECRET_FIELDS:
+                raise self.fail(
+                    name,
+                    "a secret is never written in the ceremony file: name a file "
+                    f"({name}-file) or an environment variable ({name}-env)",
+                )
 
     def _path(self, name: str) -> str:
         return f"{self.where}.{name}" if self.where else name
@@ -173,12 +180,6 @@ class _Reader:
 
     def done(self) -> None:
         for name in self.table:
-            if name in _SECRET_FIELDS:
-                raise self.fail(
-                    name,
-                    "a secret is never written in the ceremony file: name a file "
-                    f"({name}-file) or an environment variable ({name}-env)",
-                )
             if name not in self.used:
                 raise self.fail(name, "unknown field")
 
