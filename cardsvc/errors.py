@@ -223,3 +223,84 @@ class TrustListRefusedError(Invalid, KeyStoreError):
         super().__init__(f"trust list refused ({check}): {reason}")
         self.check = check
         self.reason = reason
+
+
+class HsmError(KeyStoreError):
+    """Root of the PKCS#11 key store's refusals to start: the token is not fit to sign.
+
+    Raised when the issuer opens the token (start, ``cardsvc keys ...``), never quietly
+    replaced by the file store. ``module`` and ``token`` name what was configured.
+    """
+
+    code = "hsm"
+
+    def __init__(self, detail: str, *, module: str, token: str) -> None:
+        super().__init__(detail)
+        self.module = module
+        self.token = token
+
+
+class HsmModuleError(HsmError):
+    """The PKCS#11 module is not configured, missing, or does not load."""
+
+    code = "hsm-module"
+
+    def __init__(self, *, module: str, token: str, reason: str) -> None:
+        super().__init__(f"PKCS#11 module {module!r}: {reason}", module=module, token=token)
+        self.reason = reason
+
+
+class HsmTokenNotFoundError(HsmError):
+    """No token with the configured label is present."""
+
+    code = "hsm-token-not-found"
+
+    def __init__(self, *, module: str, token: str, present: tuple[str, ...]) -> None:
+        shown = ", ".join(repr(label) for label in present) or "none"
+        super().__init__(
+            f"PKCS#11 module {module!r} has no token labelled {token!r} (tokens present: {shown})",
+            module=module,
+            token=token,
+        )
+        self.present = present
+
+
+class HsmPinError(HsmError):
+    """No PIN is configured, or the token refuses it or is locked."""
+
+    code = "hsm-pin"
+
+    def __init__(self, *, module: str, token: str, reason: str) -> None:
+        super().__init__(f"PKCS#11 token {token!r}: {reason}", module=module, token=token)
+        self.reason = reason
+
+
+class HsmKeyError(HsmError):
+    """A key the store lists is missing on the token, or is not a key it may sign with.
+
+    ``label`` is the key's label on the token, ``kid`` its thumbprint when known.
+    """
+
+    code = "hsm-key"
+
+    def __init__(
+        self, *, module: str, token: str, label: str, kid: str | None, reason: str
+    ) -> None:
+        named = f"key {label!r}" + (f" (kid {kid})" if kid else "")
+        super().__init__(f"PKCS#11 token {token!r}, {named}: {reason}", module=module, token=token)
+        self.label = label
+        self.kid = kid
+        self.reason = reason
+
+
+class SigningUnavailableError(Unavailable, KeyStoreError):
+    """The signing device does not answer now (session lost, token removed, PIN refused
+    after a restart); nothing was signed, so nothing was written. ``retry_after`` is
+    seconds until the next attempt to reopen it."""
+
+    code = "signing-unavailable"
+
+    def __init__(self, reason: str, *, retry_after: int) -> None:
+        super().__init__(f"the signing device is unavailable ({reason}); retry later")
+        self.reason = reason
+        self.retry_after = retry_after

@@ -28,6 +28,7 @@ from cardsvc.errors import ConfigurationError
 from cardsvc.keystore.backend import KeyBackend
 from cardsvc.keystore.files import FileKeyBackend
 from cardsvc.keystore.offline import OfflineRoot
+from cardsvc.keystore.open import open_backend
 from cardsvc.keystore.service import KeyService
 from cardsvc.keystore.stacked import StackedBackend
 from cardsvc.ledger.service import LedgerService, stop_after_death
@@ -51,12 +52,14 @@ def utcnow() -> datetime:
 
 def key_backend(settings: Settings) -> KeyBackend:
     """The key store the settings name; stacked on the previous one while moving."""
-    passphrase = settings.passphrase()
-    backend: KeyBackend = FileKeyBackend(settings.key_dir, passphrase)
+    backend = open_backend(settings.key_store())
     if settings.previous_key_dir is not None:
-        if settings.previous_key_dir.resolve() == settings.key_dir.resolve():
+        if settings.key_backend == "file" and (
+            settings.previous_key_dir.resolve() == settings.key_dir.resolve()
+        ):
             raise ConfigurationError("CARDSVC_PREVIOUS_KEY_DIR is CARDSVC_KEY_DIR itself")
-        backend = StackedBackend(backend, FileKeyBackend(settings.previous_key_dir, passphrase))
+        previous = FileKeyBackend(settings.previous_key_dir, settings.passphrase())
+        backend = StackedBackend(backend, previous)
     return backend
 
 

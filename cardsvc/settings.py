@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cardsvc.errors import ConfigurationError
+from cardsvc.keystore.open import FileStoreConfig, KeyStoreConfig, Pkcs11Config
 from cardsvc.keystore.service import KeyPolicy
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,39 @@ class Settings(BaseSettings):
     )
     dev_mode: bool = Field(
         default=False, description="Development mode: a built-in key passphrase, with a warning"
+    )
+    key_backend: Literal["file", "pkcs11"] = Field(
+        default="file",
+        description="Where private keys live: encrypted files in key_dir, or a PKCS#11 token "
+        "(an HSM); never one in place of the other",
+    )
+    pkcs11_module: Path | None = Field(
+        default=None, description="PKCS#11 module (shared library) of the HSM"
+    )
+    pkcs11_token_label: str | None = Field(
+        default=None, min_length=1, max_length=32, description="Label of the issuer's token"
+    )
+    pkcs11_pin_file: Path | None = Field(
+        default=None,
+        description="File holding the token's user PIN (first line); read again at each login",
+    )
+    pkcs11_pin: SecretStr | None = Field(
+        default=None, description="The token's user PIN (prefer the PIN file)"
+    )
+    pkcs11_sessions: int = Field(
+        default=4, ge=1, le=256, description="PKCS#11 sessions signing in parallel"
+    )
+    pkcs11_session_wait_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Longest wait for a free session (503 after)"
+    )
+    pkcs11_reopen_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=300,
+        description="Least time between two attempts to reopen a token that failed",
+    )
+    pkcs11_retry_after_seconds: int = Field(
+        default=5, ge=1, le=3600, description="Retry-After of a 503 signing-unavailable"
     )
     redis_url: str | None = Field(default=None, description="Redis for replay cache and limits")
     redis_prefix: str = Field(
@@ -256,6 +290,36 @@ class Settings(BaseSettings):
         return KeyPolicy(
             cache_ttl=timedelta(seconds=self.cache_ttl_seconds),
             trust_list_lifetime=timedelta(hours=self.trust_list_lifetime_hours),
+        )
+
+    def key_store(self) -> KeyStoreConfig:
+        """The configured key store backend; a PKCS#11 one must name module and token."""
+        if self.key_backend == "file":
+            return FileStoreConfig(directory=self.key_dir, passphrase=self.passphrase())
+        module, label = self.pkcs11_module, self.pkcs11_token_label
+        if module is None or label is None:
+            missing = [
+                name
+                for name, value in (
+                    ("CARDSVC_PKCS11_MODULE", module),
+                    ("CARDSVC_PKCS11_TOKEN_LABEL", label),
+                )
+                if value is None
+            ]
+            raise ConfigurationError(f"CARDSVC_KEY_BACKEND=pkcs11 needs {' and '.join(missing)}")
+        if self.pkcs11_pin_file is not None and self.pkcs11_pin is not None:
+            raise ConfigurationError(
+                "set one of CARDSVC_PKCS11_PIN_FILE and CARDSVC_PKCS11_PIN, not both"
+            )
+        return Pkcs11Config(
+            module=module,
+            token_label=label,
+            pin_file=self.pkcs11_pin_file,
+            pin=self.pkcs11_pin.get_secret_value() if self.pkcs11_pin is not None else None,
+            sessions=self.pkcs11_sessions,
+            session_wait_seconds=self.pkcs11_session_wait_seconds,
+            reopen_interval_seconds=self.pkcs11_reopen_interval_seconds,
+            retry_after_seconds=self.pkcs11_retry_after_seconds,
         )
 
     def passphrase(self) -> bytes | None:

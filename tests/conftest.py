@@ -9,7 +9,7 @@ Service locations come from the environment, with the defaults this project's ma
 Each PostgreSQL test gets its own schema, dropped afterwards; each Redis test gets its
 own key prefix, whose keys are deleted afterwards. Outside CI a missing service skips the
 test with the reason; with ``CI=true`` it fails, and the session fails if any test
-carrying a ``postgres``, ``redis``, ``pcscd`` or ``browser`` marker was skipped anyway.
+carrying a ``postgres``, ``redis``, ``pcscd``, ``browser`` or ``softhsm`` marker was skipped anyway.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-SERVICE_MARKERS = ("postgres", "redis", "pcscd", "browser")
+from tests.softhsm import SoftHsm, Token
+from tests.softhsm import start as start_softhsm
+
+SERVICE_MARKERS = ("postgres", "redis", "pcscd", "browser", "softhsm")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get(
     "CARDSVC_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -138,3 +141,19 @@ def redis_client() -> Iterator[tuple[object, str]]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
+    """The run's SoftHSM2, with its own token directory (``SOFTHSM2_CONF`` set for it)."""
+    hsm = start_softhsm(tmp_path_factory.mktemp("softhsm"))
+    if isinstance(hsm, str):
+        service_unavailable(hsm)
+    assert isinstance(hsm, SoftHsm)
+    return hsm
+
+
+@pytest.fixture
+def hsm_token(softhsm: SoftHsm) -> Token:
+    """A fresh SoftHSM2 token of this test's own."""
+    return softhsm.new_token()

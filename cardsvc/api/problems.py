@@ -113,6 +113,7 @@ TITLES: dict[str, str] = {
     "purpose-forbidden": "Purpose not allowed for this partner",
     "rate-limited": "Too many requests",
     "store-unavailable": "Shared store unavailable",
+    "signing-unavailable": "Signing unavailable",
     "scanner-not-built": "Scanner page not built",
 }
 
