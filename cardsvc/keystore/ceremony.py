@@ -28,10 +28,12 @@ from cardsvc.keystore.ceremony_config import (
     CeremonyConfig,
     FileStoreSpec,
     KeySpec,
+    Pkcs11StoreSpec,
     StoreSpec,
 )
 from cardsvc.keystore.files import FileKeyBackend
 from cardsvc.keystore.offline import read_trust_list_unchecked_times
+from cardsvc.keystore.open import Pkcs11Config, open_backend
 from cardsvc.keystore.records import KeyRecord
 from cardsvc.keystore.service import KeyPolicy, KeyService
 
@@ -64,13 +66,40 @@ def _secret(path: Path | None, env: str | None, what: str) -> bytes:
 
 
 def open_store(spec: StoreSpec) -> KeyBackend:
-    """The backend a store section names (reads its passphrase or PIN)."""
+    """The backend a store section names (reads its passphrase; logs in to a token)."""
     if isinstance(spec, FileStoreSpec):
         passphrase = _secret(spec.passphrase_file, spec.passphrase_env, "passphrase")
         return FileKeyBackend(spec.directory, passphrase)
-    raise ConfigurationError(
-        f"{spec.describe()}: this build has no PKCS#11 backend yet (cardsvc.keystore.pkcs11)"
-    )
+    pin = None if spec.pin_env is None else _secret(None, spec.pin_env, "PIN").decode()
+    return open_backend(
+        Pkcs11Config(module=spec.module, token_label=spec.token_label, pin_file=spec.pin_file,
+                     pin=pin, sessions=1)
+    )  # fmt: skip
+
+
+def _close(backend: KeyBackend) -> None:
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()
+
+
+def _label_in_use(backend: KeyBackend, label: str) -> bool:
+    if isinstance(backend, FileKeyBackend):
+        return False  # files are named by kid: a new key cannot land on an old one
+    from cardsvc.keystore.ceremony_pkcs11 import label_in_use
+    from cardsvc.keystore.pkcs11 import Pkcs11Backend
+
+    return isinstance(backend, Pkcs11Backend) and label_in_use(backend, label)
+
+
+def _generate(backend: KeyBackend, spec: KeySpec) -> VerifyingKey:
+    if isinstance(backend, FileKeyBackend):
+        return backend.generate(spec.purpose)
+    from cardsvc.keystore.pkcs11 import Pkcs11Backend
+
+    if isinstance(backend, Pkcs11Backend):
+        return backend.generate(spec.purpose, label=spec.label)
+    return backend.generate(spec.purpose)
 
 
 def _store_in_use(spec: StoreSpec) -> bool:
@@ -105,6 +134,8 @@ def check(config: CeremonyConfig) -> CheckReport:
         problem = _secret_problem(spec)
         if problem is not None:
             raise ConfigurationError(problem)
+        if isinstance(spec, Pkcs11StoreSpec) and not spec.module.is_file():
+            raise ConfigurationError(f"{spec.describe()}: no PKCS#11 module at {spec.module}")
     lines = [
         f"ceremony {config.name!r} for {config.issuer}, config sha256 {config.sha256}",
         f"root {config.root.label!r} ({config.root.key_type}) on {config.root_store.describe()}",
@@ -121,6 +152,12 @@ def _attributes(backend: KeyBackend, kid: str, spec: KeySpec) -> dict[str, objec
     base: dict[str, object] = {"key_type": spec.key_type, "alg": "ES256", "crv": "P-256"}
     if isinstance(backend, DescribesKeys):
         return {**base, **backend.key_attributes(kid)}
+    if not isinstance(backend, FileKeyBackend):
+        from cardsvc.keystore.ceremony_pkcs11 import key_attributes
+        from cardsvc.keystore.pkcs11 import Pkcs11Backend
+
+        if isinstance(backend, Pkcs11Backend):
+            return {**base, **key_attributes(backend, kid)}
     if isinstance(backend, FileKeyBackend):
         return {
             **base,
@@ -165,16 +202,36 @@ def run(config: CeremonyConfig, *, now: datetime) -> CeremonyResult:
     """Make the keys, sign the first trust list, write the outputs and the transcript."""
     check(config)
     root_backend = open_store(config.root_store)
-    issuing_backend = open_store(config.issuing_store)
-    for store, backend in (
-        (config.root_store, root_backend),
-        (config.issuing_store, issuing_backend),
+    try:
+        issuing_backend = open_store(config.issuing_store)
+    except BaseException:
+        _close(root_backend)
+        raise
+    try:
+        return _run(config, root_backend, issuing_backend, now=now)
+    finally:
+        _close(issuing_backend)
+        _close(root_backend)
+
+
+def _run(
+    config: CeremonyConfig, root_backend: KeyBackend, issuing_backend: KeyBackend, *, now: datetime
+) -> CeremonyResult:
+    # Everything that can refuse does so before the first key is made.
+    for store, backend, specs in (
+        (config.root_store, root_backend, (config.root,)),
+        (config.issuing_store, issuing_backend, config.keys),
     ):
         if backend.exists():
             raise CeremonyRefusedError(store.describe(), "it holds keys already")
+        for spec in specs:
+            if _label_in_use(backend, spec.label):
+                raise CeremonyRefusedError(
+                    store.describe(), f"an object labelled {spec.label!r} is on it already"
+                )
 
     # The root, on its own store.
-    root_key = root_backend.generate(KeyPurpose.ROOT)
+    root_key = _generate(root_backend, config.root)
     root_record = KeyRecord(
         kid=root_key.kid, purpose=KeyPurpose.ROOT, key=root_key, created_at=now, activates_at=now
     )
@@ -184,7 +241,7 @@ def run(config: CeremonyConfig, *, now: datetime) -> CeremonyResult:
     # list is installed: no verifier has cached anything yet.
     records = []
     for spec in config.keys:
-        key = issuing_backend.generate(spec.purpose)
+        key = _generate(issuing_backend, spec)
         records.append(
             KeyRecord(kid=key.kid, purpose=spec.purpose, key=key, created_at=now, activates_at=now)
         )
@@ -270,6 +327,15 @@ def sign_trust_list(
     if out.exists():
         raise CeremonyRefusedError(str(out), "the output exists already")
     backend = open_store(config.root_store)
+    try:
+        return _sign(config, backend, trust_list, out)
+    finally:
+        _close(backend)
+
+
+def _sign(
+    config: CeremonyConfig, backend: KeyBackend, trust_list: TrustList, out: Path
+) -> tuple[TrustList, str]:
     roots = [r for r in backend.records() if r.purpose is KeyPurpose.ROOT]
     if len(roots) != 1 or len(backend.records()) != 1:
         raise CeremonyRefusedError(
