@@ -96,7 +96,18 @@ def _append_waiting(services: Services) -> None:
 @keys_app.command("list")
 def keys_list() -> None:
     """List every key with its purpose and schedule (no passphrase needed)."""
-    for r in _services().keys.records():
+    keys = _services().keys
+    if keys.offline_root is not None:
+        installed = keys.offline_root.installed()
+        if installed is None:
+            typer.echo("offline root: no trust list installed yet")
+        else:
+            tl = installed.trust_list
+            typer.echo(
+                f"offline root: trust list sequence {tl.sequence} installed, expires "
+                f"{tl.expires_at.isoformat()} (prepare and sign the next one before then)"
+            )
+    for r in keys.records():
         retires = r.retires_at.isoformat() if r.retires_at else "-"
         until = r.verify_until.isoformat() if r.verify_until else "-"
         typer.echo(

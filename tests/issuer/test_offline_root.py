@@ -207,3 +207,42 @@ def test_an_import_cut_short_after_the_schedules_can_be_run_again(
         keys.signing_record(KeyPurpose.ECARD, now=T0 + 4 * TTL - timedelta(seconds=1))
     assert keys.signing_record(KeyPurpose.ECARD, now=T0 + 4 * TTL).kid != old.kid
     assert old.kid in {k.key.kid for k in keys.trusted_keys(now=T0 + 4 * TTL)}
+
+
+def test_the_api_serves_the_installed_list_and_its_keys(
+    config: CeremonyConfig, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from cardsvc.api.app import create_app
+    from cardsvc.db.migrate import upgrade
+    from cardsvc.services import Services, utcnow
+    from cardsvc.settings import Settings
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        key_dir=tmp_path / "issuer-keys",
+        key_passphrase="issuer store passphrase",  # type: ignore[arg-type]
+        issuer=ISSUER,
+        offline_root=True,
+        root_key_file=tmp_path / "out" / "root.jwk",
+    )
+    services = Services.from_settings(settings)
+    upgrade(services.engine)
+    with pytest.raises(Exception, match="no trust list installed"):
+        create_app(settings, services=services)
+    now = utcnow()
+    token = config.outputs.trust_list.read_text().strip()
+    services.keys.import_trust_list(token, now=now, leeway=LEEWAY)
+    client = TestClient(create_app(settings, services=services))
+    served = client.get("/v1/trust-list")
+    assert served.status_code == 200 and served.text == token
+    jwks = client.get("/.well-known/jwks.json").json()
+    assert {k["kid"] for k in jwks["keys"]} == {
+        r.kid for r in services.keys.records() if r.purpose is not KeyPurpose.ROOT
+    }
+    assert client.get("/health").json()["status"] == "ok"
+    # A staged key is not published until the offline root signed a list with it.
+    services.keys.prepare_trust_list(now=now, rotate=[KeyPurpose.ECARD])
+    assert client.get("/v1/trust-list").text == token
+    assert len(client.get("/.well-known/jwks.json").json()["keys"]) == len(jwks["keys"])
