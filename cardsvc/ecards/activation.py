@@ -398,12 +398,15 @@ class ActivationService:
                 now=now,
             )
             view = view_of(ecard, person, card, now=now)
+            # Signed before the commit: a signing device that fails rolls the activation
+            # back (the code stays usable), never leaving an e-card without a credential.
+            credential = self.credential(view, card, now=now)
             changes = [(shard, idx, CardState.ACTIVE)] + [
                 (o.status_shard, o.status_idx, CardState.REVOKED) for o in replaced
             ]
         self._status.apply(changes)
         self._directory.forget([bytes.fromhex(old.ref) for old in replaced])
-        return Activation(ecard=view, credential=self.credential(view, card, now=now))
+        return Activation(ecard=view, credential=credential)
 
     def credential(self, view: ECardView, card: Card, *, now: datetime) -> str:
         """The signed e-card credential: the device key (``cnf``) and the status entry."""

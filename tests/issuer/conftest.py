@@ -10,16 +10,30 @@ import pytest
 from cardsvc.redisstore import RedisStore
 from cardsvc.settings import Settings
 from tests.conftest import REDIS_URL
+from tests.softhsm import Token
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
+def key_backend() -> str:
+    """The key store the ``settings`` use: ``file``; a module that runs on both overrides
+    this with ``params=["file", "pkcs11"]`` (tests/issuer/test_signing_backends.py)."""
+    return "file"
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, database_url: str, key_backend: str, request: pytest.FixtureRequest
+) -> Settings:
+    base = Settings(
         database_url=database_url,
         key_dir=tmp_path / "keys",
         key_passphrase="test passphrase",  # type: ignore[arg-type]
         issuer="https://issuer.test",
     )
+    if key_backend == "pkcs11":  # a SoftHSM2 token of the test's own
+        token: Token = request.getfixturevalue("hsm_token")
+        return token.settings(base, tmp_path)
+    return base
 
 
 @pytest.fixture

@@ -326,7 +326,7 @@ def test_an_extractable_key_anywhere_on_the_token_stops_the_start(
         params.generate_keypair(
             store=True, label="exportable", private_template={Attribute.EXTRACTABLE: True}
         )
-    with pytest.raises(HsmKeyError, match="'exportable'.*extractable"):
+    with pytest.raises(HsmKeyError, match=r"'exportable'.*extractable"):
         open_store(hsm_token, tmp_path)
 
 
