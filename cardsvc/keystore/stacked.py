@@ -64,7 +64,7 @@ class StackedBackend:
         # The previous backend is written only when a schedule of its own keys changes
         # (the trust list counter lives on in the new one): once its keys are retired it
         # is read-only, and its private keys can be destroyed.
-        if [r.to_json() for r in mine] != [r.to_json() for r in before]:
+        if {r.kid: r.to_json() for r in mine} != {r.kid: r.to_json() for r in before}:
             self.previous.commit(mine, trust_list_sequence=self.previous.trust_list_sequence())
 
     def trust_list_sequence(self) -> int:

@@ -173,3 +173,12 @@ def test_any_field_added_to_a_valid_file_is_refused_by_name(
     # secret source: never accepted, never another exception.
     error = refusal(text)
     assert error.where
+
+
+def test_the_documented_example_parses() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "ceremony.example.toml"
+    config = parse_config(example, example.read_bytes())
+    assert [k.purpose for k in config.keys] == list(ISSUING_PURPOSES)
+    assert config.root_store.describe() == (
+        "PKCS#11 token 'cardsvc-root' (/usr/lib/softhsm/libsofthsm2.so)"
+    )
