@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 from cardsvc.core.errors import CoreError
 from cardsvc.core.files import write_atomically
 from cardsvc.core.keys import KeyPurpose, VerifyingKey
-from cardsvc.core.trustlist import TrustList
+from cardsvc.core.trustlist import MAX_TRUST_LIST_SIZE, TrustList
 from cardsvc.errors import CeremonyRefusedError, ConfigurationError, TrustListRefusedError
 from cardsvc.keystore.backend import KeyBackend
 from cardsvc.keystore.ceremony_config import (
@@ -267,7 +267,7 @@ def _run(
     transcript: dict[str, object] = {
         "ceremony": config.name,
         "issuer": config.issuer,
-        "config": {"path": str(config.source), "sha256": config.sha256},
+        "config": {"path": str(config.source.resolve()), "sha256": config.sha256},
         "at": now.isoformat(),
         "root": _key_entry(root_backend, root_record, config.root, config.root_store),
         "keys": [
@@ -293,12 +293,14 @@ def _run(
 
 def read_unsigned(data: bytes) -> TrustList:
     """An unsigned trust list as `cardsvc keys prepare-trust-list` writes it."""
+    if len(data) > MAX_TRUST_LIST_SIZE:
+        raise TrustListRefusedError("decode", f"larger than {MAX_TRUST_LIST_SIZE} bytes")
     try:
         claims = json.loads(data)
         if not isinstance(claims, dict):
             raise ValueError("not a JSON object")
         return TrustList.from_claims(claims)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise TrustListRefusedError("decode", f"not an unsigned trust list: {exc}") from None
     except CoreError as exc:
         raise TrustListRefusedError("decode", str(exc)) from None
@@ -336,6 +338,10 @@ def sign_trust_list(
 def _sign(
     config: CeremonyConfig, backend: KeyBackend, trust_list: TrustList, out: Path
 ) -> tuple[TrustList, str]:
+    if not backend.exists():
+        raise CeremonyRefusedError(
+            config.root_store.describe(), "it holds no root: the ceremony has not run on it"
+        )
     roots = [r for r in backend.records() if r.purpose is KeyPurpose.ROOT]
     if len(roots) != 1 or len(backend.records()) != 1:
         raise CeremonyRefusedError(

@@ -182,6 +182,8 @@ def test_the_offline_root_cycle_installs_only_what_the_pinned_root_signed(done: 
     signed = sign(done, unsigned, "next.jws")
     code, out, err = issuer(done, "keys", "import-trust-list", str(signed))
     assert code == 0 and "sequence 1" in out, err
+    code, out, err = issuer(done, "keys", "list")
+    assert code == 0 and "trust list sequence 1 installed, expires" in out, err
 
     # Replays and older lists are refused; so is the root signing a sequence twice.
     for old in (signed, done / "out" / "trust-list.jws"):
@@ -253,6 +255,10 @@ def test_the_offline_side_refuses_another_issuers_list_and_a_foreign_root_store(
     result = run_cli(done, "ceremony", "sign-trust-list", "mixed.toml", str(unsigned),
                      "--out", "x.jws")  # fmt: skip
     assert result.returncode == 1 and "is not the pinned" in result.stderr
+    ceremony_dir(done, ceremony_toml(root_dir="nowhere"), name="nowhere.toml")
+    result = run_cli(done, "ceremony", "sign-trust-list", "nowhere.toml", str(unsigned),
+                     "--out", "x.jws")  # fmt: skip
+    assert result.returncode == 1 and "holds no root" in result.stderr
     assert not (done / "x.jws").exists()
 
 

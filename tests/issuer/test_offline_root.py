@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.trustlist import TrustedKey, TrustList
@@ -246,3 +251,24 @@ def test_the_api_serves_the_installed_list_and_its_keys(
     services.keys.prepare_trust_list(now=now, rotate=[KeyPurpose.ECARD])
     assert client.get("/v1/trust-list").text == token
     assert len(client.get("/.well-known/jwks.json").json()["keys"]) == len(jwks["keys"])
+
+
+@hsettings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.binary(max_size=300)
+    | st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+        lambda inner: st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["iss", "seq", "iat", "exp", "keys", "kid", "x"]),
+                          inner, max_size=4),
+        max_leaves=12,
+    ).map(lambda obj: json.dumps(obj).encode())
+)  # fmt: skip
+def test_an_unsigned_list_of_junk_gets_a_typed_refusal(data: bytes) -> None:
+    with contextlib.suppress(TrustListRefusedError):
+        ceremony.read_unsigned(data)
+
+
+def test_a_deeply_nested_unsigned_list_is_refused() -> None:
+    with pytest.raises(TrustListRefusedError):
+        ceremony.read_unsigned(b"[" * 200_000)
