@@ -303,6 +303,9 @@ class KeyService:
         (:meth:`import_trust_list`), and then only one cache TTL later.
         """
         offline = self._require_offline()
+        # The ceremony's list first: until one is installed nothing is published, and
+        # "staged" (listed nowhere yet) would mean every key.
+        offline.require_installed()
         if len(set(rotate)) != len(rotate):
             raise KeyStoreError("each purpose can be rotated once per trust list")
         records = self.backend.records()

@@ -20,6 +20,7 @@ from cardsvc.errors import (
     NoActiveKeyError,
     OfflineRootError,
     RotationPendingError,
+    TrustListNotInstalledError,
     TrustListRefusedError,
 )
 from cardsvc.keystore import ceremony
@@ -72,8 +73,10 @@ def test_first_keys_sign_once_the_first_list_is_installed(
     config: CeremonyConfig, tmp_path: Path
 ) -> None:
     keys = keys_of(tmp_path)
-    with pytest.raises(Exception, match="no trust list installed"):
+    with pytest.raises(TrustListNotInstalledError):
         keys.signer(KeyPurpose.ECARD, now=T0)
+    with pytest.raises(TrustListNotInstalledError):
+        keys.prepare_trust_list(now=T0, rotate=[KeyPurpose.ECARD])
     with pytest.raises(OfflineRootError):
         keys.issue_trust_list(now=T0)
     keys.import_trust_list(config.outputs.trust_list.read_text().strip(), now=T0, leeway=LEEWAY)
