@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.softhsm import SoftHsm, Token
+from tests.softhsm import FaultyModule, SoftHsm, Token, build_shim
 from tests.softhsm import start as start_softhsm
 
 SERVICE_MARKERS = ("postgres", "redis", "pcscd", "browser", "softhsm")
@@ -157,3 +157,13 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
 def hsm_token(softhsm: SoftHsm) -> Token:
     """A fresh SoftHSM2 token of this test's own."""
     return softhsm.new_token()
+
+
+@pytest.fixture(scope="session")
+def faulty_module(softhsm: SoftHsm, tmp_path_factory: pytest.TempPathFactory) -> FaultyModule:
+    """A PKCS#11 module in front of SoftHSM2 that fails on demand (tests/p11shim.c)."""
+    shim = build_shim(softhsm, tmp_path_factory.mktemp("p11shim"))
+    if isinstance(shim, str):
+        service_unavailable(shim)
+    assert isinstance(shim, FaultyModule)
+    return shim

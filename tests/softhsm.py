@@ -112,3 +112,43 @@ def start(folder: Path) -> SoftHsm | str:
     )
     os.environ["SOFTHSM2_CONF"] = str(conf)
     return SoftHsm(module=module, conf=conf, token_dir=token_dir)
+
+
+#: Where p11-kit's pkcs11.h is (Debian libp11-kit-dev), for the fault-injecting shim.
+PKCS11_INCLUDE = Path("/usr/include/p11-kit-1")
+SHIM_SOURCE = Path(__file__).with_name("p11shim.c")
+
+
+@dataclass(frozen=True)
+class FaultyModule:
+    """tests/p11shim.c built: a module forwarding to a copy of SoftHSM's that fails on
+    demand (``fail(code)``, ``fail(code, times=n)``, ``heal()``)."""
+
+    module: Path
+    faults: Path
+
+    def fail(self, code: int, *, times: int | None = None) -> None:
+        self.faults.write_text(f"{code:x}" + ("" if times is None else f" {times}") + "\n")
+
+    def heal(self) -> None:
+        self.faults.unlink(missing_ok=True)
+
+
+def build_shim(hsm: SoftHsm, folder: Path) -> FaultyModule | str:
+    """Compile the shim in ``folder`` (gcc, p11-kit's header), or say why it cannot be."""
+    if shutil.which("gcc") is None or not (PKCS11_INCLUDE / "p11-kit" / "pkcs11.h").is_file():
+        return "gcc and p11-kit's pkcs11.h (Debian gcc, libp11-kit-dev; ./dev installs them)"
+    shim = folder / "libp11shim.so"
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-Wall", f"-I{PKCS11_INCLUDE}",
+         "-o", str(shim), str(SHIM_SOURCE), "-ldl"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    # A copy of its own: SoftHSM keeps one state per loaded library, and this process's
+    # other tests use the original.
+    copy = folder / "libsofthsm2-copy.so"
+    shutil.copyfile(hsm.module, copy)
+    faults = folder / "faults"
+    os.environ["CARDSVC_P11SHIM_MODULE"] = str(copy)
+    os.environ["CARDSVC_P11SHIM_FAULTS"] = str(faults)
+    return FaultyModule(module=shim, faults=faults)

@@ -352,8 +352,21 @@ class Pkcs11Backend:
             generation=generation, trust_list_sequence=seq, records=tuple(records), labels=labels
         )
 
-    def _read_index_on(self, session: pkcs11.Session) -> _Index:
+    def _found_index(self, session: pkcs11.Session) -> list[tuple[int, Any, dict[str, Any]]]:
+        """The index objects on the token; none where this process has seen one means the
+        token is not (wholly) there: SoftHSM, for one, shows a token taken away as empty.
+        That is a device failure, never an empty key store (which ``keys init`` would
+        fill with new keys)."""
         found = self._index_objects(session)
+        if not found:
+            with self._lock:
+                known = self._index
+            if known is not None and known.generation:
+                raise p11.TokenNotPresent()
+        return found
+
+    def _read_index_on(self, session: pkcs11.Session) -> _Index:
+        found = self._found_index(session)
         if not found:
             return _EMPTY
         generation, _, doc = found[-1]
@@ -441,7 +454,7 @@ class Pkcs11Backend:
 
     def commit(self, records: Sequence[KeyRecord], *, trust_list_sequence: int) -> None:
         def on_token(session: pkcs11.Session) -> _Index:
-            found = self._index_objects(session)
+            found = self._found_index(session)
             current = self._parse_index(found[-1][0], found[-1][2]) if found else _EMPTY
             entries = [
                 {**record.to_json(), "label": self._label_of(record.kid, current)}

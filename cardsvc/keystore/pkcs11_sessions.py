@@ -322,10 +322,17 @@ class SessionPool:
         """
         with self._reopen_lock:
             try:
-                self._open_locked()
-            except HsmTokenNotFoundError:
-                self.module.reinitialize(self.module.generation)
-                self._open_locked()
+                try:
+                    self._open_locked()
+                except HsmTokenNotFoundError:
+                    self.module.reinitialize(self.module.generation)
+                    self._open_locked()
+            except p11.PKCS11Error as exc:
+                raise HsmError(
+                    f"PKCS#11 token {self.token_label!r} cannot be opened ({describe(exc)})",
+                    module=self.module.path,
+                    token=self.token_label,
+                ) from None
 
     def _open_locked(self) -> None:
         with self.module.use():

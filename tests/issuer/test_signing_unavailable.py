@@ -4,6 +4,8 @@ everything works again once it is back."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,12 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsvc.api.app import create_app
+from cardsvc.audit.events import Actor
 from cardsvc.core.carddoc import verify_card_document
 from cardsvc.core.jws import verify_jws
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.core.transaction import RECEIPT_TYP
 from cardsvc.core.trustlist import TrustList
 from cardsvc.db.models import Card, ECard, TransactionRow
+from cardsvc.errors import SigningUnavailableError
 from cardsvc.keystore.pkcs11 import Pkcs11Backend
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
@@ -137,3 +141,67 @@ def test_token_removed_mid_run_gives_503_and_leaves_no_unsigned_record(
         assert len(rows) == 1
         assert rows[0].receipt is not None
         verify_jws(rows[0].receipt, typ=RECEIPT_TYP, key_for=lambda _h: receipt_key)
+
+
+def test_threads_personalizing_while_the_token_goes_and_comes_back(
+    hsm_services: Services, hsm_token: Token
+) -> None:
+    """Four threads personalize cards while the token is pulled and put back: each card
+    ends either personalized with a document that verifies or untouched (issued, no
+    chip key), and every failure was SigningUnavailableError."""
+    services = hsm_services
+    client = TestClient(create_app(services.settings, services=services))
+    cards = [issue(client, services, enrol(client, services)["id"]) for _ in range(80)]
+    actor = Actor("clerk-1")
+    outcomes: dict[str, str] = {}
+    unexpected: list[BaseException] = []
+    started = threading.Barrier(5)
+
+    def work(mine: list[dict[str, object]]) -> None:
+        started.wait()
+        for card in mine:
+            number = str(card["card_number"])
+            try:
+                services.cards.personalize(number, chip_jwk(), actor=actor, now=utcnow())
+                outcomes[number] = "signed"
+            except SigningUnavailableError:
+                outcomes[number] = "unavailable"
+            except BaseException as exc:  # reported below
+                unexpected.append(exc)
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=work, args=(cards[n::4],)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    time.sleep(0.1)
+    hsm_token.remove()
+    time.sleep(0.3)
+    hsm_token.restore()
+    for thread in threads:
+        thread.join()
+    assert unexpected == []
+    assert set(outcomes.values()) == {"signed", "unavailable"}, outcomes
+
+    now = utcnow()
+    trust_list = TrustList.verify(
+        services.trust_list.current(now=now).body,
+        root=services.keys.root_key(),
+        now=now,
+        leeway=timedelta(seconds=5),
+    )
+    with Session(services.engine) as session:
+        rows = {c.card_number: c for c in session.scalars(select(Card)).all()}
+    for number, outcome in outcomes.items():
+        card = rows[number]
+        if outcome == "signed":
+            assert card.chip_kid is not None and card.document is not None
+            verify_card_document(
+                card.document, trust_list=trust_list, now=now, leeway=timedelta(seconds=5)
+            )
+        else:
+            assert card.chip_kid is None and card.document is None
+    # After the token came back, every failed card personalizes.
+    for number, outcome in outcomes.items():
+        if outcome == "unavailable":
+            services.cards.personalize(number, chip_jwk(), actor=actor, now=utcnow())
