@@ -262,7 +262,6 @@ def test_move_to_backend_through_the_cli(hsm_token: Token, tmp_path: Path) -> No
         "CARDSVC_PKCS11_TOKEN_LABEL": hsm_token.label,
         "CARDSVC_PKCS11_PIN_FILE": str(hsm_token.pin_file(tmp_path)),
         "CARDSVC_PREVIOUS_KEY_DIR": str(tmp_path / "keys"),
-        "CARDSVC_KEY_DIR": str(tmp_path / "state"),
     }
     moved = run_cli(tmp_path, "keys", "move-to-backend", env=hsm)
     assert moved.returncode == 0, moved.stderr
@@ -290,3 +289,41 @@ def test_move_to_backend_through_the_cli(hsm_token: Token, tmp_path: Path) -> No
     assert exported.returncode == 0, exported.stderr
     audit = run_cli(tmp_path, "audit", "verify", env=hsm)
     assert audit.returncode == 0, audit.stderr + audit.stdout
+
+
+@pytest.mark.softhsm
+def test_move_to_backend_with_the_root_offline_through_the_cli(
+    hsm_token: Token, tmp_path: Path
+) -> None:
+    from tests.issuer.ceremony_helpers import issuer_env, run_cli
+
+    ceremony_dir(tmp_path)
+    assert run_cli(tmp_path, "ceremony", "run", "ceremony.toml").returncode == 0
+    files = issuer_env(tmp_path)
+    for step in (("db", "upgrade"), ("keys", "import-trust-list", "out/trust-list.jws")):
+        done = run_cli(tmp_path, *step, env=files)
+        assert done.returncode == 0, done.stderr
+    hsm = {
+        **files,
+        "CARDSVC_KEY_BACKEND": "pkcs11",
+        "CARDSVC_PKCS11_MODULE": str(hsm_token.hsm.module),
+        "CARDSVC_PKCS11_TOKEN_LABEL": hsm_token.label,
+        "CARDSVC_PKCS11_PIN_FILE": str(hsm_token.pin_file(tmp_path)),
+        "CARDSVC_PREVIOUS_KEY_DIR": files["CARDSVC_KEY_DIR"],
+    }
+    no_out = run_cli(tmp_path, "keys", "move-to-backend", env=hsm)
+    assert no_out.returncode == 1 and "--out" in no_out.stderr
+    prepared = run_cli(tmp_path, "keys", "move-to-backend", "--out", "move.json", env=hsm)
+    assert prepared.returncode == 0, prepared.stderr
+    signed = run_cli(tmp_path, "ceremony", "sign-trust-list", "ceremony.toml", "move.json",
+                     "--out", "move.jws")  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    imported = run_cli(tmp_path, "keys", "import-trust-list", "move.jws", env=hsm)
+    assert imported.returncode == 0, imported.stderr
+    listing = run_cli(tmp_path, "keys", "list", env=hsm).stdout.splitlines()
+    assert "trust list sequence 1 installed" in listing[0]
+    keys = listing[1:]
+    assert len(keys) == 2 * len(ISSUING_PURPOSES)
+    assert sum("retires -" in line for line in keys) == len(ISSUING_PURPOSES)
+    again = run_cli(tmp_path, "keys", "move-to-backend", "--out", "again.json", env=hsm)
+    assert again.returncode == 0 and "already signs on the new backend" in again.stdout
