@@ -25,8 +25,10 @@ ConfigArg = Annotated[
 
 @app.command("check")
 def check(config_file: ConfigArg) -> None:
-    """Validate a ceremony file without touching a token: fields, purposes, labels,
-    stores not in use, outputs not there yet."""
+    """Validate a ceremony file without touching a token.
+
+    Fields, purposes, labels, stores not in use, outputs not there yet.
+    """
     report = ceremony.check(load_config(config_file))
     for line in report.lines:
         typer.echo(line)
@@ -35,8 +37,10 @@ def check(config_file: ConfigArg) -> None:
 
 @app.command("run")
 def run(config_file: ConfigArg) -> None:
-    """Make the root and the issuing keys, sign the first trust list, write the root JWK,
-    trust list, JWKS and transcript."""
+    """Make the root and the issuing keys, and sign the first trust list.
+
+    Writes the root JWK, the trust list, the JWKS and the transcript.
+    """
     config = load_config(config_file)
     result = ceremony.run(config, now=utcnow())
     typer.echo(f"config sha256 {config.sha256}")

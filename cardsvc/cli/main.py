@@ -174,8 +174,11 @@ def keys_import_trust_list(
         typer.Argument(help="The trust list the offline root signed", exists=True, dir_okay=False),
     ],
 ) -> None:
-    """Offline root: install a signed trust list after checking it against the pinned
-    root, its sequence number and the keys this issuer holds."""
+    """Offline root: check a signed trust list and install it.
+
+    Checked against the pinned root, the installed sequence number and the keys this
+    issuer holds.
+    """
     services = _services()
     token = signed.read_text(encoding="ascii", errors="replace").strip()
     keys = services.keys
@@ -195,9 +198,9 @@ def keys_move_to_backend(
         typer.Option("--out", help="Offline root: where to write the unsigned trust list"),
     ] = None,
 ) -> None:
-    """Moving backends (CARDSVC_PREVIOUS_KEY_DIR set): a new key on the configured backend
-    for every purpose whose key is still on the previous one.
+    """A new key on the configured backend for each purpose still on the previous one.
 
+    For moving backends (CARDSVC_PREVIOUS_KEY_DIR names the file store being left).
     The new keys are published now and sign one cache TTL later (offline root: one cache
     TTL after the signed list is imported); the previous keys retire then and stay
     published until their verify_until.
