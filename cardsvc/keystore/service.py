@@ -438,6 +438,15 @@ class KeyService:
             [updated[r.kid] for r in records], trust_list_sequence=trust_list.sequence
         )
         offline.install(token)
+        if installed is None:
+            # The ceremony made these keys offline: the log learns of them here.
+            for listed in trust_list.keys:
+                self._event(
+                    "key.created",
+                    f"key:{listed.key.kid}",
+                    {"purpose": listed.purpose.value, "ceremony": True},
+                    now,
+                )
         for new, retired in rotations:
             self._event(
                 "key.rotated",

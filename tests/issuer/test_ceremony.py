@@ -220,6 +220,7 @@ def test_the_offline_root_cycle_installs_only_what_the_pinned_root_signed(done: 
     by_kind = [(kind, subject) for kind, subject, _ in events]
     new_kid = next(k for k in new_ecard if k != old_ecard)
     assert ("key.created", f"key:{new_kid}") in by_kind
+    assert ("key.created", f"key:{old_ecard}") in by_kind  # the ceremony's, at first import
     assert ("key.trust_list", "trust-list:0") in by_kind
     assert ("key.trust_list", "trust-list:1") in by_kind
     rotated = [json.loads(d)["data"] for kind, subject, d in events
