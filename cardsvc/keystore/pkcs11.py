@@ -81,6 +81,20 @@ _FORBIDDEN_USES = (
     Attribute.SIGN_RECOVER,
 )
 
+#: The private key attributes :meth:`Pkcs11Backend.key_attributes` reports.
+_REPORTED = (
+    Attribute.TOKEN,
+    Attribute.PRIVATE,
+    Attribute.SENSITIVE,
+    Attribute.ALWAYS_SENSITIVE,
+    Attribute.EXTRACTABLE,
+    Attribute.NEVER_EXTRACTABLE,
+    Attribute.LOCAL,
+    Attribute.MODIFIABLE,
+    Attribute.SIGN,
+    *_FORBIDDEN_USES,
+)
+
 _PUBLIC_TEMPLATE: dict[Attribute, Any] = {
     Attribute.TOKEN: True,
     Attribute.PRIVATE: False,
@@ -114,7 +128,7 @@ def _point_from_token(value: bytes) -> bytes:
 def public_key_of(obj: Any) -> VerifyingKey:
     """The P-256 public key of a token public key object; ``ValueError`` if it is not one."""
     if obj[Attribute.KEY_TYPE] != KeyType.EC:
-        raise ValueError(f"is a {KeyType(obj[Attribute.KEY_TYPE]).name} key, not EC")
+        raise ValueError(f"is a {_key_type(obj[Attribute.KEY_TYPE])} key, not EC")
     if bytes(obj[Attribute.EC_PARAMS]) != P256_PARAMS:
         raise ValueError("is not on the curve P-256")
     point = _point_from_token(bytes(obj[Attribute.EC_POINT]))
@@ -290,7 +304,7 @@ class Pkcs11Backend:
             raise self._key_error(label, kid, "more than one key pair has this label")
         private, public = privates[0], publics[0]
         if private[Attribute.KEY_TYPE] != KeyType.EC:
-            kind = KeyType(private[Attribute.KEY_TYPE]).name
+            kind = _key_type(private[Attribute.KEY_TYPE])
             raise self._key_error(label, kid, f"is a {kind} key, not EC P-256")
         if bytes(private[Attribute.EC_PARAMS]) != P256_PARAMS:
             raise self._key_error(label, kid, "is not on the curve P-256")
@@ -487,6 +501,25 @@ class Pkcs11Backend:
         with self._lock:
             self._index, self._index_read_at = index, self._clock()
 
+    def key_attributes(self, kid: str) -> dict[str, object]:
+        """What the token says of one listed key's private half (for a ceremony's
+        transcript): label, ``CKA_ID``, key type, curve, and its boolean attributes."""
+        label = self._label_of(kid, self._current())
+
+        def on_token(session: pkcs11.Session) -> dict[str, object]:
+            private = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            out: dict[str, object] = {
+                "label": label,
+                "id": bytes(private[Attribute.ID]).hex(),
+                "key_type": _key_type(private[Attribute.KEY_TYPE]),
+                "curve": "P-256" if bytes(private[Attribute.EC_PARAMS]) == P256_PARAMS else "?",
+            }
+            for attribute in _REPORTED:
+                out[attribute.name] = _true(private, attribute)
+            return out
+
+        return self.pool.run_admin(on_token)
+
     def signer(self, kid: str) -> Signer:
         with self._lock:
             cached = self._signers.get(kid)
@@ -500,6 +533,14 @@ class Pkcs11Backend:
         with self._lock:
             self._signers[kid] = signer
         return signer
+
+
+def _key_type(value: Any) -> str:
+    """``CKA_KEY_TYPE`` by name; a vendor-defined type by its number."""
+    try:
+        return KeyType(value).name
+    except ValueError:
+        return f"vendor key type {int(value):#x}"
 
 
 def _true(obj: Any, attribute: Attribute) -> bool:

@@ -115,6 +115,17 @@ def test_keys_are_generated_on_the_token_non_extractable_sign_only(
             )
 
 
+def test_key_attributes_as_the_token_reports_them(store: Pkcs11Backend) -> None:
+    record = next(r for r in store.records() if r.purpose is KeyPurpose.ROOT)
+    attributes = store.key_attributes(record.kid)
+    assert attributes["label"] == store.labels()[record.kid]
+    assert (attributes["key_type"], attributes["curve"]) == ("EC", "P-256")
+    assert attributes["SENSITIVE"] and attributes["ALWAYS_SENSITIVE"] and attributes["LOCAL"]
+    assert not attributes["EXTRACTABLE"] and attributes["NEVER_EXTRACTABLE"]
+    assert attributes["SIGN"] and not attributes["DECRYPT"] and not attributes["DERIVE"]
+    assert len(str(attributes["id"])) == 32
+
+
 def test_token_signatures_verify_in_low_s_form(store: Pkcs11Backend) -> None:
     keys = KeyService(store, POLICY, issuer="https://issuer.test")
     signer = keys.signer(KeyPurpose.ECARD, now=NOW)
