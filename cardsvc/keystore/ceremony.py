@@ -148,24 +148,27 @@ def check(config: CeremonyConfig) -> CheckReport:
     return CheckReport(config=config, lines=tuple(lines))
 
 
-def _attributes(backend: KeyBackend, kid: str, spec: KeySpec) -> dict[str, object]:
-    base: dict[str, object] = {"key_type": spec.key_type, "alg": "ES256", "crv": "P-256"}
-    if isinstance(backend, DescribesKeys):
-        return {**base, **backend.key_attributes(kid)}
-    if not isinstance(backend, FileKeyBackend):
-        from cardsvc.keystore.ceremony_pkcs11 import key_attributes
-        from cardsvc.keystore.pkcs11 import Pkcs11Backend
-
-        if isinstance(backend, Pkcs11Backend):
-            return {**base, **key_attributes(backend, kid)}
+def _attributes(backend: KeyBackend, kid: str) -> dict[str, object]:
+    """How the store holds a key: on a token, what the token says of it (read back)."""
     if isinstance(backend, FileKeyBackend):
         return {
-            **base,
             "backend": "file",
+            "key_type": "EC",
+            "curve": "P-256",
             "private_key": "PKCS#8, encrypted with the store passphrase",
             "file": str(backend.private_dir / f"{kid}.pem"),
         }
-    return {**base, "backend": type(backend).__name__}
+    from cardsvc.keystore.pkcs11 import Pkcs11Backend
+
+    if isinstance(backend, Pkcs11Backend):
+        return {
+            "backend": "pkcs11",
+            "token_label": backend.token_label,
+            **backend.key_attributes(kid),
+        }
+    if isinstance(backend, DescribesKeys):
+        return {"backend": type(backend).__name__, **backend.key_attributes(kid)}
+    return {"backend": type(backend).__name__}
 
 
 def _key_entry(
@@ -175,10 +178,12 @@ def _key_entry(
         "kid": record.kid,
         "purpose": record.purpose.value,
         "label": spec.label,
+        "key_type": spec.key_type,
+        "alg": "ES256",
         "store": store.describe(),
         "jwk": record.key.jwk(),
         "created_at": record.created_at.isoformat(),
-        "attributes": _attributes(backend, record.kid, spec),
+        "attributes": _attributes(backend, record.kid),
     }
 
 

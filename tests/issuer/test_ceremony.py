@@ -96,7 +96,8 @@ def test_run_makes_the_keys_on_their_stores_and_writes_outputs_and_transcript(
         (r.purpose.value, r.kid) for r in issuer_store
     }
     for entry in [transcript["root"], *transcript["keys"]]:
-        assert entry["attributes"]["crv"] == "P-256" and entry["attributes"]["backend"] == "file"
+        assert entry["attributes"]["curve"] == "P-256" and entry["attributes"]["backend"] == "file"
+        assert entry["key_type"] == "ecdsa-p256"
         assert entry["label"]
     assert transcript["trust_list"]["sha256"] == hashlib.sha256(token.encode()).hexdigest()
     for name, file in [("root-jwk", "root.jwk"), ("trust-list", "trust-list.jws"),

@@ -65,11 +65,12 @@ def test_the_ceremony_on_two_tokens(
     for entry in [transcript["root"], *transcript["keys"]]:
         attributes = entry["attributes"]
         assert attributes["backend"] == "pkcs11"
-        assert attributes["CKA_LABEL"] == entry["label"]
-        assert attributes["CKA_SENSITIVE"] is True and attributes["CKA_EXTRACTABLE"] is False
-        assert attributes["CKA_NEVER_EXTRACTABLE"] is True and attributes["CKA_SIGN"] is True
-        assert attributes["CKA_DECRYPT"] is False and attributes["CKA_DERIVE"] is False
-        assert attributes["CKA_TOKEN"] is True and attributes["CKA_PRIVATE"] is True
+        assert attributes["label"] == entry["label"]
+        assert attributes["key_type"] == "EC" and attributes["curve"] == "P-256"
+        assert attributes["SENSITIVE"] is True and attributes["EXTRACTABLE"] is False
+        assert attributes["NEVER_EXTRACTABLE"] is True and attributes["SIGN"] is True
+        assert attributes["DECRYPT"] is False and attributes["DERIVE"] is False
+        assert attributes["TOKEN"] is True and attributes["PRIVATE"] is True
     assert transcript["root"]["attributes"]["token_label"] == root_token.label
     assert {e["attributes"]["token_label"] for e in transcript["keys"]} == {issuing_token.label}
 
