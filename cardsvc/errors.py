@@ -172,6 +172,59 @@ class RotationPendingError(KeyStoreError):
         self.activates_at = activates_at
 
 
+class CeremonyConfigError(Invalid, KeyStoreError):
+    """A key ceremony file is refused (before any key is made): ``where`` names the field."""
+
+    code = "ceremony-config"
+
+    def __init__(self, source: Path, where: str, reason: str) -> None:
+        super().__init__(f"{source}: {where}: {reason}")
+        self.source = source
+        self.where = where
+        self.reason = reason
+
+
+class CeremonyRefusedError(Conflict, KeyStoreError):
+    """A ceremony would overwrite an output or reuse a key store or key that exists."""
+
+    code = "ceremony-refused"
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"{what}: {reason}; a key ceremony makes new keys and new files only")
+        self.what = what
+        self.reason = reason
+
+
+class OfflineRootError(Conflict, KeyStoreError):
+    """The root key is offline (``CARDSVC_OFFLINE_ROOT``): this needs the offline side."""
+
+    code = "root-offline"
+
+
+class TrustListNotInstalledError(Unavailable, KeyStoreError):
+    """Offline-root mode with no trust list installed yet."""
+
+    code = "trust-list-not-installed"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"no trust list installed at {path}: sign one with the offline root and run "
+            "`cardsvc keys import-trust-list FILE`"
+        )
+        self.path = path
+
+
+class TrustListRefusedError(Invalid, KeyStoreError):
+    """A trust list offered for import or signing fails ``check``."""
+
+    code = "trust-list-refused"
+
+    def __init__(self, check: str, reason: str) -> None:
+        super().__init__(f"trust list refused ({check}): {reason}")
+        self.check = check
+        self.reason = reason
+
+
 class HsmError(KeyStoreError):
     """Root of the PKCS#11 key store's refusals to start: the token is not fit to sign.
 

@@ -24,8 +24,13 @@ from cardsvc.ecards.proofs import Sealer
 from cardsvc.ecards.tokens import TokenService
 from cardsvc.ecards.verifier import OnlineVerifier
 from cardsvc.ecards.views import ECardDirectory
+from cardsvc.errors import ConfigurationError
+from cardsvc.keystore.backend import KeyBackend
+from cardsvc.keystore.files import FileKeyBackend
+from cardsvc.keystore.offline import OfflineRoot
 from cardsvc.keystore.open import open_backend
 from cardsvc.keystore.service import KeyService
+from cardsvc.keystore.stacked import StackedBackend
 from cardsvc.ledger.service import LedgerService, stop_after_death
 from cardsvc.publication import Publication as Publication
 from cardsvc.publication import etag_of as etag_of
@@ -45,6 +50,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def key_backend(settings: Settings) -> KeyBackend:
+    """The key store the settings name; stacked on the previous one while moving."""
+    backend = open_backend(settings.key_store())
+    if settings.previous_key_dir is not None:
+        if settings.key_backend == "file" and (
+            settings.previous_key_dir.resolve() == settings.key_dir.resolve()
+        ):
+            raise ConfigurationError("CARDSVC_PREVIOUS_KEY_DIR is CARDSVC_KEY_DIR itself")
+        previous = FileKeyBackend(settings.previous_key_dir, settings.passphrase())
+        backend = StackedBackend(backend, previous)
+    return backend
+
+
 class TrustListPublisher:
     """Keeps the current signed trust list; re-signs when keys change or it ages.
 
@@ -58,6 +76,20 @@ class TrustListPublisher:
         self._fingerprint: tuple[tuple[str, str, datetime], ...] = ()
 
     def current(self, *, now: datetime) -> Publication:
+        offline = self._keys.offline_root
+        if offline is not None:
+            # Offline root: serve what was signed offline and installed, nothing else.
+            installed = offline.require_installed()
+            with self._lock:
+                current = self._current
+                if current is None or current.body != installed.token:
+                    current = Publication(
+                        body=installed.token,
+                        etag=etag_of(installed.token),
+                        signed_at=installed.trust_list.issued_at,
+                    )
+                    self._current = current
+                return current
         fingerprint = tuple(
             (k.key.kid, k.purpose.value, k.not_before) for k in self._keys.trusted_keys(now=now)
         )
@@ -214,8 +246,14 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        backend = open_backend(settings.key_store())
-        keys = KeyService(backend, settings.key_policy(), issuer=settings.issuer)
+        keys = KeyService(
+            key_backend(settings),
+            settings.key_policy(),
+            issuer=settings.issuer,
+            offline_root=OfflineRoot(*settings.offline_root_files())
+            if settings.offline_root
+            else None,
+        )
         return cls(settings=settings, engine=make_engine(settings.database_url), keys=keys)
 
     @property

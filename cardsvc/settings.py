@@ -94,6 +94,28 @@ class Settings(BaseSettings):
         default="sqlite:///var/cardsvc.db", description="SQLAlchemy URL (SQLite or PostgreSQL)"
     )
     key_dir: Path = Field(default=Path("keys"), description="File key store directory")
+    offline_root: bool = Field(
+        default=False,
+        description="The root key is offline (made by `cardsvc ceremony run`): the issuer "
+        "pins root_key_file and serves the trust list installed by `cardsvc keys "
+        "import-trust-list`; it never signs one itself",
+    )
+    root_key_file: Path | None = Field(
+        default=None,
+        description="Offline root: the root public JWK the ceremony wrote (default "
+        "KEY_DIR/root.jwk)",
+    )
+    trust_list_file: Path | None = Field(
+        default=None,
+        description="Offline root: where the installed trust list is kept (default "
+        "KEY_DIR/trust-list.jws)",
+    )
+    previous_key_dir: Path | None = Field(
+        default=None,
+        description="While moving to another backend: the file key store whose keys are "
+        "being retired (they sign until their successors activate and stay published "
+        "until their verify_until)",
+    )
     scanner_dir: Path = Field(
         default=Path(__file__).resolve().parents[1] / "js" / "scan" / "dist",
         description="The scanner page's built files (js/scan/build.mjs writes them); /scan "
@@ -256,6 +278,13 @@ class Settings(BaseSettings):
             if not words.strip() or len(words) > 500:
                 raise ValueError(f"wallet_loss_next_steps[{lang!r}]: 1 to 500 characters")
         return value
+
+    def offline_root_files(self) -> tuple[Path, Path]:
+        """The pinned root JWK and the installed trust list (offline-root mode)."""
+        return (
+            self.root_key_file or self.key_dir / "root.jwk",
+            self.trust_list_file or self.key_dir / "trust-list.jws",
+        )
 
     def key_policy(self) -> KeyPolicy:
         return KeyPolicy(

@@ -41,7 +41,7 @@ def create_app(
     """
     services = services or Services.from_settings(settings)
     require_current(services.engine)
-    services.keys.root_key()
+    services.keys.check_ready()
     app = IssuerApp(
         title="cardsvc issuer",
         version=__version__,

@@ -7,9 +7,11 @@ Settings come from ``CARDSVC_*`` environment variables; ``cardsvc --help`` and
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,11 +19,16 @@ from pydantic import ValidationError
 
 from cardsvc.cli import batch, bundles, verify
 from cardsvc.cli.audit import app as audit_app
+from cardsvc.cli.ceremony import app as ceremony_app
 from cardsvc.cli.clients import app as clients_app
 from cardsvc.cli.entitlements import app as entitlements_app
 from cardsvc.core.errors import CoreError
+from cardsvc.core.files import write_atomically
 from cardsvc.core.keys import KeyPurpose
-from cardsvc.errors import CardsvcError
+from cardsvc.core.trustlist import TrustList
+from cardsvc.errors import CardsvcError, ConfigurationError
+from cardsvc.keystore.ceremony import unsigned_bytes
+from cardsvc.keystore.stacked import StackedBackend
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import Settings
 
@@ -41,6 +48,7 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(audit_app, name="audit")
 app.add_typer(entitlements_app, name="entitlements")
 app.add_typer(bundles.app, name="bundles")
+app.add_typer(ceremony_app, name="ceremony")
 app.command("verify", cls=verify.VerifyCommand)(verify.verify)
 
 
@@ -88,7 +96,18 @@ def _append_waiting(services: Services) -> None:
 @keys_app.command("list")
 def keys_list() -> None:
     """List every key with its purpose and schedule (no passphrase needed)."""
-    for r in _services().keys.records():
+    keys = _services().keys
+    if keys.offline_root is not None:
+        installed = keys.offline_root.installed()
+        if installed is None:
+            typer.echo("offline root: no trust list installed yet")
+        else:
+            tl = installed.trust_list
+            typer.echo(
+                f"offline root: trust list sequence {tl.sequence} installed, expires "
+                f"{tl.expires_at.isoformat()} (prepare and sign the next one before then)"
+            )
+    for r in keys.records():
         retires = r.retires_at.isoformat() if r.retires_at else "-"
         until = r.verify_until.isoformat() if r.verify_until else "-"
         typer.echo(
@@ -115,6 +134,102 @@ def keys_rotate(
 def keys_export_trust_list() -> None:
     """Sign a new trust list with the root key and print it (compact JWS)."""
     typer.echo(_services().keys.issue_trust_list(now=utcnow()))
+
+
+def _write_unsigned(trust_list: TrustList, out: Path) -> None:
+    data = unsigned_bytes(trust_list)
+    write_atomically(out, data, mode=0o644)
+    typer.echo(f"trust list sequence {trust_list.sequence}, unsigned, in {out}")
+    for key in trust_list.keys:
+        typer.echo(
+            f"  {key.purpose.value:22} {key.key.kid}  from {key.not_before:%Y-%m-%dT%H:%M:%SZ}"
+        )
+    typer.echo(f"sha256 {hashlib.sha256(data).hexdigest()}: compare it on the offline side")
+    typer.echo("sign it there: cardsvc ceremony sign-trust-list ceremony.toml FILE --out SIGNED")
+
+
+@keys_app.command("prepare-trust-list")
+def keys_prepare_trust_list(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the unsigned list")],
+    rotate: Annotated[
+        list[KeyPurpose] | None,
+        typer.Option(help="Make a new key for this purpose (repeat for several)"),
+    ] = None,
+) -> None:
+    """Offline root: write the next trust list, unsigned, for the offline root to sign.
+
+    With --rotate, a new key per purpose is made now; it signs nothing until the signed
+    list is imported, and then one cache TTL later (the key it replaces retires then).
+    """
+    services = _services()
+    trust_list = services.keys.prepare_trust_list(now=utcnow(), rotate=tuple(rotate or ()))
+    _write_unsigned(trust_list, out)
+    _say_waiting(services)
+
+
+@keys_app.command("import-trust-list")
+def keys_import_trust_list(
+    signed: Annotated[
+        Path,
+        typer.Argument(help="The trust list the offline root signed", exists=True, dir_okay=False),
+    ],
+) -> None:
+    """Offline root: check a signed trust list and install it.
+
+    Checked against the pinned root, the installed sequence number and the keys this
+    issuer holds.
+    """
+    services = _services()
+    token = signed.read_text(encoding="ascii", errors="replace").strip()
+    keys = services.keys
+    trust_list = keys.import_trust_list(token, now=utcnow(), leeway=services.leeway)
+    typer.echo(f"installed trust list sequence {trust_list.sequence}")
+    listed = {k.key.kid for k in trust_list.keys}
+    for r in keys.records():
+        if r.kid in listed:
+            typer.echo(f"  {r.purpose.value:22} {r.kid}  signs from {r.activates_at.isoformat()}")
+    _say_waiting(services)
+
+
+@keys_app.command("move-to-backend")
+def keys_move_to_backend(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Offline root: where to write the unsigned trust list"),
+    ] = None,
+) -> None:
+    """A new key on the configured backend for each purpose still on the previous one.
+
+    For moving backends (CARDSVC_PREVIOUS_KEY_DIR names the file store being left).
+    The new keys are published now and sign one cache TTL later (offline root: one cache
+    TTL after the signed list is imported); the previous keys retire then and stay
+    published until their verify_until.
+    """
+    services = _services()
+    backend = services.keys.backend
+    if not isinstance(backend, StackedBackend):
+        raise ConfigurationError(
+            "set CARDSVC_PREVIOUS_KEY_DIR to the key store being left, and the new backend "
+            "as the key store"
+        )
+    purposes = backend.still_previous()
+    if not purposes:
+        typer.echo("every purpose already signs on the new backend")
+        return
+    now = utcnow()
+    if services.keys.offline_root is not None:
+        if out is None:
+            raise ConfigurationError("offline root: give --out for the unsigned trust list")
+        _write_unsigned(services.keys.prepare_trust_list(now=now, rotate=purposes), out)
+    else:
+        for purpose in purposes:
+            result = services.keys.rotate(purpose, now=now)
+            typer.echo(
+                f"{purpose.value:22} new key {result.new.kid} signs from "
+                f"{result.new.activates_at.isoformat()}; "
+                + ", ".join(f"{r.kid} retires then" for r in result.retired)
+            )
+    _say_waiting(services)
 
 
 @keys_app.command("export-jwks")

@@ -24,7 +24,8 @@ async def health(services: ServicesDep) -> dict[str, object]:
         "version": __version__,
         "database": {"revision": revision},
         "keys": {
-            "root": next(r.kid for r in records if r.purpose is KeyPurpose.ROOT),
+            # The pinned root (offline-root mode: its public key only, the store has none).
+            "root": services.keys.root_key().kid,
             "issuing": sum(1 for r in records if r.purpose is not KeyPurpose.ROOT),
         },
     }
