@@ -293,6 +293,21 @@ class HsmKeyError(HsmError):
         self.reason = reason
 
 
+class TrustListExpiredError(Unavailable, KeyStoreError):
+    """Offline-root mode: the installed trust list has expired, so every verifier that
+    checks its expiry refuses what this issuer signs until the next one is imported."""
+
+    code = "trust-list-expired"
+
+    def __init__(self, sequence: int, expires_at: datetime) -> None:
+        super().__init__(
+            f"trust list {sequence} expired at {expires_at.isoformat()}: prepare the next "
+            "(`cardsvc keys prepare-trust-list`), sign it with the offline root and import it"
+        )
+        self.sequence = sequence
+        self.expires_at = expires_at
+
+
 class SigningUnavailableError(Unavailable, KeyStoreError):
     """The signing device does not answer now (session lost, token removed, PIN refused
     after a restart); nothing was signed, so nothing was written. ``retry_after`` is

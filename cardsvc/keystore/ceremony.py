@@ -86,10 +86,9 @@ def _close(backend: KeyBackend) -> None:
 def _label_in_use(backend: KeyBackend, label: str) -> bool:
     if isinstance(backend, FileKeyBackend):
         return False  # files are named by kid: a new key cannot land on an old one
-    from cardsvc.keystore.ceremony_pkcs11 import label_in_use
     from cardsvc.keystore.pkcs11 import Pkcs11Backend
 
-    return isinstance(backend, Pkcs11Backend) and label_in_use(backend, label)
+    return isinstance(backend, Pkcs11Backend) and backend.label_in_use(label)
 
 
 def _generate(backend: KeyBackend, spec: KeySpec) -> VerifyingKey:

@@ -190,6 +190,10 @@ class _Index:
 _EMPTY = _Index(generation=0, trust_list_sequence=-1, records=(), labels={})
 
 
+def _has_label(session: pkcs11.Session, label: str) -> bool:
+    return any(True for _ in session.get_objects({Attribute.LABEL: label}))
+
+
 class Pkcs11Backend:
     """A :class:`~cardsvc.keystore.backend.KeyBackend` on one PKCS#11 token.
 
@@ -425,6 +429,15 @@ class Pkcs11Backend:
         """``kid`` -> label on the token of every listed key."""
         return dict(self._current().labels)
 
+    def label_in_use(self, label: str) -> bool:
+        """Whether any object on the token carries ``label`` (a ceremony checks every label
+        it will use before it makes any key)."""
+
+        def on_token(session: pkcs11.Session) -> bool:
+            return _has_label(session, label)
+
+        return self.pool.run_admin(on_token)
+
     # -- keys ---------------------------------------------------------------------------
 
     def generate(self, purpose: KeyPurpose, *, label: str | None = None) -> VerifyingKey:
@@ -438,7 +451,7 @@ class Pkcs11Backend:
             raise KeyStoreError(f"key label {chosen!r}: up to 64 printable characters")
 
         def on_token(session: pkcs11.Session) -> VerifyingKey:
-            if any(True for _ in session.get_objects({Attribute.LABEL: chosen})):
+            if _has_label(session, chosen):
                 raise KeyStoreError(f"the token already has an object labelled {chosen!r}")
             params = session.create_domain_parameters(
                 KeyType.EC, {Attribute.EC_PARAMS: P256_PARAMS}, local=True

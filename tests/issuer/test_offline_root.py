@@ -249,11 +249,21 @@ def test_the_api_serves_the_installed_list_and_its_keys(
     assert {k["kid"] for k in jwks["keys"]} == {
         r.kid for r in services.keys.records() if r.purpose is not KeyPurpose.ROOT
     }
-    assert client.get("/health").json()["status"] == "ok"
+    health = client.get("/health").json()
+    assert health["status"] == "ok"
+    assert health["keys"]["trust_list"]["sequence"] == 0
+    expires_at = datetime.fromisoformat(health["keys"]["trust_list"]["expires_at"])
     # A staged key is not published until the offline root signed a list with it.
     services.keys.prepare_trust_list(now=now, rotate=[KeyPurpose.ECARD])
     assert client.get("/v1/trust-list").text == token
     assert len(client.get("/.well-known/jwks.json").json()["keys"]) == len(jwks["keys"])
+    # Past its expiry the operator's health check says so, naming what to run.
+    services.clock = lambda: expires_at
+    expired = client.get("/health")
+    assert expired.status_code == 503
+    assert expired.headers["content-type"] == "application/problem+json"
+    assert expired.json()["type"].endswith("/trust-list-expired")
+    assert "prepare-trust-list" in expired.json()["detail"]
 
 
 @hsettings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
