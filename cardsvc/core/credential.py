@@ -76,7 +76,7 @@ def disclosed_claims(attributes: Mapping[Attribute, object]) -> dict[str, object
 
 def compressed_point(key: VerifyingKey) -> bytes:
     """The 33-byte compressed SEC1 form of a P-256 public key."""
-    return key.public_key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+    return key.p256.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
 
 
 def _device_public_key(point: object) -> ec.EllipticCurvePublicKey:
@@ -200,7 +200,7 @@ def verify_compact_credential(
     if kid is None or cose.HEADER_KID not in message.protected:
         raise VerificationError("key-unknown", "kid must be in the protected header")
     trusted = trust_list.find_short(kid, KeyPurpose.ECARD, now=now)
-    payload = cose.verify_sign1(message, trusted.key.public_key)
+    payload = cose.verify_sign1(message, trusted.key)
     claims = cose.decode_cbor(payload, what="credential claims")
     credential = CompactCredential.from_cbor(claims, issuer=trust_list.issuer)
     if credential.expires_at <= now - leeway:

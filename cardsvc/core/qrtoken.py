@@ -344,7 +344,7 @@ def verify_qr_token(
     if kid is None or cose.HEADER_KID not in message.protected:
         raise VerificationError("key-unknown", "kid must be in the protected header")
     trusted = trust_list.find_short(kid, KeyPurpose.ECARD, now=now)
-    payload = cose.verify_sign1(message, trusted.key.public_key)
+    payload = cose.verify_sign1(message, trusted.key)
     claims = cose.decode_cbor(payload, what="CWT claims")
     token = QrToken.from_cbor_claims(claims)
     # Integers straight from the claims: the same checks as jws.check_times, without
