@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cardsvc.core.keys import KeyPurpose
 from cardsvc.errors import ConfigurationError
 from cardsvc.keystore.service import KeyPolicy
 
@@ -106,6 +107,16 @@ class Settings(BaseSettings):
     )
     dev_mode: bool = Field(
         default=False, description="Development mode: a built-in key passphrase, with a warning"
+    )
+    signing_algorithm: Literal["ES256", "SM2SM3"] = Field(
+        default="ES256",
+        description="Algorithm of new issuing keys, every purpose (SM2SM3: SM2 with SM3, "
+        "needs the cardsvc[sm] extra; docs/sm2.md). Changing it rotates the purposes whose "
+        "key has the other one at the next start",
+    )
+    purpose_algorithms: dict[KeyPurpose, Literal["ES256", "SM2SM3"]] = Field(
+        default_factory=dict,
+        description="Per-purpose exceptions to signing_algorithm, e.g. {\"ecard\": \"SM2SM3\"}",
     )
     redis_url: str | None = Field(default=None, description="Redis for replay cache and limits")
     redis_prefix: str = Field(
@@ -227,6 +238,10 @@ class Settings(BaseSettings):
         return KeyPolicy(
             cache_ttl=timedelta(seconds=self.cache_ttl_seconds),
             trust_list_lifetime=timedelta(hours=self.trust_list_lifetime_hours),
+            algorithms={
+                purpose: self.purpose_algorithms.get(purpose, self.signing_algorithm)
+                for purpose in KeyPurpose
+            },
         )
 
     def passphrase(self) -> bytes | None:

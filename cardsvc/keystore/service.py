@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cardsvc.core.keys import ISSUING_PURPOSES, KeyPurpose, VerifyingKey
+from cardsvc.core.keys import ES256, ISSUING_PURPOSES, KeyPurpose, VerifyingKey
 from cardsvc.core.signing import Signer
 from cardsvc.core.trustlist import TrustedKey, TrustList
 from cardsvc.errors import (
@@ -53,9 +53,14 @@ class KeyPolicy:
     cache_ttl: timedelta = timedelta(minutes=5)
     trust_list_lifetime: timedelta = 7 * _DAY
     max_lifetime: dict[KeyPurpose, timedelta] = field(default_factory=_default_lifetimes)
+    #: The algorithm new keys of each purpose get (ES256 where not named; SM2SM3 the other).
+    algorithms: dict[KeyPurpose, str] = field(default_factory=dict)
 
     def lifetime(self, purpose: KeyPurpose) -> timedelta:
         return self.max_lifetime[purpose]
+
+    def algorithm(self, purpose: KeyPurpose) -> str:
+        return self.algorithms.get(purpose, ES256)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +88,9 @@ class KeyService:
         """Create the root key and one key per issuing purpose, where missing.
 
         Idempotent: a second run creates nothing. Returns the keys it created. First keys
-        sign at once: no verifier has cached anything yet.
+        sign at once: no verifier has cached anything yet. An issuing purpose whose newest
+        key has another algorithm than the policy names is rotated (the new key signs one
+        cache TTL later, as every rotation); the root key is never replaced here.
         """
         records = self.backend.records() if self.backend.exists() else []
         have = {r.purpose for r in records}
@@ -91,7 +98,7 @@ class KeyService:
         for purpose in (KeyPurpose.ROOT, *ISSUING_PURPOSES):
             if purpose in have:
                 continue
-            key = self.backend.generate(purpose)
+            key = self._generate(purpose)
             created.append(
                 KeyRecord(kid=key.kid, purpose=purpose, key=key, created_at=now, activates_at=now)
             )
@@ -101,7 +108,20 @@ class KeyService:
             )
         for record in created:
             self._event("key.created", f"key:{record.kid}", {"purpose": record.purpose.value}, now)
+        for purpose in ISSUING_PURPOSES:
+            newest = max(
+                (r for r in self.backend.records() if r.purpose is purpose),
+                key=lambda r: r.activates_at,
+            )
+            if newest.key.alg != self.policy.algorithm(purpose):
+                created.append(self.rotate(purpose, now=now).new)
         return created
+
+    def _generate(self, purpose: KeyPurpose) -> VerifyingKey:
+        alg = self.policy.algorithm(purpose)
+        if alg == ES256:  # the call every backend knows
+            return self.backend.generate(purpose)
+        return self.backend.generate(purpose, alg=alg)
 
     def records(self) -> list[KeyRecord]:
         return self.backend.records()
@@ -124,7 +144,7 @@ class KeyService:
             for r in records
             if r.purpose is purpose and r.retires_at is None
         )
-        key = self.backend.generate(purpose)
+        key = self._generate(purpose)
         new = KeyRecord(
             kid=key.kid, purpose=purpose, key=key, created_at=now, activates_at=activates_at
         )
