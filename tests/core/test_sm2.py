@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -13,12 +14,26 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cardsvc.core import cose, sm2
-from cardsvc.core.errors import DecodeError, VerificationError
-from cardsvc.core.keys import ES256, VerifyingKey, b64url_encode, jwk_thumbprint, public_jwk
+from cardsvc.core.base45 import b45encode
+from cardsvc.core.errors import CoreError, DecodeError, VerificationError
+from cardsvc.core.jws import verify_jws
+from cardsvc.core.keys import (
+    ES256,
+    KeyPurpose,
+    VerifyingKey,
+    b64url_encode,
+    jwk_thumbprint,
+    public_jwk,
+    short_kid,
+)
+from cardsvc.core.qrtoken import SCHEME_PREFIX, verify_qr_token
 from cardsvc.core.signing import LocalSigner, Sm2Signer, is_high_s, low_s
 from cardsvc.core.sm2 import SM2SM3, Sm2PrivateKey, Sm2PublicKey
+from cardsvc.core.trustlist import TrustedKey, TrustList
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -255,3 +270,99 @@ def test_core_without_the_extra_imports_and_refuses_sm2_keys_naming_it() -> None
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("algorithm-unavailable cardsvc[sm] ")
     assert "pip install 'cardsvc[sm]'" in result.stdout
+
+
+# --- bad input: every SM2 decoder gives a value or a typed error ----------------------
+
+
+
+
+SM2_KEY = VerifyingKey(public_key=Sm2PublicKey(XA, YA))
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+B64_COORD = st.binary(min_size=30, max_size=34).map(b64url_encode) | st.text(max_size=50)
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+SM2_TRUST_LIST = TrustList(
+    issuer="https://issuer.test",
+    sequence=1,
+    issued_at=NOW,
+    expires_at=NOW + timedelta(days=1),
+    keys=(
+        TrustedKey(
+            key=SM2_KEY,
+            purpose=KeyPurpose.ECARD,
+            not_before=NOW - timedelta(days=1),
+            not_after=NOW + timedelta(days=1),
+        ),
+    ),
+)
+
+
+@given(st.dictionaries(st.sampled_from(["kty", "crv", "x", "y", "alg", "d"]), JSON) | JSON)
+def test_random_json_as_jwk_gives_a_key_or_a_typed_error(jwk: object) -> None:
+    try:
+        key = VerifyingKey.from_jwk(jwk)  # type: ignore[arg-type]
+    except CoreError:
+        return
+    assert key.alg in ("ES256", "SM2SM3")
+
+
+@given(x=B64_COORD, y=B64_COORD, alg=st.sampled_from([None, "SM2SM3", "ES256", "SM2", 7]))
+def test_random_sm2_jwk_members_give_a_key_or_a_typed_error(x: str, y: str, alg: object) -> None:
+    jwk: dict[str, object] = {"kty": "EC", "crv": "SM2", "x": x, "y": y}
+    if alg is not None:
+        jwk["alg"] = alg
+    try:
+        key = VerifyingKey.from_jwk(jwk)
+    except CoreError:
+        return
+    assert key.alg == SM2SM3  # pragma: no cover - a random point is on the curve ~never
+
+
+@given(st.binary(max_size=80))
+def test_random_bytes_as_sm2_point_give_a_key_or_a_typed_error(point: bytes) -> None:
+    try:
+        Sm2PublicKey.from_point(point)
+    except CoreError:
+        return
+
+
+@given(signature=st.binary(max_size=80), data=st.binary(max_size=64))
+def test_random_sm2_signatures_give_typed_errors(signature: bytes, data: bytes) -> None:
+    with pytest.raises(VerificationError):
+        SM2_KEY.verify_raw(signature, data)
+
+
+@given(st.text(max_size=300))
+def test_random_text_as_an_sm2_jws_gives_typed_errors(text: str) -> None:
+    with pytest.raises(CoreError):
+        verify_jws(text, typ="JWT", key_for=lambda _header: SM2_KEY)
+
+
+@given(st.binary(max_size=300))
+def test_random_cose_bytes_under_an_sm2_key_give_typed_errors(data: bytes) -> None:
+    with pytest.raises(CoreError):
+        verify_qr_token(
+            SCHEME_PREFIX + b45encode(data),
+            trust_list=SM2_TRUST_LIST,
+            now=NOW,
+            leeway=timedelta(0),
+        )
+
+
+@given(st.binary(max_size=200))
+def test_random_payloads_signed_with_sm2_give_typed_errors_or_a_token(payload: bytes) -> None:
+    text = SCHEME_PREFIX + b45encode(cose.sign1(payload, SM2_SIGNER, kid=SM2_SHORT_KID))
+    try:
+        verify_qr_token(text, trust_list=SM2_TRUST_LIST, now=NOW, leeway=timedelta(0))
+    except CoreError:
+        return
+
+
+SM2_SIGNER = Sm2Signer(Sm2PrivateKey.from_scalar(D))
+SM2_SHORT_KID = short_kid(SM2_SIGNER.kid)
