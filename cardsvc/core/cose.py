@@ -642,6 +642,12 @@ def _decode_protected(protected_bytes: bytes) -> HeaderMap:
             return {HEADER_ALG: ALG_ES256, HEADER_KID: protected_bytes[5:]}
         if head == 0x58 and 24 <= protected_bytes[5] == len(protected_bytes) - 6:
             return {HEADER_ALG: ALG_ES256, HEADER_KID: protected_bytes[6:]}
+    if protected_bytes.startswith(_PROTECTED_SM2_KID) and len(protected_bytes) > 9:
+        head = protected_bytes[8]
+        if 0x40 <= head <= 0x57 and len(protected_bytes) == 9 + head - 0x40:
+            return {HEADER_ALG: ALG_SM2SM3, HEADER_KID: protected_bytes[9:]}
+    if protected_bytes == _PROTECTED_SM2:
+        return {HEADER_ALG: ALG_SM2SM3}
     return _decode_protected_cbor(protected_bytes)
 
 

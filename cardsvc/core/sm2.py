@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final
 
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
 from cardsvc.core.errors import DecodeError, VerificationError
 
 __all__ = [
@@ -118,15 +120,6 @@ def on_curve(x: int, y: int) -> bool:
     return 0 <= x < P and 0 <= y < P and (y * y - (x * x * x + A * x + B)) % P == 0
 
 
-def _der(r: int, s: int) -> bytes:
-    def integer(v: int) -> bytes:
-        body = v.to_bytes((v.bit_length() + 8) // 8, "big")
-        return b"\x02" + bytes((len(body),)) + body
-
-    inner = integer(r) + integer(s)
-    return b"\x30" + bytes((len(inner),)) + inner
-
-
 def _raw(der: bytes) -> bytes:
     # DER from our own library: SEQUENCE { INTEGER r, INTEGER s }, short lengths (< 128).
     values = []
@@ -191,7 +184,7 @@ class Sm2PublicKey:
         if not (0 < r < N and 0 < s < N):
             raise VerificationError("signature", "SM2 r and s must be in [1, n-1]")
         try:
-            self._key().verify(_der(r, s), data, ec.ECDSA(hashes.SM3()))
+            self._key().verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SM3()))
         except exceptions.InvalidSignature:
             raise VerificationError("signature", "SM2 signature does not verify") from None
 

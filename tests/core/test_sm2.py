@@ -366,3 +366,34 @@ def test_random_payloads_signed_with_sm2_give_typed_errors_or_a_token(payload: b
 
 SM2_SIGNER = Sm2Signer(Sm2PrivateKey.from_scalar(D))
 SM2_SHORT_KID = short_kid(SM2_SIGNER.kid)
+
+
+def test_the_sm2_walk_through_in_verifying_md_is_the_vector() -> None:
+    from cardsvc.core.base45 import b45decode
+
+    text = (ROOT / "docs" / "verifying.md").read_text()
+    vector = json.loads(
+        (ROOT / "schemas" / "vectors" / "sm2" / "qr-token" / "sm2-transport-valid.json").read_text()
+    )
+    raw = b45decode(vector["input"][len(SCHEME_PREFIX) :])
+    shown_hex = text.split("base45-decodes to 152 bytes:")[1].split("```")[1]
+    assert raw.hex() == "".join(shown_hex.split())
+    message = cose.decode_sign1(raw)
+    key = VerifyingKey.from_jwk(
+        next(k for k in _trust_list_keys(vector) if k["purpose"] == "ecard" and k["crv"] == "SM2")
+    )
+    assert isinstance(key.public_key, Sm2PublicKey)
+    z = sm2.z_value(key.public_key.x, key.public_key.y)
+    to_be_signed = cbor_sig_structure(message.protected_bytes, message.payload)
+    assert f"Z = {z.hex()}" in text
+    assert f"e = SM3(Z ‖ M) = {sm2.sm3(z + to_be_signed).hex()}" in text
+    assert f"`{key.kid}`" in text
+    assert message.protected_bytes.hex() == "a2013a000101f40448" + short_kid(key.kid).hex()
+
+
+def _trust_list_keys(vector: dict[str, object]) -> list[dict[str, str]]:
+    from cardsvc.core.keys import b64url_decode
+
+    token = str(vector["trust_list"])
+    keys: list[dict[str, str]] = json.loads(b64url_decode(token.split(".")[1]))["keys"]
+    return keys
