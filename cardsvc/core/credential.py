@@ -5,8 +5,8 @@ as a JWK and the status list URI: too large to travel inside a QR code. This for
 the same binding in about 120-200 bytes, for device-bound offline presentation
 (:mod:`cardsvc.core.devicebound`).
 
-Wire form: an untagged ES256 COSE_Sign1 by an ``ecard`` key, its 8-byte short kid in the
-protected header, over a CBOR map::
+Wire form: an untagged COSE_Sign1 (ES256 or SM2SM3) by an ``ecard`` key, its 8-byte short
+kid in the protected header, over a CBOR map::
 
     {1: purpose, 2: e-card reference (8 bytes), 3: [status shard, status index],
      4: {attribute: value, ...},                     # may be absent
@@ -189,7 +189,7 @@ def verify_compact_credential(
     """Verify a compact credential's issuer signature, claims and expiry.
 
     Checks, in order: size, COSE_Sign1 structure, the ``ecard`` key named by its short kid
-    (``key-unknown``, ``key-purpose``, ``key-window``), the ES256 signature
+    (``key-unknown``, ``key-purpose``, ``key-window``), the signature (the key's algorithm)
     (``signature``), the claims (``claims``) and ``exp`` with ``leeway`` (``expired``).
     Status is the caller's check (it needs a status list).
     """
