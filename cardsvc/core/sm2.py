@@ -137,7 +137,9 @@ class Sm2PublicKey:
 
     x: int
     y: int
-    _loaded: list[Any] = field(default_factory=list, repr=False, compare=False, hash=False)
+    _loaded: list[Any] = field(
+        default_factory=list, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if not on_curve(self.x, self.y):
