@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cardsvc.core.keys import KeyPurpose
 from cardsvc.errors import ConfigurationError
 from cardsvc.keystore.open import FileStoreConfig, KeyStoreConfig, Pkcs11Config
 from cardsvc.keystore.service import KeyPolicy
@@ -163,6 +164,16 @@ class Settings(BaseSettings):
     pkcs11_retry_after_seconds: int = Field(
         default=5, ge=1, le=3600, description="Retry-After of a 503 signing-unavailable"
     )
+    signing_algorithm: Literal["ES256", "SM2SM3"] = Field(
+        default="ES256",
+        description="Algorithm of new issuing keys, every purpose (SM2SM3: SM2 with SM3, "
+        "needs the cardsvc[sm] extra; docs/sm2.md). Changing it rotates the purposes whose "
+        "key has the other one at the next start",
+    )
+    purpose_algorithms: dict[KeyPurpose, Literal["ES256", "SM2SM3"]] = Field(
+        default_factory=dict,
+        description="Per-purpose exceptions to signing_algorithm, e.g. {\"ecard\": \"SM2SM3\"}",
+    )
     redis_url: str | None = Field(default=None, description="Redis for replay cache and limits")
     redis_prefix: str = Field(
         default="cardsvc:",
@@ -290,6 +301,10 @@ class Settings(BaseSettings):
         return KeyPolicy(
             cache_ttl=timedelta(seconds=self.cache_ttl_seconds),
             trust_list_lifetime=timedelta(hours=self.trust_list_lifetime_hours),
+            algorithms={
+                purpose: self.purpose_algorithms.get(purpose, self.signing_algorithm)
+                for purpose in KeyPurpose
+            },
         )
 
     def key_store(self) -> KeyStoreConfig:
@@ -307,6 +322,12 @@ class Settings(BaseSettings):
                 if value is None
             ]
             raise ConfigurationError(f"CARDSVC_KEY_BACKEND=pkcs11 needs {' and '.join(missing)}")
+        sm2 = sorted(p.value for p, alg in self.key_policy().algorithms.items() if alg != "ES256")
+        if sm2:
+            raise ConfigurationError(
+                "CARDSVC_KEY_BACKEND=pkcs11 makes ES256 keys only (PKCS#11 has no standard "
+                f"SM2 mechanism): these purposes are set to SM2SM3: {', '.join(sm2)}"
+            )
         if self.pkcs11_pin_file is not None and self.pkcs11_pin is not None:
             raise ConfigurationError(
                 "set one of CARDSVC_PKCS11_PIN_FILE and CARDSVC_PKCS11_PIN, not both"

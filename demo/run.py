@@ -155,9 +155,14 @@ def _personalise(services: Services, world: DemoWorld) -> None:
         personalized = services.cards.personalize(number, chip_key.jwk(), actor=ACTOR, now=utcnow())
         return personalized.document
 
+    # CARDSVC_SIGNING_ALGORITHM=SM2SM3 puts the demo on SM2: the chip's key too.
+    chip_alg = services.settings.signing_algorithm
     with pcsc.connect(READER, timeout=10.0) as connection:
-        personalize(SscSession(connection), sign_document=sign_document, pin=PIN, puk=PUK)
-    typer.echo(f"card {number} personalised on the emulated chip (PIN {PIN})")
+        personalize(
+            SscSession(connection), sign_document=sign_document, pin=PIN, puk=PUK,
+            chip_alg=chip_alg,
+        )  # fmt: skip
+    typer.echo(f"card {number} personalised on the emulated chip ({chip_alg}, PIN {PIN})")
 
 
 def _activation_code(services: Services, world: DemoWorld) -> str:

@@ -267,6 +267,10 @@ def personalize(
     ] = None,
     reader: ReaderOpt = None,
     timeout: TimeoutOpt = 10.0,
+    chip_alg: Annotated[
+        str,
+        typer.Option(help="The chip key's algorithm: ES256 (P-256) or SM2SM3 (SM2, cardsvc[sm])"),
+    ] = "ES256",
 ) -> None:
     """Personalise a blank card: key on card -> document signed -> write -> PIN/PUK -> lock.
 
@@ -281,6 +285,8 @@ def personalize(
 
     if client_id is None or client_key is None:
         raise typer.BadParameter("give --client-id and --client-key (this terminal at the issuer)")
+    if chip_alg not in ("ES256", "SM2SM3"):
+        raise typer.BadParameter(f"--chip-alg is ES256 or SM2SM3, not {chip_alg!r}")
     client = _issuer_client(issuer, client_id, client_key)
     client.access_token()  # authenticate before touching the card
 
@@ -292,7 +298,11 @@ def personalize(
     target = _pick_reader(reader, timeout)
     with pcsc.connect(target, timeout=timeout) as connection:
         result = run_personalize(
-            SscSession(connection), sign_document=sign_document, pin=pin, puk=puk
+            SscSession(connection),
+            sign_document=sign_document,
+            pin=pin,
+            puk=puk,
+            chip_alg=chip_alg,
         )
     typer.echo(f"card {card_number} personalised and locked; chip key {result.chip_key.kid}")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from cardsvc.core.carddoc import CardDocument
 from cardsvc.core.errors import CoreError
-from cardsvc.core.keys import VerifyingKey
+from cardsvc.core.keys import ES256, VerifyingKey
 from cardsvc.core.signing import Signer
 from reader_agent.card.constants import LifeCycle
 from reader_agent.card.session import SscSession, pin_block
@@ -58,7 +58,12 @@ def _document_chip_kid(document: str) -> str:
 
 
 def personalize(
-    session: SscSession, *, sign_document: CardDocumentSigner, pin: str, puk: str
+    session: SscSession,
+    *,
+    sign_document: CardDocumentSigner,
+    pin: str,
+    puk: str,
+    chip_alg: str = ES256,
 ) -> PersonalizationResult:
     """Personalise the blank card behind ``session`` and lock it.
 
@@ -70,7 +75,7 @@ def personalize(
     pin_block(puk, puk=True)
     if session.info.life_cycle != LifeCycle.BLANK:
         raise PersonalizationError("card is already personalised and locked")
-    chip_key = session.generate_key()
+    chip_key = session.generate_key(chip_alg)
     document = sign_document(chip_key)
     if _document_chip_kid(document) != chip_key.kid:
         raise PersonalizationError("signed card document names another chip key")

@@ -13,7 +13,9 @@ These keys are public. Never trust them outside tests.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -46,6 +48,8 @@ from cardsvc.core.qrtoken import (
 )
 from cardsvc.core.references import StatusReference
 from cardsvc.core.signing import P256_ORDER, low_s, sign_jws
+from cardsvc.core.sm2 import SM2SM3, Sm2PublicKey
+from cardsvc.core.sm2 import N as SM2_ORDER
 from cardsvc.core.statuslist import (
     Status,
     StatusList,
@@ -88,6 +92,53 @@ class FixedSigner:
         der = self.private_key.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
         r, s = decode_dss_signature(der)
         return low_s(r.to_bytes(32) + s.to_bytes(32))
+
+
+def _load_sm2_reference() -> Any:
+    """schemas/sm2_reference.py, beside this file (this module may be loaded by path)."""
+    path = Path(__file__).resolve().parent / "sm2_reference.py"
+    spec = importlib.util.spec_from_file_location("sm2_reference", path)
+    assert spec is not None and spec.loader is not None  # noqa: S101
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SM2_REFERENCE = _load_sm2_reference()
+
+
+@dataclass(frozen=True)
+class FixedSm2Signer:
+    """An SM2 key from a fixed label; k derived from key and message (sm2_reference.py)."""
+
+    label: str
+
+    @property
+    def scalar(self) -> int:
+        digest = hashlib.sha256(f"cardsvc test key {self.label}".encode()).digest()
+        return int.from_bytes(digest) % (SM2_ORDER - 2) + 1
+
+    @property
+    def alg(self) -> str:
+        return SM2SM3
+
+    @property
+    def kid(self) -> str:
+        return self.verifying_key().kid
+
+    @functools.cached_property
+    def _public(self) -> Sm2PublicKey:
+        return Sm2PublicKey(*SM2_REFERENCE.public_point(self.scalar))
+
+    def verifying_key(self) -> VerifyingKey:
+        return VerifyingKey(public_key=self._public)
+
+    def sign(self, data: bytes) -> bytes:
+        return bytes(SM2_REFERENCE.sign(self.scalar, data))
+
+    def sign_without_z(self, data: bytes) -> bytes:
+        """The wrong signature: SM3(M) without Z (a must-fail vector)."""
+        return bytes(SM2_REFERENCE.sign(self.scalar, data, with_z=False))
 
 
 ROOT = FixedSigner("root")
@@ -572,6 +623,201 @@ def bundle_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
     }
 
 
+# --- The SM2-with-SM3 suite (docs/sm2.md): vectors under vectors/sm2/ ---------------------
+
+SM2_ROOT = FixedSm2Signer("sm2 root")
+SM2_SIGNERS = {p: FixedSm2Signer(f"sm2 {p.value}") for p in SIGNERS}
+SM2_CHIP = FixedSm2Signer("sm2 chip")
+#: One trust list holding both suites: the ES256 keys above and an SM2 key per purpose.
+SM2_TRUST_LIST = replace(
+    TRUST_LIST,
+    keys=TRUST_LIST.keys
+    + tuple(
+        TrustedKey(
+            key=s.verifying_key(),
+            purpose=p,
+            not_before=NOW - timedelta(days=365),
+            not_after=NOW + timedelta(days=3650),
+        )
+        for p, s in SM2_SIGNERS.items()
+    ),
+)
+SM2_TRUST_LIST_TOKEN = SM2_TRUST_LIST.sign(SM2_ROOT)
+SM2_CONTEXT = {"root_jwk": SM2_ROOT.verifying_key().jwk(), "trust_list": SM2_TRUST_LIST_TOKEN}
+
+
+def _jws_by_hand(
+    header: dict[str, Any], claims: dict[str, Any], sign: Callable[[bytes], bytes]
+) -> str:
+    part = lambda obj: b64url_encode(  # noqa: E731
+        json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    )
+    signing_input = f"{part(header)}.{part(claims)}"
+    return f"{signing_input}.{b64url_encode(sign(signing_input.encode('ascii')))}"
+
+
+def sm2_trust_list_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    claims = SM2_TRUST_LIST.to_claims()
+    header = {"typ": "trustlist+jwt", "alg": SM2SM3, "kid": SM2_ROOT.kid}
+    return {
+        "sm2-valid": (
+            "A trust list signed by an SM2 root, holding ES256 and SM2 keys at once",
+            SM2_TRUST_LIST_TOKEN,
+            SM2_CONTEXT,
+        ),
+        "sm2-without-z": (
+            "Signed by the SM2 root over SM3(M), without Z",
+            _jws_by_hand(header, claims, SM2_ROOT.sign_without_z),
+            SM2_CONTEXT,
+        ),
+    }
+
+
+def sm2_card_document() -> CardDocument:
+    return replace(card_document(), chip_key=SM2_CHIP.verifying_key())
+
+
+def sm2_card_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    sm2_signer = SM2_SIGNERS[KeyPurpose.CARD_DOCUMENT]
+    es_signer = SIGNERS[KeyPurpose.CARD_DOCUMENT]
+    claims = sm2_card_document().to_claims()
+    good = sm2_card_document().sign(sm2_signer)
+    h, p, _ = good.split(".")
+    other = replace(sm2_card_document(), name="李四").sign(sm2_signer)
+    typ = CARD_DOCUMENT_TYP
+    return {
+        "sm2-valid": (
+            "A card document signed with SM2 (alg SM2SM3), its chip key an SM2 key",
+            good,
+            SM2_CONTEXT,
+        ),
+        "sm2-bad-signature": (
+            "The SM2 signature of another document",
+            f"{h}.{p}.{other.split('.')[2]}",
+            SM2_CONTEXT,
+        ),
+        "sm2-without-z": (
+            "SM2 over SM3(M) without Z, by the right key",
+            _jws_by_hand({"typ": typ, "alg": SM2SM3, "kid": sm2_signer.kid}, claims,
+                         sm2_signer.sign_without_z),
+            SM2_CONTEXT,
+        ),
+        "sm2-labelled-es256": (
+            "The SM2 key's kid with header alg ES256 (an SM2 key used for an ES256 token)",
+            _jws_by_hand({"typ": typ, "alg": "ES256", "kid": sm2_signer.kid}, claims,
+                         sm2_signer.sign),
+            SM2_CONTEXT,
+        ),
+        "sm2-under-es256-key": (
+            "An SM2 signature under the ES256 key's kid, header alg ES256",
+            _jws_by_hand({"typ": typ, "alg": "ES256", "kid": es_signer.kid}, claims,
+                         sm2_signer.sign),
+            SM2_CONTEXT,
+        ),
+        "es256-under-sm2-key": (
+            "An ES256 signature under the SM2 key's kid, header alg SM2SM3",
+            _jws_by_hand({"typ": typ, "alg": SM2SM3, "kid": sm2_signer.kid}, claims,
+                         es_signer.sign),
+            SM2_CONTEXT,
+        ),
+    }
+
+
+def sm2_qr_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    ecard = SM2_SIGNERS[KeyPurpose.ECARD]
+    kid = short_kid(ecard.kid)
+    es_kid = short_kid(SIGNERS[KeyPurpose.ECARD].kid)
+    identity = encode_qr_token(qr_token(Purpose.IDENTITY, IDENTITY), ecard)
+    payload = cose.encode_cbor(qr_token(Purpose.TRANSPORT, TRANSPORT).to_cbor_claims())
+    good = b45decode(encode_qr_token(qr_token(Purpose.TRANSPORT, TRANSPORT), ecard)[5:])
+    s = int.from_bytes(good[-32:])
+    twin = good[:-32] + (SM2_ORDER - s).to_bytes(32)
+
+    def by_hand(protected: dict[int, Any], sign: Callable[[bytes], bytes]) -> str:
+        protected_bytes = cose.encode_cbor(protected)
+        to_be_signed = cbor2.dumps(["Signature1", protected_bytes, b"", payload])
+        parts = [protected_bytes, {}, payload, sign(to_be_signed)]
+        return _qr(cbor2.dumps(cbor2.CBORTag(18, parts)))
+
+    return {
+        "sm2-identity-valid": ("An identity token signed with SM2 (COSE alg -66037)", identity,
+                               {**SM2_CONTEXT, "purpose": "identity"}),
+        "sm2-transport-valid": (
+            "A transport token signed with SM2",
+            encode_qr_token(qr_token(Purpose.TRANSPORT, TRANSPORT), ecard),
+            {**SM2_CONTEXT, "purpose": "transport"},
+        ),
+        "sm2-without-z": (
+            "SM2 over SM3(M) without Z, by the right key",
+            by_hand({1: cose.ALG_SM2SM3, 4: kid}, ecard.sign_without_z),
+            SM2_CONTEXT,
+        ),
+        "sm2-labelled-es256": (
+            "An SM2 signature by the SM2 key, protected alg -7 (ES256)",
+            by_hand({1: cose.ALG_ES256, 4: kid}, ecard.sign),
+            SM2_CONTEXT,
+        ),
+        "sm2-under-es256-key": (
+            "An SM2 signature, alg -66037, under the ES256 key's kid",
+            by_hand({1: cose.ALG_SM2SM3, 4: es_kid}, ecard.sign),
+            SM2_CONTEXT,
+        ),
+        "sm2-s-twin": (
+            "The valid transport token with s replaced by n - s: no second form in SM2",
+            _qr(twin),
+            SM2_CONTEXT,
+        ),
+    }
+
+
+def sm2_status_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    return {
+        "sm2-valid": (
+            "A status list token signed with SM2",
+            status_token(signer=SM2_SIGNERS[KeyPurpose.STATUS_LIST]),
+            {**SM2_CONTEXT, "sub": f"{STATUS_BASE}/0"},
+        ),
+        "sm2-wrong-key": (
+            "Signed by the SM2 e-card key",
+            status_token(signer=SM2_SIGNERS[KeyPurpose.ECARD]),
+            SM2_CONTEXT,
+        ),
+    }
+
+
+def sm2_device_bound_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    credential = compact_credential(
+        Purpose.IDENTITY, OFFLINE_IDENTITY, signer=SM2_SIGNERS[KeyPurpose.ECARD]
+    )
+    return {
+        "sm2-identity-valid": (
+            "A device-bound code whose credential is signed with SM2 (the phone's key: ES256)",
+            present(credential, DEVICE, purpose=Purpose.IDENTITY, now=NOW, counter=0),
+            {**SM2_CONTEXT, "purpose": "identity"},
+        ),
+    }
+
+
+def sm2_bundle_vectors() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    signer = SM2_SIGNERS[KeyPurpose.STATUS_LIST]
+    bundle = encode_bundle(
+        issuer=ISSUER,
+        version=1,
+        issued_at=NOW - timedelta(minutes=9),
+        expires_at=NOW + timedelta(hours=1),
+        base=None,
+        trust_list=SM2_TRUST_LIST_TOKEN,
+        status_lists={f"{STATUS_BASE}/0": status_token(signer=signer)},
+        status_patches=None,
+        signer=signer,
+    )
+    return {
+        "sm2-valid-full": ("A full bundle signed with SM2: the two-suite trust list, shard 0",
+                           bundle, SM2_CONTEXT),
+    }
+
+
+
 def verify_vector(kind: str, vector: dict[str, Any]) -> dict[str, Any]:
     """Run the code on one vector; returns its observed outcome in the vector's format."""
     now = datetime.fromtimestamp(vector["now"], UTC)
@@ -701,6 +947,24 @@ INTENT: dict[str, str] = {
     "bundle/patch-index": "patch-index",
     "bundle/patch-status": "patch-status",
     "bundle/patch-base": "patch-base",
+    "trust-list/sm2-valid": "valid",
+    "trust-list/sm2-without-z": "signature",
+    "card-document/sm2-valid": "valid",
+    "card-document/sm2-bad-signature": "signature",
+    "card-document/sm2-without-z": "signature",
+    "card-document/sm2-labelled-es256": "algorithm",
+    "card-document/sm2-under-es256-key": "signature",
+    "card-document/es256-under-sm2-key": "signature",
+    "qr-token/sm2-identity-valid": "valid",
+    "qr-token/sm2-transport-valid": "valid",
+    "qr-token/sm2-without-z": "signature",
+    "qr-token/sm2-labelled-es256": "algorithm",
+    "qr-token/sm2-under-es256-key": "algorithm",
+    "qr-token/sm2-s-twin": "signature",
+    "status-list/sm2-valid": "valid",
+    "status-list/sm2-wrong-key": "key-purpose",
+    "device-bound/sm2-identity-valid": "valid",
+    "bundle/sm2-valid-full": "valid",
 }
 
 
@@ -719,8 +983,18 @@ def build() -> dict[str, dict[str, Any]]:
         "device-bound": device_bound_vectors(),
         "bundle": bundle_vectors(),
     }
+    sm2_groups = {
+        "trust-list": sm2_trust_list_vectors(),
+        "card-document": sm2_card_vectors(),
+        "qr-token": sm2_qr_vectors(),
+        "status-list": sm2_status_vectors(),
+        "device-bound": sm2_device_bound_vectors(),
+        "bundle": sm2_bundle_vectors(),
+    }
     out: dict[str, dict[str, Any]] = {}
-    for kind, vectors in groups.items():
+    entries = [("", kind, vectors) for kind, vectors in groups.items()]
+    entries += [("sm2/", kind, vectors) for kind, vectors in sm2_groups.items()]
+    for folder, kind, vectors in entries:
         for name, (description, text, extra) in vectors.items():
             vector: dict[str, Any] = {
                 "description": description,
@@ -738,7 +1012,7 @@ def build() -> dict[str, dict[str, Any]]:
                 raise SystemExit(
                     f"{kind}/{name}: expected {intent}, code says {vector['expected']}"
                 )
-            out[f"{kind}/{name}.json"] = vector
+            out[f"{folder}{kind}/{name}.json"] = vector
     return out
 
 

@@ -166,7 +166,7 @@ class ReissueRequest(_Request):
 
 class PersonalizationRequest(_Request):
     chip_jwk: dict[str, Any] = Field(
-        description="The chip's public key (EC P-256 JWK), generated on the card"
+        description="The chip's public key (EC JWK, crv P-256 or SM2), generated on the card"
     )
 
 

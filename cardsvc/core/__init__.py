@@ -1,6 +1,8 @@
 """Verify what the issuer signs: trust lists, card documents, QR tokens, status lists.
 
-Needs only ``cryptography``, ``pyjwt`` and ``cbor2``. Pin the issuer's root key once,
+Needs only ``cryptography``, ``pyjwt`` and ``cbor2``; keys of the SM2-with-SM3 suite
+(:class:`Sm2PublicKey`, ``alg`` SM2SM3) also need the extra ``cardsvc[sm]``, without which
+they raise :class:`AlgorithmUnavailableError`. Pin the issuer's root key once,
 load its trust list, then verify::
 
     from cardsvc.core import TrustAnchor, VerifyingKey, verify_qr_token, Purpose
@@ -46,6 +48,7 @@ from cardsvc.core.keys import KeyPurpose, VerifyingKey
 from cardsvc.core.qrtoken import Attribute, Purpose, QrToken, verify_qr_token
 from cardsvc.core.references import StatusReference
 from cardsvc.core.signing import LocalSigner, Signer
+from cardsvc.core.sm2 import AlgorithmUnavailableError, Sm2PublicKey
 from cardsvc.core.statuslist import (
     Status,
     StatusList,
@@ -57,6 +60,7 @@ from cardsvc.core.trustlist import TrustAnchor, TrustedKey, TrustList
 from cardsvc.core.verifier import OfflineVerifier, Outcome, Verdict
 
 __all__ = [
+    "AlgorithmUnavailableError",
     "Attribute",
     "Bundle",
     "BundleFetcher",
@@ -83,6 +87,7 @@ __all__ = [
     "Sex",
     "SignedRecord",
     "Signer",
+    "Sm2PublicKey",
     "Status",
     "StatusList",
     "StatusListError",

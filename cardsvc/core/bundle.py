@@ -1,6 +1,6 @@
 """The verifier bundle: one signed, versioned file a partner needs to verify offline.
 
-A bundle is a compact JWS (``typ`` ``verifier-bundle+jwt``, ES256) signed by a
+A bundle is a compact JWS (``typ`` ``verifier-bundle+jwt``, ES256 or SM2SM3) signed by a
 ``status-list`` key listed in the trust list the bundle itself carries. Its claims::
 
     {

@@ -1,14 +1,17 @@
-"""COSE_Sign1 (RFC 9052) with the ES256-only profile of our QR tokens.
+"""COSE_Sign1 (RFC 9052) with the profile of our QR tokens: ES256, or SM2SM3 for SM2 keys.
 
 The wire form is ``18([protected bstr, unprotected map, payload bstr, signature bstr])``,
-tagged or not. The signature is ECDSA P-256 / SHA-256 over the Sig_structure
+tagged or not. The signature is ECDSA P-256 / SHA-256 (ES256, -7) or SM2 with SM3 (SM2SM3,
+the private-use -66037 of :mod:`cardsvc.core.sm2`) over the Sig_structure
 ``["Signature1", protected, external_aad, payload]``, in raw ``r || s`` form.
 
 Our profile is stricter than RFC 9052 (as the EU Digital COVID Certificate is):
 
-* ``alg`` must be ES256 (-7) and must sit in the protected header;
+* ``alg`` must be the key's own algorithm (ES256 -7 for a P-256 key, SM2SM3 -66037 for an
+  SM2 key: the verifier's key decides, the header only has to agree) and must sit in the
+  protected header;
 * the protected header holds ``alg`` and at most ``kid`` (4): no ``crit``, no other label;
-* the key must be a P-256 key, and the signature's ``s`` must be the low one (``s <= n/2``);
+* for ES256 the signature's ``s`` must be the low one (``s <= n/2``);
 * the structure, its protected header and the payloads read through :func:`decode_cbor`
   must be deterministic CBOR (RFC 8949 section 4.2.1): shortest heads, definite lengths,
   map keys in the bytewise order of their encodings, no duplicate key; no floats;
@@ -44,10 +47,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from cardsvc.core.errors import DecodeError, InputTooLargeError, VerificationError
 from cardsvc.core.errors import shown as shown_input
+from cardsvc.core.keys import ES256, VerifyingKey
 from cardsvc.core.signing import P256_ORDER, Signer, low_s
+from cardsvc.core.sm2 import COSE_ALG_SM2SM3, SM2SM3, Sm2PublicKey
 
 __all__ = [
     "ALG_ES256",
+    "ALG_SM2SM3",
     "HEADER_ALG",
     "HEADER_CONTENT_TYPE",
     "HEADER_CRIT",
@@ -66,6 +72,9 @@ __all__ = [
 
 #: COSE algorithm identifier of ECDSA P-256 with SHA-256 (RFC 9053 section 2.1).
 ALG_ES256: Final = -7
+#: Private-use COSE algorithm identifier of SM2 with SM3 (:mod:`cardsvc.core.sm2`).
+ALG_SM2SM3: Final = COSE_ALG_SM2SM3
+_COSE_ALGS: Final = {ES256: ALG_ES256, SM2SM3: ALG_SM2SM3}
 #: Header parameter labels (RFC 9052 section 3.1).
 HEADER_ALG: Final = 1
 HEADER_CRIT: Final = 2
@@ -106,6 +115,7 @@ _OTHER_COSE_TAGS: Final = {
 # Names for the reason of an "algorithm" failure (RFC 9053, IANA COSE Algorithms).
 _ALG_NAMES: Final = {
     -7: "ES256",
+    COSE_ALG_SM2SM3: "SM2SM3",
     -35: "ES384",
     -36: "ES512",
     -8: "EdDSA",
@@ -126,6 +136,9 @@ _SHORT_BSTR_HEADS: Final = tuple(
 # {1: -7} and {1: -7, 4: kid} in deterministic CBOR, as sign1 writes them.
 _PROTECTED_ES256: Final = b"\xa1\x01\x26"
 _PROTECTED_ES256_KID: Final = b"\xa2\x01\x26\x04"
+# {1: -66037} and {1: -66037, 4: kid}: -66037 is 3a 00 01 01 f4 (argument 66036).
+_PROTECTED_SM2: Final = b"\xa1\x01\x3a\x00\x01\x01\xf4"
+_PROTECTED_SM2_KID: Final = b"\xa2\x01\x3a\x00\x01\x01\xf4\x04"
 _SIGN1_TAG_HEAD: Final = b"\xd2"  # tag 18
 # The smallest length each long head (additional information 24 to 27) may carry.
 _SHORTEST_ABOVE: Final = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x100000000}
@@ -206,28 +219,32 @@ def decode_sign1(data: bytes, *, max_size: int = MAX_SIGN1_SIZE) -> Sign1Message
 
 def verify_sign1(
     msg: Sign1Message,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: ec.EllipticCurvePublicKey | VerifyingKey,
     *,
     external_aad: bytes = b"",
 ) -> bytes:
     """Check ``msg`` against our profile and ``public_key``; return the verified payload.
 
-    Raises :class:`~cardsvc.core.errors.VerificationError` whose ``check`` is
-    ``algorithm`` (alg missing from the protected header, or not ES256), ``crit`` (a
-    ``crit`` header, protected or not), ``header`` (a protected label other than alg and
-    kid), ``key`` (not a P-256 public key) or ``signature`` (not 64 bytes, high-S, or not
-    valid).
+    ``public_key`` is a :class:`~cardsvc.core.keys.VerifyingKey` (its ``alg`` is pinned:
+    ES256 or SM2SM3) or a bare P-256 key (ES256). Raises
+    :class:`~cardsvc.core.errors.VerificationError` whose ``check`` is ``algorithm`` (alg
+    missing from the protected header, or not the key's algorithm), ``crit`` (a ``crit``
+    header, protected or not), ``header`` (a protected label other than alg and kid),
+    ``key`` (not a P-256 or SM2 public key) or ``signature`` (not 64 bytes, high-S for
+    ES256, or not valid).
     """
+    key_alg = public_key.alg if isinstance(public_key, VerifyingKey) else ES256
+    expected = _COSE_ALGS[key_alg]
     alg = msg.protected.get(HEADER_ALG)
     if alg is None:
         detail = "alg must be in the protected header"
         if HEADER_ALG in msg.unprotected:
             detail += " (it is only in the unprotected header)"
         raise VerificationError("algorithm", detail)
-    if alg != ALG_ES256:
+    if alg != expected:
         name = _ALG_NAMES.get(alg) if type(alg) is int else None
         shown = f"{alg!r} ({name})" if name else repr(alg)
-        raise VerificationError("algorithm", f"alg {shown} is not ES256 ({ALG_ES256})")
+        raise VerificationError("algorithm", f"alg {shown} is not {key_alg} ({expected})")
     if HEADER_CRIT in msg.unprotected:
         raise VerificationError("crit", "crit must be in the protected header")
     if HEADER_CRIT in msg.protected:
@@ -238,6 +255,11 @@ def verify_sign1(
         raise VerificationError(
             "header", f"protected labels {', '.join(extra)} are not in our profile (alg 1, kid 4)"
         )
+    if isinstance(public_key, VerifyingKey):
+        if isinstance(public_key.public_key, Sm2PublicKey):
+            public_key.verify_raw(msg.signature, _to_be_signed(msg, external_aad))
+            return msg.payload
+        public_key = public_key.public_key
     if not _is_ec_public_key_class(type(public_key)) or not isinstance(
         public_key.curve, ec.SECP256R1
     ):
@@ -268,22 +290,28 @@ def sign1(
     external_aad: bytes = b"",
     tagged: bool = True,
 ) -> bytes:
-    """Sign ``payload`` as an ES256 COSE_Sign1 and return its encoding.
+    """Sign ``payload`` as a COSE_Sign1 with the signer's algorithm; return its encoding.
 
-    The protected header is ``{1: -7}``, plus ``{4: kid}`` when a kid is given (in the
-    protected header, as the EU certificate does, so it is signed too); the unprotected
-    header is empty. ``signer`` returns raw r||s, as COSE wants (an HSM key works too).
-    Raises :class:`ValueError` for a signer whose algorithm is not ES256.
+    The protected header is ``{1: alg}`` (-7 for ES256, -66037 for SM2SM3), plus
+    ``{4: kid}`` when a kid is given (in the protected header, as the EU certificate does,
+    so it is signed too); the unprotected header is empty. ``signer`` returns raw r||s, as
+    COSE wants (an HSM key works too). Raises :class:`ValueError` for another algorithm.
     """
-    if signer.alg != "ES256":
-        raise ValueError(f"COSE_Sign1 here is ES256 only, not {signer.alg}")
+    if signer.alg == ES256:
+        bare, with_kid = _PROTECTED_ES256, _PROTECTED_ES256_KID
+    elif signer.alg == SM2SM3:
+        bare, with_kid = _PROTECTED_SM2, _PROTECTED_SM2_KID
+    else:
+        raise ValueError(f"COSE_Sign1 here is ES256 or SM2SM3, not {signer.alg}")
     # Written out directly, as the Sig_structure is: the same bytes as cbor2's canonical
-    # encoding ({1: -7, 4: kid}, then the array), without a generic encoder per token.
-    protected_bytes = _PROTECTED_ES256
+    # encoding ({1: alg, 4: kid}, then the array), without a generic encoder per token.
+    protected_bytes = bare
     if kid is not None:
-        protected_bytes = _PROTECTED_ES256_KID + _bstr_head(len(kid)) + kid
+        protected_bytes = with_kid + _bstr_head(len(kid)) + kid
     # Low-S whatever the signer drew (an HSM's s is either): verifiers take no other form.
-    signature = low_s(signer.sign(_sig_structure(protected_bytes, external_aad, payload)))
+    signature = low_s(
+        signer.sign(_sig_structure(protected_bytes, external_aad, payload)), signer.alg
+    )
     return b"".join(
         (
             _SIGN1_TAG_HEAD if tagged else b"",
@@ -614,6 +642,12 @@ def _decode_protected(protected_bytes: bytes) -> HeaderMap:
             return {HEADER_ALG: ALG_ES256, HEADER_KID: protected_bytes[5:]}
         if head == 0x58 and 24 <= protected_bytes[5] == len(protected_bytes) - 6:
             return {HEADER_ALG: ALG_ES256, HEADER_KID: protected_bytes[6:]}
+    if protected_bytes.startswith(_PROTECTED_SM2_KID) and len(protected_bytes) > 9:
+        head = protected_bytes[8]
+        if 0x40 <= head <= 0x57 and len(protected_bytes) == 9 + head - 0x40:
+            return {HEADER_ALG: ALG_SM2SM3, HEADER_KID: protected_bytes[9:]}
+    if protected_bytes == _PROTECTED_SM2:
+        return {HEADER_ALG: ALG_SM2SM3}
     return _decode_protected_cbor(protected_bytes)
 
 

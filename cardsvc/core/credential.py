@@ -5,8 +5,8 @@ as a JWK and the status list URI: too large to travel inside a QR code. This for
 the same binding in about 120-200 bytes, for device-bound offline presentation
 (:mod:`cardsvc.core.devicebound`).
 
-Wire form: an untagged ES256 COSE_Sign1 by an ``ecard`` key, its 8-byte short kid in the
-protected header, over a CBOR map::
+Wire form: an untagged COSE_Sign1 (ES256 or SM2SM3) by an ``ecard`` key, its 8-byte short
+kid in the protected header, over a CBOR map::
 
     {1: purpose, 2: e-card reference (8 bytes), 3: [status shard, status index],
      4: {attribute: value, ...},                     # may be absent
@@ -76,7 +76,7 @@ def disclosed_claims(attributes: Mapping[Attribute, object]) -> dict[str, object
 
 def compressed_point(key: VerifyingKey) -> bytes:
     """The 33-byte compressed SEC1 form of a P-256 public key."""
-    return key.public_key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+    return key.p256.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
 
 
 def _device_public_key(point: object) -> ec.EllipticCurvePublicKey:
@@ -189,7 +189,7 @@ def verify_compact_credential(
     """Verify a compact credential's issuer signature, claims and expiry.
 
     Checks, in order: size, COSE_Sign1 structure, the ``ecard`` key named by its short kid
-    (``key-unknown``, ``key-purpose``, ``key-window``), the ES256 signature
+    (``key-unknown``, ``key-purpose``, ``key-window``), the signature (the key's algorithm)
     (``signature``), the claims (``claims``) and ``exp`` with ``leeway`` (``expired``).
     Status is the caller's check (it needs a status list).
     """
@@ -200,7 +200,7 @@ def verify_compact_credential(
     if kid is None or cose.HEADER_KID not in message.protected:
         raise VerificationError("key-unknown", "kid must be in the protected header")
     trusted = trust_list.find_short(kid, KeyPurpose.ECARD, now=now)
-    payload = cose.verify_sign1(message, trusted.key.public_key)
+    payload = cose.verify_sign1(message, trusted.key)
     claims = cose.decode_cbor(payload, what="credential claims")
     credential = CompactCredential.from_cbor(claims, issuer=trust_list.issuer)
     if credential.expires_at <= now - leeway:

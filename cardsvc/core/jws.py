@@ -1,10 +1,10 @@
 """Verification of compact JWS documents (RFC 7515) under RFC 8725 rules.
 
 Everything a header could be used to subvert is decided here: the key comes from the
-caller's trust list by ``kid`` and purpose, the algorithm is the key's own (ES256, the
-only one our keys have), ``crit`` is refused, each part must be canonical unpadded
-base64url, JSON with duplicate members is refused, and time claims are checked against an
-explicit ``now`` and ``leeway``.
+caller's trust list by ``kid`` and purpose, the algorithm is the key's own (ES256, or
+SM2SM3 for an SM2 key: the header's ``alg`` must only agree), ``crit`` is refused, each
+part must be canonical unpadded base64url, JSON with duplicate members is refused, and
+time claims are checked against an explicit ``now`` and ``leeway``.
 
 The signature is checked by pyjwt's ES256 algorithm on the parts parsed here, not
 through pyjwt's ``decode``: pyjwt 2.15 re-validates every character of the compact form in
@@ -160,13 +160,17 @@ def verify_jws(
         raise VerificationError(
             "algorithm", f"header alg {shown(header.get('alg'))} is not the key's {key.alg}"
         )
-    if key.alg != ES256:  # pragma: no cover - every key here is P-256
-        raise VerificationError("algorithm", f"key algorithm {key.alg} is not supported")
     signature = canonical_b64url_decode(parts[2], format_name="jws", what="signature")
     payload = canonical_b64url_decode(parts[1], format_name="jws", what="payload")
-    if low_s and is_high_s(signature):
-        raise VerificationError("signature", "s is above n/2: only the low-S form is accepted")
-    if not _ES256.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), key.public_key, signature):
-        raise VerificationError("signature", "signature does not verify")
+    signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+    if key.alg == ES256:
+        if low_s and is_high_s(signature):
+            raise VerificationError(
+                "signature", "s is above n/2: only the low-S form is accepted"
+            )
+        if not _ES256.verify(signing_input, key.p256, signature):
+            raise VerificationError("signature", "signature does not verify")
+    else:
+        key.verify_raw(signature, signing_input)
     claims = strict_json_object(payload, what="jws payload")
     return VerifiedJws(header=header, claims=claims, key=key)

@@ -1,8 +1,11 @@
 """Public keys as JWKs, their thumbprints, and the purposes a key may sign for.
 
 The algorithm is a property of the key (``VerifyingKey.alg``), never of a message header:
-verifiers pin it from here. Only ES256 over P-256 exists today; SM2 would be a second
-``alg`` value with its own verify function.
+verifiers pin it from here. Two suites: ES256 (ECDSA P-256 with SHA-256) and SM2SM3 (SM2
+with SM3, :mod:`cardsvc.core.sm2`; JWK ``kty`` EC with ``crv`` SM2). A JWK's ``crv`` decides
+its algorithm; an ``alg`` member, if any, must agree. The kid is the RFC 7638 thumbprint of
+either, and since ``crv`` is hashed in, the same coordinates under the two curves never
+share a kid.
 """
 
 from __future__ import annotations
@@ -20,14 +23,20 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from cardsvc.core import sm2
 from cardsvc.core.errors import DecodeError, VerificationError
+from cardsvc.core.sm2 import SM2SM3, Sm2PublicKey
 
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 _B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 ES256 = "ES256"
+#: Every algorithm a key may have, each with the one JWK curve it goes with.
+ALGORITHMS: dict[str, str] = {ES256: "P-256", SM2SM3: sm2.JWK_CURVE}
 _P256_COORD = 32
+PublicKey = ec.EllipticCurvePublicKey | Sm2PublicKey
 
 
 class KeyPurpose(StrEnum):
@@ -80,8 +89,15 @@ def canonical_b64url_decode(text: str, *, format_name: str, what: str) -> bytes:
         raise DecodeError(format_name, f"{what} is not base64url: {exc}") from None
 
 
-def public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
-    """The RFC 7517 JWK of a P-256 public key (required members only)."""
+def public_jwk(key: PublicKey) -> dict[str, str]:
+    """The RFC 7517 JWK of a P-256 or SM2 public key (required members only)."""
+    if isinstance(key, Sm2PublicKey):
+        return {
+            "kty": "EC",
+            "crv": sm2.JWK_CURVE,
+            "x": b64url_encode(key.x.to_bytes(sm2.COORD, "big")),
+            "y": b64url_encode(key.y.to_bytes(sm2.COORD, "big")),
+        }
     if not isinstance(key.curve, ec.SECP256R1):
         raise DecodeError("jwk", f"curve {key.curve.name} is not supported; use P-256")
     numbers = key.public_numbers()
@@ -105,12 +121,12 @@ def short_kid(kid: str) -> bytes:
     return b64url_decode(kid, what="kid")[:8]
 
 
-def _public_key_from_jwk(jwk: Mapping[str, object]) -> ec.EllipticCurvePublicKey:
-    """Parse a P-256 public JWK; raises :class:`DecodeError` naming what is wrong."""
+def _public_key_from_jwk(jwk: Mapping[str, object]) -> PublicKey:
+    """Parse a P-256 or SM2 public JWK; raises :class:`DecodeError` naming what is wrong."""
     if not isinstance(jwk, Mapping):
         raise DecodeError("jwk", "not a JSON object")
-    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
-        raise DecodeError("jwk", "only kty EC with crv P-256 is accepted")
+    if jwk.get("kty") != "EC" or jwk.get("crv") not in ("P-256", sm2.JWK_CURVE):
+        raise DecodeError("jwk", "only kty EC with crv P-256 or SM2 is accepted")
     if "d" in jwk:
         raise DecodeError("jwk", "a public JWK must not contain the private member d")
     coords = []
@@ -125,6 +141,8 @@ def _public_key_from_jwk(jwk: Mapping[str, object]) -> ec.EllipticCurvePublicKey
             # One key, one spelling: otherwise one key could carry several thumbprints.
             raise DecodeError("jwk", f"member {name} is not canonical base64url")
         coords.append(int.from_bytes(raw, "big"))
+    if jwk["crv"] == sm2.JWK_CURVE:
+        return Sm2PublicKey(coords[0], coords[1])
     try:
         return ec.EllipticCurvePublicNumbers(coords[0], coords[1], ec.SECP256R1()).public_key()
     except ValueError:
@@ -133,16 +151,28 @@ def _public_key_from_jwk(jwk: Mapping[str, object]) -> ec.EllipticCurvePublicKey
 
 @dataclass(frozen=True, kw_only=True)
 class VerifyingKey:
-    """A public key with the one algorithm it verifies and its thumbprint ``kid``."""
+    """A public key with the one algorithm it verifies and its thumbprint ``kid``.
 
-    public_key: ec.EllipticCurvePublicKey
-    alg: str = ES256
+    ``alg`` defaults to the key's own (ES256 for P-256, SM2SM3 for SM2); naming another
+    is refused, so a key never verifies under the other suite.
+    """
+
+    public_key: PublicKey
+    alg: str = ""
     kid: str = field(default="")
 
     def __post_init__(self) -> None:
-        if self.alg != ES256:
+        own = SM2SM3 if isinstance(self.public_key, Sm2PublicKey) else ES256
+        if not self.alg:
+            object.__setattr__(self, "alg", own)
+        elif self.alg not in ALGORITHMS:
             raise DecodeError("key", f"algorithm {self.alg} is not supported")
-        if not isinstance(self.public_key.curve, ec.SECP256R1):
+        elif self.alg != own:
+            raise DecodeError("key", f"{self.alg} needs a {ALGORITHMS[self.alg]} key")
+        if own == ES256 and not (
+            isinstance(self.public_key, ec.EllipticCurvePublicKey)
+            and isinstance(self.public_key.curve, ec.SECP256R1)
+        ):
             raise DecodeError("key", "ES256 needs a P-256 key")
         if not self.kid:
             object.__setattr__(self, "kid", jwk_thumbprint(public_jwk(self.public_key)))
@@ -150,19 +180,43 @@ class VerifyingKey:
     @classmethod
     def from_jwk(cls, jwk: Mapping[str, object]) -> VerifyingKey:
         """Build from a public JWK; an ``alg`` member, if any, must agree with the key."""
-        alg = jwk.get("alg", ES256)
-        if alg != ES256:
-            raise DecodeError("jwk", f"alg {alg!r} does not match a P-256 key (ES256)")
+        public_key = _public_key_from_jwk(jwk)
+        own = SM2SM3 if isinstance(public_key, Sm2PublicKey) else ES256
+        alg = jwk.get("alg", own)
+        if alg != own:
+            raise DecodeError(
+                "jwk", f"alg {alg!r} does not match a {ALGORITHMS[own]} key ({own})"
+            )
         # The members were checked canonical, so the thumbprint of the given JWK is the
         # key's; computing it from them skips re-encoding the point.
-        return cls(public_key=_public_key_from_jwk(jwk), kid=jwk_thumbprint(jwk))
+        return cls(public_key=public_key, alg=own, kid=jwk_thumbprint(jwk))
+
+    @property
+    def p256(self) -> ec.EllipticCurvePublicKey:
+        """The P-256 key of an ES256 key; ``VerificationError('algorithm')`` for SM2."""
+        if isinstance(self.public_key, Sm2PublicKey):
+            raise VerificationError("algorithm", f"an {self.alg} key, where ES256 is required")
+        return self.public_key
+
+    def point(self) -> bytes:
+        """The uncompressed point 04 || x || y (65 bytes), whichever the curve."""
+        if isinstance(self.public_key, Sm2PublicKey):
+            return self.public_key.point()
+        return self.public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
 
     def jwk(self) -> dict[str, str]:
         """The public JWK with ``kid`` and ``alg``."""
         return {**public_jwk(self.public_key), "kid": self.kid, "alg": self.alg}
 
     def verify_raw(self, signature: bytes, data: bytes) -> None:
-        """Verify a raw r||s signature; raises ``VerificationError('signature')``."""
+        """Verify a raw r||s signature with the key's algorithm.
+
+        Raises ``VerificationError('signature')`` (or, for an SM2 key without the
+        ``cardsvc[sm]`` extra, :class:`~cardsvc.core.sm2.AlgorithmUnavailableError`).
+        """
+        if isinstance(self.public_key, Sm2PublicKey):
+            self.public_key.verify(signature, data)
+            return
         if len(signature) != 2 * _P256_COORD:
             raise VerificationError(
                 "signature", f"ES256 signature must be 64 bytes, got {len(signature)}"

@@ -1,4 +1,4 @@
-"""E-card QR tokens: CWT claims in an ES256 COSE_Sign1, base45, behind a scheme prefix.
+"""E-card QR tokens: CWT claims in a COSE_Sign1 (ES256/SM2SM3), base45, behind a prefix.
 
 Wire form: ``SSC1:`` + base45(COSE_Sign1(CWT claims)). The prefix names the scheme and
 its version; every character of the result is in the QR alphanumeric set, so a typical
@@ -328,8 +328,8 @@ def verify_qr_token(
     """Verify QR text and return the token's contents.
 
     Checks, in order: size and scheme prefix, base45, COSE_Sign1 structure, the ``ecard``
-    key named by its 8-byte kid in ``trust_list``, the ES256 signature, the claims, the
-    validity window (``iat``/``exp`` with ``leeway``) and, if given, the ``purpose``.
+    key named by its 8-byte kid in ``trust_list``, the signature (the key's algorithm), the
+    claims, the validity window (``iat``/``exp`` with ``leeway``) and, if given, ``purpose``.
     One-time use of ``jti`` and the e-card's status are the caller's checks: they need
     state (a replay cache, a status list).
     """
@@ -344,7 +344,7 @@ def verify_qr_token(
     if kid is None or cose.HEADER_KID not in message.protected:
         raise VerificationError("key-unknown", "kid must be in the protected header")
     trusted = trust_list.find_short(kid, KeyPurpose.ECARD, now=now)
-    payload = cose.verify_sign1(message, trusted.key.public_key)
+    payload = cose.verify_sign1(message, trusted.key)
     claims = cose.decode_cbor(payload, what="CWT claims")
     token = QrToken.from_cbor_claims(claims)
     # Integers straight from the claims: the same checks as jws.check_times, without

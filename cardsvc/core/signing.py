@@ -17,25 +17,33 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from cardsvc.core.keys import ES256, VerifyingKey, b64url_encode
+from cardsvc.core.sm2 import SM2SM3, Sm2PrivateKey
 
 #: The order n of the P-256 group.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _HALF_ORDER = P256_ORDER // 2
 
 
-def is_high_s(signature: bytes) -> bool:
-    """Whether a raw 64-byte r||s signature has s above n/2 (the other of its two forms)."""
+def is_high_s(signature: bytes, alg: str = ES256) -> bool:
+    """Whether a raw 64-byte ES256 r||s signature has s above n/2 (its other form).
+
+    Always false for SM2SM3: an SM2 signature (r, s) has no twin (r, n - s) (the verifier
+    computes t = r + s mod n, so flipping s changes the point), so low-S does not apply.
+    """
+    if alg != ES256:
+        return False
     return len(signature) == 64 and int.from_bytes(signature[32:]) > _HALF_ORDER
 
 
-def low_s(signature: bytes) -> bytes:
-    """The low-S form of a raw r||s signature: s replaced by n - s when above n/2.
+def low_s(signature: bytes, alg: str = ES256) -> bytes:
+    """The low-S form of a raw ES256 r||s signature: s replaced by n - s when above n/2.
 
-    (r, s) and (r, n - s) both verify; our verifiers take only the low one, so that each
-    signed object has one encoding. Every encoder passes its signer's output through here,
-    since an HSM or a phone's secure element returns whichever s its ECDSA drew.
+    (r, s) and (r, n - s) both verify under ECDSA; our verifiers take only the low one, so
+    that each signed object has one encoding. Every encoder passes its signer's output
+    through here with the signer's ``alg``, since an HSM or a phone's secure element
+    returns whichever s its ECDSA drew. SM2 signatures are returned unchanged.
     """
-    if not is_high_s(signature):
+    if not is_high_s(signature, alg):
         return signature
     return signature[:32] + (P256_ORDER - int.from_bytes(signature[32:])).to_bytes(32)
 
@@ -79,6 +87,28 @@ class LocalSigner:
         return low_s(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
+@dataclass(frozen=True)
+class Sm2Signer:
+    """A signer over an in-memory SM2 private key (SM2SM3; file key store, tests)."""
+
+    private_key: Sm2PrivateKey = field(repr=False)
+    alg: str = SM2SM3
+
+    def __post_init__(self) -> None:
+        if self.alg != SM2SM3:
+            raise ValueError(f"an SM2 key signs SM2SM3, not {self.alg}")
+
+    @functools.cached_property
+    def kid(self) -> str:
+        return self.verifying_key().kid
+
+    def verifying_key(self) -> VerifyingKey:
+        return VerifyingKey(public_key=self.private_key.public_key(), alg=SM2SM3)
+
+    def sign(self, data: bytes) -> bytes:
+        return self.private_key.sign(data)
+
+
 def _b64_json(obj: Mapping[str, object]) -> str:
     return b64url_encode(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
 
@@ -87,5 +117,5 @@ def sign_jws(header: Mapping[str, object], payload: Mapping[str, object], signer
     """A compact JWS (RFC 7515). ``alg`` and ``kid`` come from the signer, not the caller."""
     protected = {**header, "alg": signer.alg, "kid": signer.kid}
     signing_input = f"{_b64_json(protected)}.{_b64_json(payload)}"
-    signature = low_s(signer.sign(signing_input.encode("ascii")))
+    signature = low_s(signer.sign(signing_input.encode("ascii")), signer.alg)
     return f"{signing_input}.{b64url_encode(signature)}"

@@ -16,8 +16,8 @@ costs at most that much memory. Malformed input raises :class:`DecodeError`; not
 escapes from the parsers.
 
 :func:`encode_status_list_jwt` and :func:`decode_status_list_jwt` wrap the list in a
-Status List Token (``typ`` ``statuslist+jwt``, ES256). Decoding pins the algorithm to
-ES256 whatever the header says, and reports a failed check as
+Status List Token (``typ`` ``statuslist+jwt``, ES256 or SM2SM3). Decoding pins the
+algorithm to the key's whatever the header says, and reports a failed check as
 :class:`VerificationError` with ``check`` set to the check's name.
 """
 
@@ -474,7 +474,7 @@ def encode_status_list_jwt(
     ttl: int,
     signer: Signer,
 ) -> str:
-    """Sign ``status_list`` as a Status List Token (JWT, ES256, ``typ`` statuslist+jwt).
+    """Sign ``status_list`` as a Status List Token (JWT, the signer's alg, typ statuslist+jwt).
 
     ``sub`` is the URI the list is published at; ``signer`` holds a ``status-list`` key.
     Times are truncated to whole seconds. Raises :class:`ValueError` for naive datetimes,
@@ -536,7 +536,7 @@ def decode_status_list_jwt(
 ) -> StatusListToken:
     """Verify a Status List Token with one known ``key`` and return its content.
 
-    The algorithm is the key's (ES256) whatever the header says. Failures raise
+    The algorithm is the key's (ES256 or SM2SM3) whatever the header says. Failures raise
     :class:`VerificationError` with ``check``: ``crit``, ``typ`` (not
     ``statuslist+jwt``), ``algorithm``, ``signature``, ``claims`` (``sub``, ``iat``,
     ``exp`` or ``status_list`` missing or mistyped), ``expired``, ``issued-in-future``,

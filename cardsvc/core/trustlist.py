@@ -14,7 +14,7 @@ from typing import Any
 
 from cardsvc.core.errors import DecodeError, VerificationError
 from cardsvc.core.jws import check_times, verify_jws
-from cardsvc.core.keys import KeyPurpose, VerifyingKey, short_kid
+from cardsvc.core.keys import ALGORITHMS, KeyPurpose, VerifyingKey, short_kid
 from cardsvc.core.signing import Signer, sign_jws
 
 TRUST_LIST_TYP = "trustlist+jwt"
@@ -56,6 +56,9 @@ class TrustedKey:
     def from_json(cls, obj: object) -> TrustedKey:
         if not isinstance(obj, Mapping):
             raise DecodeError("trust list", "each key must be a JSON object")
+        if obj.get("alg") not in ALGORITHMS:
+            # The list pins each key's algorithm: an entry must say it (and the JWK agree).
+            raise DecodeError("trust list", f"each key must name its alg ({', '.join(ALGORITHMS)})")
         key = VerifyingKey.from_jwk(obj)
         if obj.get("kid") != key.kid:
             raise DecodeError("trust list", f"kid {obj.get('kid')!r} is not the key's thumbprint")

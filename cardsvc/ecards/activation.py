@@ -27,7 +27,7 @@ from cardsvc.audit import log as audit
 from cardsvc.audit.events import WALLET, Actor, AuditEvent, AuditKind
 from cardsvc.core.carddoc import CHINA_TZ
 from cardsvc.core.errors import CoreError, VerificationError
-from cardsvc.core.keys import KeyPurpose, VerifyingKey, b64url_encode
+from cardsvc.core.keys import ES256, KeyPurpose, VerifyingKey, b64url_encode
 from cardsvc.core.signing import sign_jws
 from cardsvc.db.models import ActivationCode, Card, CardEvent, ECard, Person
 from cardsvc.db.states import ActivationChannel, ActivationCodeState
@@ -445,9 +445,12 @@ def _device_key(jwk: Mapping[str, object]) -> VerifyingKey:
     if not isinstance(jwk, Mapping) or "d" in jwk:
         raise DeviceKeyError("the device key must be a public P-256 JWK")
     try:
-        return VerifyingKey.from_jwk(jwk)
+        key = VerifyingKey.from_jwk(jwk)
     except CoreError as exc:
         raise DeviceKeyError(f"invalid device key: {exc.detail}") from None
+    if key.alg != ES256:  # a phone's key signs device proofs and SSC2 codes with ES256
+        raise DeviceKeyError("the device key must be a public P-256 JWK")
+    return key
 
 
 def _aware(value: datetime) -> datetime:

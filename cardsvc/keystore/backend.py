@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from cardsvc.core.keys import KeyPurpose, VerifyingKey
+from cardsvc.core.keys import ES256, KeyPurpose, VerifyingKey
 from cardsvc.core.signing import Signer
 from cardsvc.keystore.records import KeyRecord
 
@@ -25,8 +25,11 @@ class KeyBackend(Protocol):
         """Metadata of every key, oldest first. Needs no passphrase."""
         ...
 
-    def generate(self, purpose: KeyPurpose) -> VerifyingKey:
-        """Create a key pair and store its private half durably; return the public half.
+    def generate(self, purpose: KeyPurpose, *, alg: str = ES256) -> VerifyingKey:
+        """Create an ``alg`` key pair, store its private half durably, return the public half.
+
+        A backend that cannot make ``alg`` keys (SoftHSM2 has no SM2) raises
+        :class:`~cardsvc.errors.KeyStoreError`.
 
         The key is not part of the store until :meth:`commit` lists it.
         """

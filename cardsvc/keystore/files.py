@@ -25,12 +25,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardsvc.core.errors import CoreError
 from cardsvc.core.files import write_atomically
-from cardsvc.core.keys import KeyPurpose, VerifyingKey
-from cardsvc.core.signing import LocalSigner, Signer
+from cardsvc.core.keys import ES256, KeyPurpose, VerifyingKey
+from cardsvc.core.signing import LocalSigner, Signer, Sm2Signer
+from cardsvc.core.sm2 import SM2SM3, Sm2PrivateKey
 from cardsvc.errors import (
     CorruptKeyStoreError,
     InsecurePermissionsError,
     KeyNotFoundError,
+    KeyStoreError,
     KeyStoreLockedError,
     KeyStoreNotInitialisedError,
     WrongPassphraseError,
@@ -148,9 +150,18 @@ class FileKeyBackend:
         self.private_dir.mkdir(mode=0o700, exist_ok=True)
         _check_private(self.private_dir, directory=True)
 
-    def generate(self, purpose: KeyPurpose) -> VerifyingKey:
+    def generate(self, purpose: KeyPurpose, *, alg: str = ES256) -> VerifyingKey:
         passphrase = self._require_passphrase()
         self._ensure_dirs()
+        if alg == SM2SM3:
+            # SM2 (cardsvc[sm]): encrypted PKCS#8 too, written by the SM2 library.
+            sm2_key = Sm2PrivateKey.generate()
+            sm2_signer = Sm2Signer(sm2_key)
+            write_atomically(self._private_path(sm2_signer.kid), sm2_key.to_pem(passphrase))
+            self._signers[sm2_signer.kid] = sm2_signer
+            return sm2_signer.verifying_key()
+        if alg != ES256:
+            raise KeyStoreError(f"the file key store makes ES256 or SM2SM3 keys, not {alg}")
         private_key = ec.generate_private_key(ec.SECP256R1())
         key = VerifyingKey(public_key=private_key.public_key())
         pem = private_key.private_bytes(
@@ -187,6 +198,8 @@ class FileKeyBackend:
         data = _read_small(path)
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise CorruptKeyStoreError(path, "file was modified, truncated or replaced")
+        if KeyRecord.from_json(entry).key.alg == SM2SM3:
+            return self._sm2_signer(kid, path, data)
         try:
             private_key = serialization.load_pem_private_key(
                 data, password=self._require_passphrase()
@@ -202,6 +215,18 @@ class FileKeyBackend:
         ):
             raise CorruptKeyStoreError(path, "not a P-256 private key")
         signer = LocalSigner(private_key)
+        if signer.kid != kid:
+            raise CorruptKeyStoreError(path, "private key does not match its kid")
+        self._signers[kid] = signer
+        return signer
+
+    def _sm2_signer(self, kid: str, path: Path, data: bytes) -> Signer:
+        try:
+            private_key = Sm2PrivateKey.from_pem(data, self._require_passphrase())
+        except ValueError:
+            # As for ES256: the digest matched, so the bytes are ours and it is the passphrase.
+            raise WrongPassphraseError(path) from None
+        signer = Sm2Signer(private_key)
         if signer.kid != kid:
             raise CorruptKeyStoreError(path, "private key does not match its kid")
         self._signers[kid] = signer

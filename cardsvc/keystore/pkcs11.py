@@ -440,12 +440,21 @@ class Pkcs11Backend:
 
     # -- keys ---------------------------------------------------------------------------
 
-    def generate(self, purpose: KeyPurpose, *, label: str | None = None) -> VerifyingKey:
+    def generate(
+        self, purpose: KeyPurpose, *, alg: str = ES256, label: str | None = None
+    ) -> VerifyingKey:
         """Generate a key pair on the token under ``label`` (default: purpose + random).
 
         Refuses a label some object on the token already has: a key is never overwritten
         or reused. The pair is not part of the store until :meth:`commit` lists it.
+        Only ES256: PKCS#11 defines no SM2 mechanism (SoftHSM2 has none; HSMs that sign
+        SM2 do it through vendor mechanisms), so SM2 keys stay in the file store.
         """
+        if alg != ES256:
+            raise KeyStoreError(
+                f"the PKCS#11 key store makes ES256 keys only, not {alg}: PKCS#11 has no "
+                "standard SM2 mechanism (SoftHSM2 has none); keep SM2 keys in the file store"
+            )
         chosen = label or f"cardsvc-{purpose.value}-{secrets.token_hex(6)}"
         if not chosen.isprintable() or len(chosen) > 64:
             raise KeyStoreError(f"key label {chosen!r}: up to 64 printable characters")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cardsvc.core.errors import CoreError
-from cardsvc.core.keys import ISSUING_PURPOSES, KeyPurpose, VerifyingKey
+from cardsvc.core.keys import ES256, ISSUING_PURPOSES, KeyPurpose, VerifyingKey
 from cardsvc.core.signing import Signer
 from cardsvc.core.trustlist import TrustedKey, TrustList
 from cardsvc.errors import (
@@ -62,9 +62,14 @@ class KeyPolicy:
     cache_ttl: timedelta = timedelta(minutes=5)
     trust_list_lifetime: timedelta = 7 * _DAY
     max_lifetime: dict[KeyPurpose, timedelta] = field(default_factory=_default_lifetimes)
+    #: The algorithm new keys of each purpose get (ES256 where not named; SM2SM3 the other).
+    algorithms: dict[KeyPurpose, str] = field(default_factory=dict)
 
     def lifetime(self, purpose: KeyPurpose) -> timedelta:
         return self.max_lifetime[purpose]
+
+    def algorithm(self, purpose: KeyPurpose) -> str:
+        return self.algorithms.get(purpose, ES256)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +106,9 @@ class KeyService:
         """Create the root key and one key per issuing purpose, where missing.
 
         Idempotent: a second run creates nothing. Returns the keys it created. First keys
-        sign at once: no verifier has cached anything yet.
+        sign at once: no verifier has cached anything yet. An issuing purpose whose newest
+        key has another algorithm than the policy names is rotated (the new key signs one
+        cache TTL later, as every rotation); the root key is never replaced here.
 
         Offline-root mode creates nothing: the keys come from the key ceremony.
         """
@@ -118,7 +125,7 @@ class KeyService:
         for purpose in (KeyPurpose.ROOT, *ISSUING_PURPOSES):
             if purpose in have:
                 continue
-            key = self.backend.generate(purpose)
+            key = self._generate(purpose)
             created.append(
                 KeyRecord(kid=key.kid, purpose=purpose, key=key, created_at=now, activates_at=now)
             )
@@ -128,7 +135,17 @@ class KeyService:
             )
         for record in created:
             self._event("key.created", f"key:{record.kid}", {"purpose": record.purpose.value}, now)
+        for purpose in ISSUING_PURPOSES:
+            newest = max(
+                (r for r in self.backend.records() if r.purpose is purpose),
+                key=lambda r: r.activates_at,
+            )
+            if newest.key.alg != self.policy.algorithm(purpose):
+                created.append(self.rotate(purpose, now=now).new)
         return created
+
+    def _generate(self, purpose: KeyPurpose) -> VerifyingKey:
+        return self.backend.generate(purpose, alg=self.policy.algorithm(purpose))
 
     def records(self) -> list[KeyRecord]:
         return self.backend.records()
@@ -156,7 +173,7 @@ class KeyService:
             for r in records
             if r.purpose is purpose and r.retires_at is None
         )
-        key = self.backend.generate(purpose)
+        key = self._generate(purpose)
         new = KeyRecord(
             kid=key.kid, purpose=purpose, key=key, created_at=now, activates_at=activates_at
         )
@@ -325,7 +342,7 @@ class KeyService:
                 raise RotationPendingError(purpose.value, staged[0].activates_at)
         created = []
         for purpose in rotate:
-            key = self.backend.generate(purpose)
+            key = self._generate(purpose)
             created.append(
                 KeyRecord(
                     kid=key.kid,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cardsvc.core.keys import KeyPurpose, VerifyingKey
+from cardsvc.core.keys import ES256, KeyPurpose, VerifyingKey
 from cardsvc.core.signing import Signer
 from cardsvc.errors import KeyStoreError
 from cardsvc.keystore.backend import KeyBackend
@@ -43,8 +43,8 @@ class StackedBackend:
         current = [r for r in self._current_records() if r.kid not in kids]
         return sorted(previous + current, key=lambda r: r.created_at)
 
-    def generate(self, purpose: KeyPurpose) -> VerifyingKey:
-        return self.current.generate(purpose)
+    def generate(self, purpose: KeyPurpose, *, alg: str = ES256) -> VerifyingKey:
+        return self.current.generate(purpose, alg=alg)
 
     def commit(self, records: Sequence[KeyRecord], *, trust_list_sequence: int) -> None:
         before = self._previous_records()

@@ -23,6 +23,11 @@ MAX_CARD_DOCUMENT: Final = 8 * 1024
 
 #: Key reference of the chip authentication key (INTERNAL AUTHENTICATE P2).
 CHIP_KEY_REF: Final = 0x01
+#: GENERATE KEY P1: the chip key's algorithm (ECDSA P-256 / SHA-256, or SM2 / SM3).
+KEY_ALG_P256: Final = 0x00
+KEY_ALG_SM2: Final = 0x01
+#: The key algorithm of each GENERATE KEY P1, as cardsvc.core names it.
+KEY_ALGORITHMS: Final = {KEY_ALG_P256: "ES256", KEY_ALG_SM2: "SM2SM3"}
 #: PIN references (VERIFY / CHANGE REFERENCE DATA / RESET RETRY COUNTER P2).
 PIN_REF: Final = 0x81
 PUK_REF: Final = 0x82

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardsvc.core.errors import DecodeError
-from cardsvc.core.keys import VerifyingKey
+from cardsvc.core.keys import ES256, VerifyingKey
+from cardsvc.core.sm2 import SM2SM3, Sm2PublicKey
 from reader_agent.apdu import ApduProcessor, CardConnection, CommandApdu, Response, processor_stack
 from reader_agent.card.constants import (
     AID,
     CARD_DOCUMENT_SFI,
     CHIP_KEY_REF,
     FEATURE_EXTENDED_LENGTH,
+    KEY_ALGORITHMS,
     MAX_CARD_DOCUMENT,
     MAX_TRANSACTION_DATA,
     NONCE_LENGTH,
@@ -328,12 +330,24 @@ class SscSession:
 
     # -- personalisation (only before LOCK; 6985 afterwards) ----------------------------
 
-    def generate_key(self) -> VerifyingKey:
-        """Generate the chip key pair on the card; return its public key."""
-        command = CommandApdu(cla=0x80, ins=Ins.GENERATE_KEY, p1=0, p2=CHIP_KEY_REF, le=256)
+    def generate_key(self, alg: str = ES256) -> VerifyingKey:
+        """Generate the chip key pair on the card; return its public key.
+
+        ``alg`` is ES256 (a P-256 key) or SM2SM3 (an SM2 key, as third-generation cards
+        carry), sent as GENERATE KEY's P1.
+        """
+        p1 = next((p for p, name in KEY_ALGORITHMS.items() if name == alg), None)
+        if p1 is None:
+            raise ValueError(f"a chip key is ES256 or SM2SM3, not {alg}")
+        command = CommandApdu(cla=0x80, ins=Ins.GENERATE_KEY, p1=p1, p2=CHIP_KEY_REF, le=256)
         point = _check(self._send(command), "GENERATE KEY").data
         if len(point) != 65 or point[0] != 0x04:
-            raise CardProtocolError("GENERATE KEY did not return an uncompressed P-256 point")
+            raise CardProtocolError("GENERATE KEY did not return an uncompressed point")
+        if alg == SM2SM3:
+            try:
+                return VerifyingKey(public_key=Sm2PublicKey.from_point(point))
+            except DecodeError:
+                raise CardProtocolError("GENERATE KEY returned a point not on SM2") from None
         try:
             public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
             return VerifyingKey(public_key=public)

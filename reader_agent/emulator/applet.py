@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from cardsvc.core.sm2 import SM2SM3, Sm2PrivateKey
 from reader_agent.card.constants import (
     AID,
     APPLET_VERSION,
@@ -27,6 +28,8 @@ from reader_agent.card.constants import (
     CARD_DOCUMENT_SFI,
     CHIP_KEY_REF,
     FEATURE_EXTENDED_LENGTH,
+    KEY_ALG_SM2,
+    KEY_ALGORITHMS,
     MAX_CARD_DOCUMENT,
     MAX_TRANSACTION_DATA,
     NONCE_LENGTH,
@@ -432,14 +435,25 @@ class Applet:
 
     def _generate_key(self, command: _Command) -> tuple[bytes, int]:
         self._require_blank()
-        if command.p1 != 0 or command.p2 != CHIP_KEY_REF:
+        if command.p1 not in KEY_ALGORITHMS or command.p2 != CHIP_KEY_REF:
             raise _SwReplyError(SW.INCORRECT_P1P2)
         if command.data:
             raise _SwReplyError(SW.WRONG_LENGTH)
+        if command.p1 == KEY_ALG_SM2:
+            sm2_key = Sm2PrivateKey.generate()
+            self._save(
+                replace(
+                    self.state,
+                    chip_key=sm2_key.scalar.to_bytes(32, "big").hex(),
+                    chip_alg=SM2SM3,
+                    document="",
+                )
+            )
+            return sm2_key.public_key().point(), SW.OK
         key = ec.generate_private_key(ec.SECP256R1())
         scalar = key.private_numbers().private_value.to_bytes(32, "big")
         # A new key makes any document written for the old one a lie: drop it.
-        self._save(replace(self.state, chip_key=scalar.hex(), document=""))
+        self._save(replace(self.state, chip_key=scalar.hex(), chip_alg="ES256", document=""))
         point = key.public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
@@ -536,6 +550,8 @@ class Applet:
 
     def _sign(self, message: bytes) -> bytes:
         scalar = int.from_bytes(bytes.fromhex(self.state.chip_key), "big")
+        if self.state.chip_alg == SM2SM3:
+            return Sm2PrivateKey.from_scalar(scalar).sign(message)
         key = ec.derive_private_key(scalar, ec.SECP256R1())
         r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")

@@ -31,8 +31,10 @@ class CardState:
     """Everything the emulated card keeps across power cycles."""
 
     life_cycle: LifeCycle = LifeCycle.BLANK
-    #: Chip private key: the P-256 scalar as hex, or "" before GENERATE KEY.
+    #: Chip private key: the scalar as hex, or "" before GENERATE KEY.
     chip_key: str = ""
+    #: The chip key's algorithm: "ES256" (P-256) or "SM2SM3" (SM2, third-generation cards).
+    chip_alg: str = "ES256"
     #: Card document (compact JWS bytes) as hex, "" when not written.
     document: str = ""
     pin_salt: str = ""
@@ -64,6 +66,8 @@ class CardState:
             state = replace(cls(), **fields)
         except (KeyError, TypeError) as exc:
             raise EmulatorStateError(f"state file has a bad field: {exc}") from None
+        if state.chip_alg not in ("ES256", "SM2SM3"):
+            raise EmulatorStateError("state field chip_alg must be ES256 or SM2SM3")
         for name in ("pin_tries", "puk_tries", "tx_counter"):
             value = getattr(state, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

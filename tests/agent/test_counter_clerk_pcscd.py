@@ -11,6 +11,7 @@ loss report then a resume that needs the card checked in the reader.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -98,10 +99,19 @@ class Counter:
 
 @pytest.fixture
 def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
+    with running_counter(tmp_path) as world:
+        yield world
+
+
+@contextlib.contextmanager
+def running_counter(tmp_path: Path, *, alg: str = "ES256") -> Iterator[Counter]:
+    """The issuer, a personalised card, the counter page; ``alg`` for every key and the chip
+    (tests/agent/test_sm2_counter_pcscd.py runs this module's tests on SM2SM3)."""
     port = free_port()
     settings = Settings(
         issuer=f"http://127.0.0.1:{port}", database_url=f"sqlite:///{tmp_path / 'issuer.db'}",
         key_dir=tmp_path / "keys", key_passphrase="clerk pcscd",  # type: ignore[arg-type]
+        signing_algorithm=alg,  # type: ignore[arg-type]
     )  # fmt: skip
     services = Services.from_settings(settings)
     upgrade(services.engine)  # first, so the key events reach the audit log
@@ -128,7 +138,7 @@ def counter(tmp_path: Path, pcscd: object) -> Iterator[Counter]:
         done = runner.invoke(cli, [
             "personalize", "--reader", READER, "--issuer", settings.issuer,
             "--client-id", terminal.client_id, "--client-key", str(key_file),
-            "--card-number", card["card_number"],
+            "--card-number", card["card_number"], "--chip-alg", alg,
         ], input=f"{PIN}\n{PIN}\n87654321\n87654321\n")  # fmt: skip
         assert done.exit_code == 0, done.output
         root = tmp_path / "root.jwk"

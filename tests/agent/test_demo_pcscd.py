@@ -31,9 +31,12 @@ READY = "Three things to try:"
 
 
 class Demo:
-    def __init__(self, workdir: Path, issuer_port: int, page_port: int) -> None:
+    def __init__(
+        self, workdir: Path, issuer_port: int, page_port: int, **settings: str
+    ) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "CARDSVC_DEV_MODE": "1",
-               "CARDSVC_PORT": str(issuer_port), "READER_AGENT_PORT": str(page_port)}  # fmt: skip
+               "CARDSVC_PORT": str(issuer_port), "READER_AGENT_PORT": str(page_port),
+               **settings}  # fmt: skip
         env.pop("CARDSVC_ISSUER", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "demo"], cwd=workdir, env=env, text=True,
@@ -199,3 +202,24 @@ def _three_things_to_try(
         scan(second)
         expect(result).to_have_attribute("data-outcome", "invalid", timeout=WAIT_MS)
         expect(counter.locator("#qr-message")).to_contain_text("挂失暂停")
+
+
+def test_the_demo_runs_on_sm2_with_one_setting(tmp_path: Path, pcscd: object) -> None:
+    """CARDSVC_SIGNING_ALGORITHM=SM2SM3: every issuer key and the chip's key are SM2, and
+    the three things to try work the same."""
+    issuer_port, page_port = free_port(), free_port()
+    demo = Demo(tmp_path, issuer_port, page_port, CARDSVC_SIGNING_ALGORITHM="SM2SM3")
+    try:
+        out = demo.wait_ready()
+        assert "personalised on the emulated chip (SM2SM3, PIN" in out, out
+        keys = httpx.get(f"http://127.0.0.1:{issuer_port}/.well-known/jwks.json").json()["keys"]
+        assert keys and {(k["crv"], k["alg"]) for k in keys} == {("SM2", "SM2SM3")}
+        code = re.search(r"and code ([0-9A-Z-]+);", out)
+        clerk = re.search(r"Demo clerk 李敏: clerk ID (\S+), password (\S+) ", out)
+        assert code and clerk, out
+        _three_things_to_try(f"http://127.0.0.1:{page_port}",
+                             f"http://127.0.0.1:{issuer_port}/wallet", code[1],
+                             (clerk[1], clerk[2]))  # fmt: skip
+    finally:
+        status = demo.stop()
+    assert status == 0, demo.output

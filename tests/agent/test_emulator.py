@@ -203,3 +203,71 @@ def test_fci_from_a_stranger_is_a_protocol_error() -> None:
     connection = Garbled([(bytes.fromhex("6f03840100"), 0x9000)])
     with pytest.raises(CardProtocolError):
         SscSession(connection)
+
+
+# --- SM2 chip keys (GENERATE KEY P1 01) --------------------------------------------------
+
+
+def test_an_sm2_chip_key_signs_internal_authenticate_and_transactions(tmp_path: Path) -> None:
+    import secrets
+
+    from reader_agent.card.constants import AUTH_CONTEXT
+    from reader_agent.emulator.state import CardState
+
+    applet = blank(tmp_path)
+    session = SscSession(Direct(applet))
+    chip_key = session.generate_key("SM2SM3")
+    assert chip_key.alg == "SM2SM3" and chip_key.jwk()["crv"] == "SM2"
+    state = StateFile(tmp_path / "card.json").load()
+    assert state.chip_alg == "SM2SM3"
+    assert CardState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    nonce = secrets.token_bytes(16)
+    chip_key.verify_raw(session.internal_authenticate(nonce), AUTH_CONTEXT + nonce)
+    # An ES256 key on the same card after a new GENERATE KEY: the algorithm follows the key.
+    es_key = session.generate_key()
+    assert es_key.alg == "ES256" and StateFile(tmp_path / "card.json").load().chip_alg == "ES256"
+    es_key.verify_raw(session.internal_authenticate(nonce), AUTH_CONTEXT + nonce)
+
+
+def test_a_personalised_sm2_card_signs_transactions_with_sm2(tmp_path: Path) -> None:
+    import secrets
+
+    from reader_agent.card.constants import TRANSACTION_CONTEXT
+    from reader_agent.personalize import local_document_signer, personalize
+
+    applet = blank(tmp_path)
+    world = World()
+    result = personalize(
+        SscSession(Direct(applet)),
+        sign_document=local_document_signer(world.template(), world.documents),
+        pin=PIN,
+        puk=PUK,
+        chip_alg="SM2SM3",
+    )
+    assert result.chip_key.alg == "SM2SM3"
+    applet.power_on()
+    session = SscSession(Direct(applet))
+    session.verify_pin(PIN)
+    nonce, data = secrets.token_bytes(16), b'{"amount_fen":350000}'
+    signed = session.sign_transaction(nonce, data)
+    message = TRANSACTION_CONTEXT + nonce + signed.counter.to_bytes(4, "big") + data
+    result.chip_key.verify_raw(signed.signature, message)
+
+
+def test_generate_key_with_an_unknown_algorithm_is_6a86(tmp_path: Path) -> None:
+    applet = blank(tmp_path)
+    assert sw_of(applet, SELECT) == SW.OK
+    assert sw_of(applet, "8046020100") == SW.INCORRECT_P1P2
+    with pytest.raises(ValueError):
+        SscSession(Direct(applet)).generate_key("RS256")
+
+
+def test_a_state_file_with_an_unknown_chip_algorithm_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "card.json"
+    blank(tmp_path)
+    StateFile(path).save(StateFile(path).load())
+    obj = json.loads(path.read_text())
+    obj["chip_alg"] = "RS256"
+    path.write_text(json.dumps(obj))
+    with pytest.raises(EmulatorStateError, match="chip_alg"):
+        StateFile(path).load()

@@ -152,7 +152,11 @@ def test_a_private_or_malformed_device_key_is_refused(
     client: TestClient, services: Services, holder: Holder
 ) -> None:
     code = activation_code(client, services, holder)
-    for jwk in ({**Phone().jwk, "d": "AAAA"}, {"kty": "EC", "crv": "P-384"}, {}):
+    from cardsvc.core.keys import public_jwk
+    from cardsvc.core.sm2 import Sm2PrivateKey
+
+    sm2_phone = public_jwk(Sm2PrivateKey.generate().public_key())  # phones sign ES256 only
+    for jwk in ({**Phone().jwk, "d": "AAAA"}, {"kty": "EC", "crv": "P-384"}, {}, sm2_phone):
         response = client.post(
             "/v1/ecards/activations",
             json={"citizen_id": holder.person["citizen_id"], "code": code, "device_jwk": jwk},

@@ -275,6 +275,19 @@ def test_pkcs11_settings_must_name_module_and_token(tmp_path: Path) -> None:
         Settings(key_backend="pkcs11").key_store()
 
 
+def test_sm2_keys_are_refused_on_the_token_and_in_the_settings(
+    store: Pkcs11Backend, hsm_token: Token, tmp_path: Path
+) -> None:
+    labels = dict(store.labels())
+    with pytest.raises(KeyStoreError, match="ES256 keys only, not SM2SM3"):
+        store.generate(KeyPurpose.ECARD, alg="SM2SM3")
+    assert store.labels() == labels
+    with pytest.raises(ConfigurationError, match=r"SM2SM3: ecard$"):
+        hsm_settings(
+            hsm_token, tmp_path, purpose_algorithms={KeyPurpose.ECARD: "SM2SM3"}
+        ).key_store()
+
+
 def _replace_key(token: Token, label: str, make: str) -> None:
     """Destroy the pair labelled ``label`` and put ``make`` in its place."""
     with on_token(token) as session:

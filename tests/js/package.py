@@ -106,10 +106,15 @@ def run_node(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[st
 
 
 def vectors() -> dict[str, Any]:
-    """Every vector file, keyed by its path without ``.json`` (``qr-token/high-s``)."""
+    """Every vector file, keyed by its path without ``.json`` (``qr-token/high-s``).
+
+    Not ``sm2/``: the TypeScript verifier has no SM2 (it refuses SM2 keys with a
+    DecodeError), so its vector set is the ES256 one (js/verify/test/vectors.ts).
+    """
     return {
         str(p.relative_to(VECTORS).with_suffix("")): json.loads(p.read_text())
         for p in sorted(VECTORS.rglob("*.json"))
+        if p.relative_to(VECTORS).parts[0] != "sm2"
     }
 
 

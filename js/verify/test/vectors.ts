@@ -14,7 +14,12 @@ export function vectorFiles(): string[] {
   const walk = (dir: string): void => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = join(dir, e.name);
-      if (e.isDirectory()) walk(p);
+      // vectors/sm2/: the SM2-with-SM3 suite, which this package does not implement (it
+      // refuses SM2 keys with a DecodeError); its vector set is the ES256 one.
+      if (e.isDirectory()) {
+        if (dir === VECTOR_DIR && e.name === "sm2") continue;
+        walk(p);
+      }
       else if (p.endsWith(".json")) files.push(relative(VECTOR_DIR, p));
     }
   };
