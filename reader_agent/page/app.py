@@ -32,6 +32,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Wi
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cardsvc.core.errors import CoreError
+from cardsvc.core.pairing import MAX_TEXT as ACTIVATION_TEXT_MAX
+from cardsvc.core.pairing import parse_activation_text
 from cardsvc.core.transaction import Kind
 from reader_agent.cache import AgentCache
 from reader_agent.clerks import ClerkStore
@@ -177,7 +180,11 @@ class DeviceJwkIn(_Body):
 
 
 class CounterActivationIn(_Body):
-    device_jwk: DeviceJwkIn
+    """The phone's public key: the text of the wallet's "activate at the counter" QR code
+    (``text``, as the scanner types it or the clerk pastes it), or its JWK."""
+
+    text: str | None = Field(default=None, min_length=1, max_length=ACTIVATION_TEXT_MAX)
+    device_jwk: DeviceJwkIn | None = None
 
 
 _CARD_NUMBER = r"^[A-Za-z0-9]{1,32}$"
@@ -392,7 +399,20 @@ def create_app(
     async def counter_activation(body: CounterActivationIn, request: Request) -> JSONResponse:
         lang = lang_of(request)
         shift = clerks.require(lang)
-        jwk = body.device_jwk.model_dump(exclude_none=True)
+        # The phone's key is read before the card is asked anything: a wrong code costs
+        # the holder nothing (the PIN stays verified).
+        if (body.text is None) == (body.device_jwk is None):
+            raise DeskError(clerk_words("ecard.qr-missing", status=422))
+        if body.text is not None:
+            try:
+                key = parse_activation_text(body.text)
+            except CoreError as exc:
+                raise DeskError(clerk_words("ecard.qr-invalid", status=422,
+                                            extra={"technical": exc.detail})) from None  # fmt: skip
+            jwk = {name: value for name, value in key.jwk().items() if name not in ("kid", "alg")}
+        else:
+            assert body.device_jwk is not None  # noqa: S101 - checked above
+            jwk = body.device_jwk.model_dump(exclude_none=True)
         activated = await run_in_threadpool(
             lambda: clerks.activate_ecard(shift, desk.chip_answer, jwk, lang)
         )

@@ -38,6 +38,7 @@ from typing import Any
 
 from cardsvc.core.errors import CoreError
 from cardsvc.core.identity import CardNumber, CitizenId
+from cardsvc.core.pairing import fingerprint
 from reader_agent.clerks import (
     ClerkError,
     ClerkKey,
@@ -297,18 +298,20 @@ class Clerks:
             _card, signature = chip_answer(nonce_for)
             activation = shift.issuer.activate_at_counter(challenge[0], signature, device_jwk)
         except IssuerError as exc:
-            raise DeskError(_issuer_words(exc, lang, not_found="card.wrong-state")) from None
+            raise DeskError(_activation_words(exc, lang)) from None
         self._online(shift)
+        shown = fingerprint(device_jwk)
         return {
             "ecard": {"ecard_id": activation.ecard_id, "ecard_ref": activation.ecard_ref,
                       "card_number": activation.card_number,
                       "holder_name": activation.holder_name,
                       "ecard_status": activation.ecard_status},
+            "device_fingerprint": shown,
             "credential": activation.credential,
             "title": text(lang, "clerk.ecard.activated.title"),
             "detail": text(lang, "clerk.ecard.activated.detail", name=activation.holder_name,
                            card_number=activation.card_number),
-            "next": text(lang, "clerk.ecard.activated.next"),
+            "next": text(lang, "clerk.ecard.activated.next", fingerprint=shown),
         }  # fmt: skip
 
     def _online(self, shift: Shift) -> None:
@@ -340,3 +343,23 @@ def _issuer_words(exc: IssuerError, lang: str, *, not_found: str) -> Any:
     if exc.status == 409:
         return clerk_words("card.wrong-state", status=409, reason=reason, extra=extra)
     return clerk_words("issuer-refused", status=502, reason=reason, extra=extra)
+
+
+#: Refusals of a counter activation with words of their own, by the issuer's problem code
+#: (and, for ``activation-failed``, its reason).
+_ACTIVATION_REFUSALS = {
+    "device-already-bound": "ecard.already-active",
+    "invalid-device-key": "ecard.qr-invalid",
+    "no-active-card": "ecard.no-active-card",
+    "activation-failed": "ecard.chip-refused",
+}
+
+
+def _activation_words(exc: IssuerError, lang: str) -> Any:
+    """An issuer refusal of a counter activation, in the clerk's words."""
+    problem = exc.problem if isinstance(exc.problem, dict) else {}
+    code = str(problem.get("type", "")).rsplit("/", 1)[-1]
+    if exc.status in (409, 422) and code in _ACTIVATION_REFUSALS:
+        return clerk_words(_ACTIVATION_REFUSALS[code], status=exc.status,
+                           extra={"issuer_status": exc.status, "issuer_code": code})  # fmt: skip
+    return _issuer_words(exc, lang, not_found="card.wrong-state")
