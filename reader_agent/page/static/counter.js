@@ -558,6 +558,11 @@
       $("last-try").checked = false;
     }
     if (!ok) focus($("pin")); // a wrong PIN: straight back to the field
+    // The PIN again for a card whose entitlements are listed already: straight to them
+    // (the first time, the list's loading moves the focus when it is there).
+    else if (entitlementsFor !== null && !$("services").hidden) {
+      focus(document.querySelector('#entitlements input[type="radio"]:checked') || $("collect-button"));
+    }
   });
 
   async function check() {
@@ -651,6 +656,7 @@
     event.preventDefault();
     const field = $("activate-text");
     const text = field.value.trim();
+    field.value = ""; // ready for the next scan, as the QR field is
     if (!text) {
       say(t("counter.msg.check-input.title"), t("counter.activate.missing"), "");
       focus(field);
@@ -661,7 +667,6 @@
     let done = false;
     try {
       const answer = await call("POST", "/api/ecards/counter-activation", { text });
-      field.value = "";
       say(answer.title, answer.detail, answer.next, true);
       done = true;
     } catch (problem) {
