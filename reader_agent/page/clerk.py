@@ -50,6 +50,7 @@ from reader_agent.errors import IssuerError, IssuerUnreachableError
 from reader_agent.issuer import CardRecord, IssuerClient
 from reader_agent.page.clerk_texts import clerk_words
 from reader_agent.page.desk import DeskError
+from reader_agent.page.issuer_words import issuer_code, issuer_reason, issuer_technical
 from reader_agent.page.views import mask_citizen_id, yuan
 from wording import Message, beijing, text
 
@@ -244,7 +245,7 @@ class Clerks:
             number = str(CardNumber.parse(card_number))
         except CoreError:
             raise DeskError(clerk_words("card.wrong-state", status=422,
-                                        reason=card_number[:32])) from None  # fmt: skip
+                                        reason=Message("counter.issuer.card-not-found"))) from None  # fmt: skip
         if action == "resume" and proven_card != number:
             raise DeskError(clerk_words("card.not-checked", status=409, card_number=number))
         reasons = {
@@ -330,12 +331,12 @@ def _card_json(card: CardRecord) -> dict[str, Any]:
 
 
 def _issuer_words(exc: IssuerError, lang: str, *, not_found: str) -> Any:
-    """An issuer refusal of a clerk's call, in the clerk's words."""
+    """An issuer refusal of a clerk's call, in the clerk's words (the issuer's own,
+    English ones only as the technical detail)."""
     if isinstance(exc, IssuerUnreachableError):
         return clerk_words("unreachable", status=503)
-    problem = exc.problem if isinstance(exc.problem, dict) else {}
-    reason = str(problem.get("detail") or problem.get("title") or exc.status)[:200]
-    extra = {"issuer_status": exc.status}
+    reason = issuer_reason(exc.problem)
+    extra = {"issuer_status": exc.status, "technical": issuer_technical(exc.problem, exc.detail)}
     if exc.status in (401, 403):
         return clerk_words("forbidden", status=403, extra=extra)
     if exc.status == 404:
@@ -357,9 +358,9 @@ _ACTIVATION_REFUSALS = {
 
 def _activation_words(exc: IssuerError, lang: str) -> Any:
     """An issuer refusal of a counter activation, in the clerk's words."""
-    problem = exc.problem if isinstance(exc.problem, dict) else {}
-    code = str(problem.get("type", "")).rsplit("/", 1)[-1]
+    code = issuer_code(exc.problem)
     if exc.status in (409, 422) and code in _ACTIVATION_REFUSALS:
         return clerk_words(_ACTIVATION_REFUSALS[code], status=exc.status,
-                           extra={"issuer_status": exc.status, "issuer_code": code})  # fmt: skip
+                           extra={"issuer_status": exc.status,
+                                  "technical": issuer_technical(exc.problem, exc.detail)})  # fmt: skip
     return _issuer_words(exc, lang, not_found="card.wrong-state")

@@ -58,6 +58,7 @@ from reader_agent.page.server import PageServer
 from reader_agent.page.views import Hall
 from tests.agent.world import emulator_process
 from tests.browser import browser_page, screenshot
+from tests.latin import latin_words
 from tests.live import free_port
 
 pytestmark = [pytest.mark.pcscd, pytest.mark.browser]
@@ -901,17 +902,6 @@ ACTIVATION = {
            "activated": "activated at the counter", "status": "Active",
            "ecard-line": "E-card of card {card}: in use"},
 }
-#: Latin letters a Chinese message may hold: none but inside IDs, codes and numbers (a
-#: word of two or more letters standing alone is English that leaked in).
-_LATIN_WORD = re.compile(r"(?<![A-Za-z0-9-])[A-Za-z]{2,}(?![A-Za-z0-9-])")
-
-
-def latin_words(text: str) -> list[str]:
-    """The English words in a Chinese text (IDs such as ``A00000001`` or ``3F2A-91C0`` do
-    not count)."""
-    return _LATIN_WORD.findall(text)
-
-
 def _scan(wallet: Any) -> str:
     """What a counter's scanner reads off the phone's screen: the QR code decoded from a
     screenshot of it (zxing-cpp)."""

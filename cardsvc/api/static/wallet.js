@@ -100,7 +100,8 @@
     }
     if (status === 429) return t(`${P}too-many`);
     if (status >= 500) return t(`${P}server`);
-    if (!problem.detail) return t(`${P}other`, { status });
+    // The issuer's own detail is English: shown only to a reader of English.
+    if (!problem.detail || I18N.lang !== "en") return t(`${P}other`, { status });
     return t(`${P}other-detail`, { status, detail: String(problem.detail).replace(/\.$/, "") });
   }
 

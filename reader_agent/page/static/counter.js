@@ -142,10 +142,12 @@
     $("conflicts").dataset.count = String(journal.conflicts);
     const banner = $("offline-banner");
     if (!journal.intact) {
-      banner.textContent = t("counter.banner.journal", { reason: journal.reason });
+      banner.textContent = t("counter.banner.journal");
+      banner.title = journal.reason || ""; // the technical reason, for support
       show(banner, true);
     } else if (link.online === false) {
       banner.textContent = t("counter.banner.offline", { pending: journal.pending });
+      banner.title = "";
       show(banner, true);
     } else {
       show(banner, false);
