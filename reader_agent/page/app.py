@@ -257,11 +257,14 @@ def _field(loc: list[str]) -> Message:
 def invalid_fields(errors: list[dict[str, Any]]) -> Message:
     """Which inputs are wrong and how, in the clerk's words (``金额：超出允许范围；…``),
     from pydantic's errors (their English messages stay in the technical detail)."""
-    parts = [Message("counter.invalid.part", {
-        "field": _field(e["loc"]),
-        "problem": Message(f"counter.invalid.{_KINDS.get(e['type'], 'other')}")})
-        for e in errors] or [Message("counter.invalid.part", {
-            "field": Message("counter.field.body"), "problem": Message("counter.invalid.other")})]
+    parts = [
+        Message("counter.invalid.part", {
+            "field": _field(e["loc"]),
+            "problem": Message(f"counter.invalid.{_KINDS.get(e['type'], 'other')}"),
+        })
+        for e in errors
+    ] or [Message("counter.invalid.part", {"field": Message("counter.field.body"),
+                                            "problem": Message("counter.invalid.other")})]
     joined = parts[-1]
     for part in reversed(parts[:-1]):
         joined = Message("common.list-join", {"first": part, "rest": joined})

@@ -244,8 +244,8 @@ class Clerks:
         try:
             number = str(CardNumber.parse(card_number))
         except CoreError:
-            raise DeskError(clerk_words("card.wrong-state", status=422,
-                                        reason=Message("counter.issuer.card-not-found"))) from None  # fmt: skip
+            unknown = Message("counter.issuer.card-not-found")
+            raise DeskError(clerk_words("card.wrong-state", status=422, reason=unknown)) from None
         if action == "resume" and proven_card != number:
             raise DeskError(clerk_words("card.not-checked", status=409, card_number=number))
         reasons = {
@@ -360,7 +360,7 @@ def _activation_words(exc: IssuerError, lang: str) -> Any:
     """An issuer refusal of a counter activation, in the clerk's words."""
     code = issuer_code(exc.problem)
     if exc.status in (409, 422) and code in _ACTIVATION_REFUSALS:
+        technical = issuer_technical(exc.problem, exc.detail)
         return clerk_words(_ACTIVATION_REFUSALS[code], status=exc.status,
-                           extra={"issuer_status": exc.status,
-                                  "technical": issuer_technical(exc.problem, exc.detail)})  # fmt: skip
+                           extra={"issuer_status": exc.status, "technical": technical})
     return _issuer_words(exc, lang, not_found="card.wrong-state")

@@ -101,9 +101,9 @@ def explain(exc: BaseException) -> Words:
     if isinstance(exc, IssuerUnreachableError):
         return problem_words(503, "issuer-unreachable")
     if isinstance(exc, IssuerError):
+        technical = issuer_technical(exc.problem, exc.detail)
         return problem_words(502, "issuer-refused", said=issuer_reason(exc.problem),
-                             extra={"issuer_status": exc.status,
-                                    "technical": issuer_technical(exc.problem, exc.detail)})  # fmt: skip
+                             extra={"issuer_status": exc.status, "technical": technical})
     if isinstance(exc, NoCardError):
         return CARD_PULLED
     if isinstance(exc, ServiceUnavailableError):

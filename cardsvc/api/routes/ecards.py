@@ -305,7 +305,9 @@ def _htu(services: Services, request: Request) -> str:
     responses=problems(401, 404, 422),
     summary="The active e-card bound to the key that made this device proof, with its credential",
 )
-async def device_binding(request: Request, services: ServicesDep, dpop: DPoP = None) -> ActivationOut:
+async def device_binding(
+    request: Request, services: ServicesDep, dpop: DPoP = None
+) -> ActivationOut:
     """A wallet activated at a counter (the clerk scanned its key) finds its e-card here:
     404 until the counter has bound the key, then the e-card and its signed credential.
     Only the key's holder can ask (the proof is checked before anything is answered)."""

@@ -25,7 +25,6 @@ import html
 import re
 from functools import cache
 from importlib import resources
-
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
