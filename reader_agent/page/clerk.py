@@ -23,6 +23,11 @@ Decisions (also in the README, "The clerk at the counter"):
   it (document signature and chip challenge; the status may be "suspended", that is the
   point): a suspended card is resumed only with the card itself in front of the clerk.
   A loss report needs no card (the card is what is lost).
+- **An e-card activated at the counter** binds the key in the wallet's 到柜台激活 QR code
+  (``cardsvc.core.pairing``; the route parses it before the card is asked anything) for
+  the holder of the card whose PIN was just verified; the answer carries the key's
+  fingerprint for the clerk to compare with the phone. The issuer's refusals read in the
+  clerk's words (already active on this phone, no card in use, the chip's answer refused).
 - **ID numbers** are checked locally (format and check digit) before they leave the
   counter, go to the issuer in a request body, and are answered masked
   (``mask_citizen_id``); they are never logged.

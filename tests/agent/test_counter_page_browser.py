@@ -338,7 +338,7 @@ def _checked(page: Any, counter: Counter, words: dict[str, str] = WORDS["en"]) -
     page.goto(counter.url)
     if words.get("switch"):  # a Chinese browser: the clerk switches to English
         expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
-        page.click("[data-lang-choice=en]")
+        _press(page, "[data-lang-choice=en]")
         expect(page.locator("[data-lang-choice=en]")).to_have_attribute(
             "aria-pressed", "true", timeout=WAIT_MS)  # fmt: skip
     expect(page.locator("html")).to_have_attribute("lang", words["lang"])
@@ -360,10 +360,13 @@ def _checked(page: Any, counter: Counter, words: dict[str, str] = WORDS["en"]) -
 
 
 def _pin(page: Any, pin: str = PIN) -> None:
+    """The holder types the PIN: the focus is in its field after the check (and again after
+    a wrong PIN), so typing and Enter are all it takes."""
     from playwright.sync_api import expect
 
-    page.fill("#pin", pin)
-    page.click("#pin-button")
+    expect(page.locator("#pin")).to_be_focused(timeout=WAIT_MS)
+    page.keyboard.type(pin)
+    page.keyboard.press("Enter")
     if pin == PIN:
         expect(page.locator("#services")).to_be_visible(timeout=WAIT_MS)
         expect(page.locator("#pin")).to_be_hidden()
@@ -388,10 +391,12 @@ def _collect(page: Any, counter: Counter, tmp_path: Path, lang: str) -> None:
     choice = page.locator('#entitlements input[type="radio"]')
     expect(choice).to_have_count(1, timeout=WAIT_MS)
     assert choice.get_attribute("data-id") == entitlement
-    page.click("#collect-button")
+    expect(choice).to_be_focused(timeout=WAIT_MS)
+    page.keyboard.press("Enter")  # the chosen entitlement continues
     expect(page.locator("#confirm-text")).to_have_text(words["confirm"])
     assert counter.issuer.accepted() == 0  # nothing before the clerk confirms
-    page.click("#confirm-button")
+    expect(page.locator("#confirm-button")).to_be_focused()
+    page.keyboard.press("Enter")
 
     receipt = page.locator("#receipt")
     expect(receipt).to_be_visible(timeout=WAIT_MS)
@@ -442,8 +447,10 @@ def test_a_card_pulled_mid_flow_is_shown_at_once_and_nothing_is_paid(
 
     _checked(page, counter)
     _pin(page)
-    expect(page.locator('#entitlements input[type="radio"]')).to_have_count(1, timeout=WAIT_MS)
-    page.click("#collect-button")
+    choice = page.locator('#entitlements input[type="radio"]')
+    expect(choice).to_have_count(1, timeout=WAIT_MS)
+    expect(choice).to_be_focused(timeout=WAIT_MS)
+    page.keyboard.press("Enter")
     expect(page.locator("#confirm")).to_be_visible()
 
     counter.pull()  # at the confirmation step, before the clerk confirms
@@ -488,11 +495,15 @@ def test_offline_collection_is_synced_once_the_issuer_is_back(
     # The issuer cannot list entitlements now: the clerk types the one from the letter.
     expect(page.locator("#entitlements-note")).to_contain_text("cannot be reached",
                                                                timeout=WAIT_MS)  # fmt: skip
-    page.fill("#entitlement-id", entitlement)
-    page.fill("#entitlement-amount", "3500")
-    page.click("#collect-button")
+    expect(page.locator("#manual")).to_have_attribute("open", "")  # opened for the clerk
+    _tab_to(page, "#entitlement-id")
+    page.keyboard.type(entitlement)
+    page.keyboard.press("Tab")
+    page.keyboard.type("3500")
+    page.keyboard.press("Enter")
     expect(page.locator("#confirm-text")).to_contain_text("¥3,500.00")
-    page.click("#confirm-button")
+    expect(page.locator("#confirm-button")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#receipt-mode")).to_have_text("offline")
     expect(page.locator("#receipt-state")).to_contain_text("to be uploaded")
@@ -522,12 +533,18 @@ def test_fee_payment_after_a_wrong_pin(page: Any, counter: Counter) -> None:
     expect(page.locator("#pin-tries")).to_have_text("2 tries left")
     _pin(page)
 
-    page.click("#tab-pay")
-    page.fill("#fee-amount", "25.50")
-    page.fill("#fee-reference", "BILL-2025-0042")
-    page.click("#pay-button")
+    expect(page.locator("#collect-button")).to_be_focused(timeout=WAIT_MS)  # nothing open
+    _tab_to(page, "#tab-collect")
+    page.keyboard.press("ArrowRight")  # the tabs move by the arrow keys
+    expect(page.locator("#tab-pay")).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.type("25.50")
+    page.keyboard.press("Tab")
+    page.keyboard.type("BILL-2025-0042")
+    page.keyboard.press("Enter")
     expect(page.locator("#confirm-text")).to_contain_text("¥25.50 for bill BILL-2025-0042")
-    page.click("#confirm-button")
+    expect(page.locator("#confirm-button")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#receipt-kind")).to_have_text("Fee paid")
     expect(page.locator("#receipt-amount")).to_have_text("¥25.50")
@@ -559,9 +576,10 @@ def test_an_e_card_qr_code_is_verified_online_and_plainly_not_when_offline(
     result = page.locator("#qr-result")
 
     def scan(text: str) -> None:  # a scanner types the text and ends with Enter
-        page.fill("#qr-text", "")
-        page.type("#qr-text", text)
-        page.press("#qr-text", "Enter")
+        _tab_to(page, "#qr-text")  # the field keeps the focus after each code
+        expect(page.locator("#qr-text")).to_have_value("")
+        page.keyboard.type(text)
+        page.keyboard.press("Enter")
 
     scan(token)
     expect(result).to_have_attribute("data-outcome", "valid", timeout=WAIT_MS)
