@@ -1017,6 +1017,7 @@ def test_an_ecard_activated_at_the_counter_from_the_wallets_qr_code(
         expect(page.locator("#tab-activate")).to_be_focused()
         expect(page.locator("#activate-form")).to_be_visible()
         _accessible(page, "activate tab", mode)
+        _sizes(page, mode)
         page.keyboard.press("Tab")
         expect(page.locator("#activate-text")).to_be_focused()
         page.keyboard.type("SSC1:NCFOXN%TS3DH")  # an e-card's own QR code, not the activation one
@@ -1026,6 +1027,7 @@ def test_an_ecard_activated_at_the_counter_from_the_wallets_qr_code(
             assert latin_words(_message_words(page)) == [], _message_words(page)
         expect(page.locator("#activate-text")).to_be_focused()  # the PIN still stands
         _accessible(page, "activation refused", mode)
+        _sizes(page, mode)  # the folded technical details too
         page.keyboard.type(text)
         page.keyboard.press("Enter")
         expect(page.locator("#message-title")).to_have_text(words["done"], timeout=WAIT_MS)
