@@ -11,8 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cardsvc.errors import ConfigurationError
 from cardsvc.keystore.service import KeyPolicy
@@ -108,12 +108,20 @@ class Settings(BaseSettings):
         default=False, description="Development mode: a built-in key passphrase, with a warning"
     )
     redis_url: str | None = Field(default=None, description="Redis for replay cache and limits")
+    redis_cluster_nodes: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="A Redis Cluster instead of redis_url: comma-separated redis:// (or "
+        "rediss://) URLs of some of its nodes, the clients discover the rest; the first "
+        "URL's credentials and TLS apply to every node",
+    )
     redis_prefix: str = Field(
         default="cardsvc:",
         min_length=1,
         max_length=64,
+        pattern=r"^[^{}]+$",
         description="Prefix of every Redis key (one-time use, rate limits): issuers that "
-        "share a Redis server keep apart by it",
+        "share a Redis server keep apart by it (no braces: on a cluster a {hash tag} in "
+        "it would put every key in one slot)",
     )
     rate_limits: RateLimits = Field(
         default_factory=RateLimits, description="Per-client and per-address request limits"
@@ -212,6 +220,27 @@ class Settings(BaseSettings):
         '(JSON, e.g. {"zh-CN": "...", "en": "..."}); unset: the catalogue\'s text '
         "(bring your ID card to the nearest service hall, or call the hotline)",
     )
+
+    @field_validator("redis_cluster_nodes", mode="before")
+    @classmethod
+    def _cluster_nodes(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: comma-separated
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("redis_cluster_nodes")
+    @classmethod
+    def _cluster_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("redis://", "rediss://")):
+                raise ValueError("redis_cluster_nodes: each node is a redis:// or rediss:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_redis(self) -> Settings:
+        if self.redis_url and self.redis_cluster_nodes:
+            raise ValueError("set redis_url (one server) or redis_cluster_nodes, not both")
+        return self
 
     @field_validator("wallet_loss_next_steps")
     @classmethod
