@@ -190,10 +190,11 @@ class RedisRateLimiter:
         now = self._clock()
         slot = int(now // window)
         name = f"{self._prefix}{key}:{slot}"
-        script = self._blocking_script
-        if script is None:
-            script = self._blocking_script = self.store.blocking.register_script(_HIT_THEN_USE)
         with unavailable_as_503():
+            script = self._blocking_script
+            if script is None:
+                script = self.store.blocking.register_script(_HIT_THEN_USE)
+                self._blocking_script = script
             admitted, _ = script(keys=[name], args=[limit, window + 1, 0])
         if admitted:
             return None

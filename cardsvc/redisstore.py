@@ -19,6 +19,7 @@ slots (and, while the cluster reports ``CLUSTERDOWN``, for all), never a first u
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -89,26 +90,38 @@ class RedisStore:
         #: still find the cluster while that one node is down.
         self._others = tuple(u for u in cluster_nodes if u != url)
         self.is_cluster = bool(cluster_nodes)
-        self.blocking: Redis | RedisCluster
+        self._lock = threading.Lock()
+        self._blocking: Redis | RedisCluster | None = None
+        self._async: tuple[asyncio.AbstractEventLoop, AsyncClient] | None = None
+
+    @property
+    def blocking(self) -> Redis | RedisCluster:
+        """The blocking client, made on first use: a cluster client connects as it is
+        made (to learn the slots), so an issuer starts while its cluster is away, and
+        answers 503 until it is back. Use it inside :func:`unavailable_as_503`."""
+        with self._lock:
+            if self._blocking is None:
+                self._blocking = self._make_blocking()
+            return self._blocking
+
+    def _make_blocking(self) -> Redis | RedisCluster:
         if self.is_cluster:
-            self.blocking = RedisCluster.from_url(
-                url,
+            return RedisCluster.from_url(
+                self._url,
                 startup_nodes=[
                     ClusterNode(*_host_port(u))  # type: ignore[no-untyped-call]  # redis-py
                     for u in self._others
                 ],
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
                 retry=Retry(NoBackoff(), 1),
             )
-        else:
-            self.blocking = Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 1),
-            )
-        self._async: tuple[asyncio.AbstractEventLoop, AsyncClient] | None = None
+        return Redis.from_url(
+            self._url,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
 
     @classmethod
     def cluster(cls, nodes: Sequence[str], *, timeout: float = TIMEOUT_SECONDS) -> RedisStore:
@@ -150,7 +163,10 @@ class RedisStore:
 
     def close(self) -> None:
         """Close the blocking client's connections (the asyncio one closes with its loop)."""
-        self.blocking.close()
+        with self._lock:
+            if self._blocking is not None:
+                self._blocking.close()
+                self._blocking = None
 
 
 def make_redis_store(url: str | None, cluster_nodes: Sequence[str]) -> RedisStore | None:
