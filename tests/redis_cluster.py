@@ -76,6 +76,7 @@ class RedisServer:
     port: int
     directory: Path
     cluster: bool = False
+    appendfsync: str = "always"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -97,7 +98,7 @@ class RedisServer:
             "--daemonize", "no",
             "--save", "",
             "--appendonly", "yes",
-            "--appendfsync", "always",
+            "--appendfsync", self.appendfsync,
         ]  # fmt: skip
         if self.cluster:
             args += [
@@ -130,12 +131,13 @@ class LocalCluster:
     masters: list[RedisServer]
 
     @classmethod
-    def start(cls, binary: str, directory: Path) -> LocalCluster:
+    def start(cls, binary: str, directory: Path, *, appendfsync: str = "always") -> LocalCluster:
         ports: list[int] = []
         for _ in range(3):
             ports.append(free_port(ports))
         masters = [
-            RedisServer(binary, port, directory / f"node-{port}", cluster=True) for port in ports
+            RedisServer(binary, port, directory / f"node-{port}", True, appendfsync)
+            for port in ports
         ]
         cluster = cls(masters)
         try:
