@@ -7,8 +7,12 @@ append-only file, fsynced on every write)."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +87,7 @@ class Run:
     phone: Phone = field(default_factory=Phone)
     ecard_id: str = ""
     partners: list[dict[str, str]] = field(default_factory=list)
-    turn: int = 0
+    turns: Iterator[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
         # Entered, so every request runs on one event loop with one asyncio client, as
@@ -121,8 +125,7 @@ class Run:
 
     def verify(self, token: str) -> Any:
         """Verify at the next partner in turn."""
-        self.turn += 1
-        headers = self.partners[self.turn % len(self.partners)]
+        headers = self.partners[next(self.turns) % len(self.partners)]
         return self.client.post(
             "/v1/verify", json={"token": token, "purpose": "transport"}, headers=headers
         )
@@ -194,6 +197,66 @@ def test_a_master_killed_during_a_verify_run_never_lets_a_replay_through(
             assert_replayed(run.verify(token))
         for token in before[9:] + run.tokens(3):  # minting (device proofs) recovered too
             assert_valid(run.verify(token))
+    finally:
+        run.close()
+        services.engine.dispose()
+
+
+def test_a_master_killed_with_verifies_in_flight_accepts_each_token_at_most_once(
+    settings: Settings, cluster: LocalCluster
+) -> None:
+    """Eight verifies in flight at every moment when the master dies. A command it had
+    executed may lose its reply (answered 503 although the jti was recorded: that token
+    is then refused as a replay, failing closed); none is ever accepted twice."""
+    services = services_on(settings, redis_cluster_nodes=tuple(cluster.urls))
+    run = Run(services)
+    try:
+        fresh = run.tokens(60)
+        # Each token once, and every third request a replay of an earlier one.
+        jobs = [job for i, t in enumerate(fresh) for job in ([t, fresh[i // 3]] if i % 3 else [t])]
+        answers: list[tuple[str, Any]] = []
+        done = threading.Event()
+
+        def killer() -> None:
+            while len(answers) < len(jobs) // 3:
+                time.sleep(0.001)
+            cluster.masters[0].kill()
+            done.set()
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for token, answer in zip(jobs, pool.map(run.verify, jobs), strict=True):
+                answers.append((token, answer))
+        thread.join()
+        assert done.is_set()
+        unavailable = sum(is_unavailable(answer) for _, answer in answers)
+        assert unavailable, "the kill touched no request"
+        accepted: dict[str, int] = dict.fromkeys(fresh, 0)
+        for token, answer in answers:
+            if is_unavailable(answer):
+                continue
+            if answer.status_code == 200:
+                assert_valid(answer)
+                accepted[token] += 1
+            else:
+                assert_replayed(answer)
+
+        cluster.masters[0].start()
+        cluster.wait_ok()
+        burnt = 0  # recorded, but the reply was lost: never accepted, refused from now on
+        for token in fresh:
+            answer = run.verify(token)
+            if accepted[token]:
+                assert_replayed(answer)
+            elif answer.status_code == 200:
+                assert_valid(answer)
+                accepted[token] += 1
+            else:
+                assert_replayed(answer)
+                burnt += 1
+        assert max(accepted.values()) == 1  # no token accepted twice, over the whole run
+        assert burnt <= 8, burnt  # at most the requests in flight at the kill
     finally:
         run.close()
         services.engine.dispose()
