@@ -31,9 +31,9 @@ class RateLimits(BaseModel):
     """Requests per minute (fixed 60-second windows) on the endpoints that do expensive
     work, per key; over a limit the caller gets 429 problem+json with ``Retry-After``.
 
-    Shared by every issuer process when ``redis_url`` is set, per process otherwise. Set
-    one from the environment as ``CARDSVC_RATE_LIMITS__<NAME>`` (e.g.
-    ``CARDSVC_RATE_LIMITS__TOKEN_PER_ADDRESS=60``). The source address is the ASGI
+    Shared by every issuer process when ``redis_url`` or ``redis_cluster_nodes`` is set,
+    per process otherwise. Set one from the environment as ``CARDSVC_RATE_LIMITS__<NAME>``
+    (e.g. ``CARDSVC_RATE_LIMITS__TOKEN_PER_ADDRESS=60``). The source address is the ASGI
     client's (uvicorn's ``--proxy-headers``/``--forwarded-allow-ips`` decide whether it
     is a trusted proxy's ``X-Forwarded-For``).
     """
