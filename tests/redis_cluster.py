@@ -13,6 +13,7 @@ answering for their slots, and ``cluster-node-timeout`` 1 s.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import shutil
@@ -35,6 +36,16 @@ def redis_server_binary() -> str | None:
     return shutil.which("redis-server") or (
         "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
     )
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child only calls it
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the process (thread) that started it
+    ends, so a test run that dies leaves no server behind (Linux prctl PR_SET_PDEATHSIG)."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _bindable(port: int) -> bool:
@@ -87,7 +98,10 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
 
     def start(self) -> None:
-        """Start (or start again, with the files it left) and wait until it answers."""
+        """Start (or start again, with the files it left) and wait until it answers.
+
+        Call it from a thread that outlives the server (the main thread): the server
+        dies with the thread that started it."""
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [
             self.binary,
@@ -108,7 +122,11 @@ class RedisServer:
                 "--cluster-require-full-coverage", "no",
             ]  # fmt: skip
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # only a prctl call, made ready beforehand
         )
         client = self.client()
         try:
