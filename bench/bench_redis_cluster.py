@@ -23,6 +23,7 @@ import itertools
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from redis_servers import start_cluster, start_server  # noqa: E402
 from timing import median_seconds, print_table  # noqa: E402
 
 from cardsvc.ratelimit import RedisRateLimiter  # noqa: E402
 from cardsvc.redisstore import RedisStore  # noqa: E402
 from cardsvc.replay import OneTimeUse, RedisReplayCache  # noqa: E402
-from tests.redis_cluster import (  # noqa: E402
-    LocalCluster,
-    RedisServer,
-    free_port,
-    redis_server_binary,
-)
 
 IN_FLIGHT = 16
 _serial = itertools.count()
@@ -77,18 +73,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=0.5)
     args = parser.parse_args()
-    binary = redis_server_binary()
-    if binary is None:
-        raise SystemExit("redis-server is not installed (Debian package redis-server)")
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
-        single = RedisServer(binary, free_port(), Path(tmp) / "single", False, args.appendfsync)
-        single.start()
-        cluster = LocalCluster.start(binary, Path(tmp) / "cluster", appendfsync=args.appendfsync)
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp, ExitStack() as stack:
+        fsync = args.appendfsync
+        single = start_server(stack, Path(tmp) / "single", appendfsync=fsync, cluster=False)
+        cluster = start_cluster(stack, Path(tmp) / "cluster", appendfsync=fsync)
         loop = asyncio.new_event_loop()
         try:
             stores = {
-                "single": RedisStore(single.url),
-                "cluster": RedisStore.cluster(cluster.urls),
+                "single": RedisStore(f"redis://127.0.0.1:{single}/0"),
+                "cluster": RedisStore.cluster(cluster),
             }
 
             def one(make: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[], object]:
@@ -102,7 +95,7 @@ def main() -> None:
 
             steps = {name: verify_step(store) for name, store in stores.items()}
             pings = {name: ping(store) for name, store in stores.items()}
-            print(f"redis-server {binary}, appendonly yes, appendfsync {args.appendfsync}")
+            print(f"redis-server, appendonly yes, appendfsync {fsync}")
             print("\none at a time (seconds per verify step):")
             sequential = median_seconds(
                 {
@@ -130,8 +123,6 @@ def main() -> None:
             )
         finally:
             loop.close()
-            cluster.stop()
-            single.kill()
 
 
 if __name__ == "__main__":
