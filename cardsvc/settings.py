@@ -10,6 +10,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -25,6 +26,16 @@ DEV_PASSPHRASE = b"cardsvc-development-only"
 
 #: Requests per minute, one limit.
 PerMinute = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+def _is_node_url(url: str) -> bool:
+    """A ``redis://`` or ``rediss://`` URL naming a host (and a port in range, if any)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("redis", "rediss") and bool(parts.hostname)
 
 
 class RateLimits(BaseModel):
@@ -232,8 +243,10 @@ class Settings(BaseSettings):
     @classmethod
     def _cluster_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for url in value:
-            if not url.startswith(("redis://", "rediss://")):
-                raise ValueError("redis_cluster_nodes: each node is a redis:// or rediss:// URL")
+            if not _is_node_url(url):
+                raise ValueError(
+                    "redis_cluster_nodes: each node is a redis://host:port or rediss:// URL"
+                )
         return value
 
     @model_validator(mode="after")

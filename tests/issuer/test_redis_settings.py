@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from redis.crc import key_slot
 
@@ -56,6 +58,8 @@ def test_one_server_or_none() -> None:
         {"redis_url": "redis://a:6379/0", "redis_cluster_nodes": ("redis://b:7000",)},
         {"redis_cluster_nodes": ("10.0.0.1:7000",)},  # not a URL
         {"redis_cluster_nodes": ("http://10.0.0.1:7000",)},
+        {"redis_cluster_nodes": ("redis://",)},  # no host
+        {"redis_cluster_nodes": ("redis://10.0.0.1:99999",)},  # no port
         # A {hash tag} in the prefix would put every key of the cluster in one slot.
         {"redis_prefix": "cardsvc:{issuer}:"},
     ],
@@ -74,3 +78,32 @@ def test_keys_of_different_callers_and_tokens_spread_over_the_slots() -> None:
     for slots in (replay_slots, rate_slots):
         thirds = {slot * 3 // 16384 for slot in slots}
         assert len(slots) > 250 and thirds == {0, 1, 2}
+
+
+_hosts = st.from_regex(r"[a-z][a-z0-9-]{0,14}(\.[a-z0-9-]{1,10}){0,2}", fullmatch=True)
+_node_urls = st.builds(
+    lambda scheme, host, port: f"{scheme}://{host}:{port}",
+    st.sampled_from(["redis", "rediss"]),
+    _hosts,
+    st.integers(1, 65535),
+)
+
+
+@given(
+    urls=st.lists(_node_urls, min_size=1, max_size=6),
+    gaps=st.lists(st.sampled_from(["", " ", "  ", "\t"]), min_size=12, max_size=12),
+)
+def test_any_comma_separated_node_list_parses_to_its_urls(urls: list[str], gaps: list[str]) -> None:
+    text = ",".join(f"{gaps[2 * i]}{url}{gaps[2 * i + 1]}" for i, url in enumerate(urls))
+    assert Settings(redis_cluster_nodes=text).redis_cluster_nodes == tuple(urls)  # type: ignore[arg-type]
+
+
+@given(
+    st.text(max_size=40).filter(
+        lambda t: any(part.strip() for part in t.split(",")) and "redis" not in t
+    )
+)
+def test_a_node_that_is_no_redis_url_is_refused(text: str) -> None:
+    """Anything but blank parts (which are dropped) must be a redis:// or rediss:// URL."""
+    with pytest.raises(ValidationError):
+        Settings(redis_cluster_nodes=text)  # type: ignore[arg-type]
