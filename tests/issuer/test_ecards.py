@@ -34,6 +34,7 @@ from cardsvc.ecards.render import MAX_VERSION, qr_code
 from cardsvc.registry.db import read_session
 from cardsvc.replay import RedisReplayCache
 from cardsvc.services import Services
+from tests.issuer.conftest import STORE_PARAMS, shared_redis
 from tests.issuer.ecard_helpers import (
     Holder,
     Phone,
@@ -440,10 +441,10 @@ def _trust(services: Services) -> Any:
 # -- online verification --------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=STORE_PARAMS)
 def replay_store(request: pytest.FixtureRequest, services: Services) -> str:
-    if request.param == "redis":
-        redis, prefix = request.getfixturevalue("redis_store")
+    if request.param != "memory":
+        redis, prefix = shared_redis(request, request.param)
         store = RedisReplayCache(redis, prefix=prefix)
         services.use_stores(replay=store, rate_limiter=services.rate_limiter)
     return str(request.param)
@@ -517,7 +518,7 @@ def test_verify_names_each_failed_check(
     # Still valid after the failures above: they burnt nothing.
     assert verify(client, services, fresh).status_code == 200
     assert verify(client, services, fresh).json()["check"] == "replayed"
-    assert replay_store in {"memory", "redis"}
+    assert replay_store in {"memory", "redis", "redis-cluster"}
 
 
 def test_verify_needs_the_verify_scope(client: TestClient, services: Services) -> None:
