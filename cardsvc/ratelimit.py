@@ -12,8 +12,9 @@ counted (``verify:<client>``, ``token-address:<ip>``, ...); the limits come from
 :class:`cardsvc.settings.RateLimits` (and a partner's own policy for verify).
 
 The verify hot path counts on the event loop (:meth:`RateLimiter.hit_async`) and hands
-over the token's one-time use to record only if the request is admitted; Redis does both
-in one script, so a verify costs one round trip. A Redis that does not answer raises
+over the token's one-time use to record only if the request is admitted; one Redis server
+does both in one script, so a verify costs one round trip. A Redis Cluster takes two, one
+per key (see "Keys on a Redis Cluster" below). A Redis that does not answer raises
 :class:`~cardsvc.redisstore.SharedStoreUnavailableError` (503), never an admission.
 """
 
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.commands.core import AsyncScript
+from redis.commands.core import AsyncScript, Script
 
 from cardsvc.errors import CardsvcError, Throttled
 from cardsvc.redisstore import RedisStore, unavailable_as_503
@@ -36,9 +37,23 @@ WINDOW_SECONDS = 60
 
 # Count, and record the one-time key only if the count is within the limit: atomic, so
 # a refused request never consumes a token and two nodes never both admit one use.
-# KEYS[1] the counter, KEYS[2] (optional) the one-time key;
+# KEYS[1] the counter, KEYS[2] (optional, one Redis server only) the one-time key;
 # ARGV[1] the limit, ARGV[2] the counter's ttl, ARGV[3] the one-time key's ttl.
 # Returns {admitted, first use}.
+#
+# Keys on a Redis Cluster. A script runs on one node, so all its keys must hash to one
+# slot. The counter (``<prefix>rate:<caller>:<window>``) is one key per caller and
+# window; the one-time key (``<prefix>replay:qr:<jti>``) must be one key per jti, the
+# same whichever caller presents the token: a hash tag shared by the two (say
+# ``{verify:<client>}``) would give a jti one record per client, and a token replayed
+# at a second partner would pass. No tag can make both hold, so on a cluster the script
+# takes the counter alone and the jti is recorded after it with ``SET NX EX`` (two round
+# trips, to the two keys' masters; still a refused request never consumes a token, and
+# ``SET NX`` alone keeps two nodes from both admitting one use). Neither key carries a
+# hash tag, so the whole key is hashed: callers and tokens spread over all 16,384 slots
+# (and the settings refuse a prefix with braces, whose tag would pin every key to one
+# slot). A counter increment whose jti then finds its master down is the one thing
+# spent: the request counts and is answered 503, the token stays unused.
 _HIT_THEN_USE = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
@@ -154,6 +169,7 @@ class RedisRateLimiter:
         self._clock = clock
         self._refused: tuple[int, set[str]] = (-1, set())  # (window slot, keys refused in it)
         self._script: AsyncScript | None = None
+        self._blocking_script: Script | None = None
 
     def _remember_refused(self, key: str, slot: int) -> None:
         current, keys = self._refused
@@ -175,11 +191,12 @@ class RedisRateLimiter:
         slot = int(now // window)
         name = f"{self._prefix}{key}:{slot}"
         with unavailable_as_503():
-            pipe = self.store.blocking.pipeline(transaction=True)
-            pipe.incr(name)
-            pipe.expire(name, window + 1, nx=True)
-            count = int(pipe.execute()[0])
-        if count <= limit:
+            script = self._blocking_script
+            if script is None:
+                script = self.store.blocking.register_script(_HIT_THEN_USE)
+                self._blocking_script = script
+            admitted, _ = script(keys=[name], args=[limit, window + 1, 0])
+        if admitted:
             return None
         self._remember_refused(key, slot)
         return _retry_after(now, slot, window)
@@ -201,7 +218,12 @@ class RedisRateLimiter:
         together = False
         if then_use is not None:
             cache = then_use.cache
-            if isinstance(cache, RedisReplayCache) and cache.store is self.store:
+            # One server: both keys in the one script. A cluster: never (see above).
+            if (
+                isinstance(cache, RedisReplayCache)
+                and cache.store is self.store
+                and not self.store.is_cluster
+            ):
                 keys.append(cache.redis_key(then_use.key))
                 together = True
         client = self.store.client()
@@ -218,8 +240,8 @@ class RedisRateLimiter:
             return Admission()
         if together:
             return Admission(first_use=bool(first))
-        # A one-time store elsewhere (another server, in-process): recorded after the
-        # count, so a refused request still never consumes it.
+        # A one-time store elsewhere (another server, in-process, another slot of the
+        # cluster): recorded after the count, so a refused request still never consumes it.
         return Admission(first_use=await then_use.record())
 
 

@@ -35,7 +35,7 @@ from cardsvc.ledger.service import LedgerService, stop_after_death
 from cardsvc.publication import Publication as Publication
 from cardsvc.publication import etag_of as etag_of
 from cardsvc.ratelimit import RateLimiter, make_rate_limiter
-from cardsvc.redisstore import RedisStore
+from cardsvc.redisstore import make_redis_store
 from cardsvc.registry.cards import CardPolicy, CardService
 from cardsvc.registry.persons import PersonService
 from cardsvc.registry.status import StatusLists
@@ -170,8 +170,9 @@ class Services:
             ),
             issuer=settings.issuer,
         )
-        # One Redis for both: the verify path counts and records a jti in one script.
-        redis = RedisStore(settings.redis_url) if settings.redis_url else None
+        # One Redis (or cluster) for both: on one server the verify path counts and
+        # records a jti in one script.
+        redis = make_redis_store(settings.redis_url, settings.redis_cluster_nodes)
         self.replay = make_replay_cache(redis, prefix=settings.redis_prefix)
         self.rate_limiter = make_rate_limiter(redis, prefix=settings.redis_prefix)
         self.clients = ClientService(

@@ -10,9 +10,10 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.errors import ConfigurationError
@@ -29,13 +30,23 @@ DEV_PASSPHRASE = b"cardsvc-development-only"
 PerMinute = Annotated[int, Field(ge=1, le=1_000_000)]
 
 
+def _is_node_url(url: str) -> bool:
+    """A ``redis://`` or ``rediss://`` URL naming a host (and a port in range, if any)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("redis", "rediss") and bool(parts.hostname)
+
+
 class RateLimits(BaseModel):
     """Requests per minute (fixed 60-second windows) on the endpoints that do expensive
     work, per key; over a limit the caller gets 429 problem+json with ``Retry-After``.
 
-    Shared by every issuer process when ``redis_url`` is set, per process otherwise. Set
-    one from the environment as ``CARDSVC_RATE_LIMITS__<NAME>`` (e.g.
-    ``CARDSVC_RATE_LIMITS__TOKEN_PER_ADDRESS=60``). The source address is the ASGI
+    Shared by every issuer process when ``redis_url`` or ``redis_cluster_nodes`` is set,
+    per process otherwise. Set one from the environment as ``CARDSVC_RATE_LIMITS__<NAME>``
+    (e.g. ``CARDSVC_RATE_LIMITS__TOKEN_PER_ADDRESS=60``). The source address is the ASGI
     client's (uvicorn's ``--proxy-headers``/``--forwarded-allow-ips`` decide whether it
     is a trusted proxy's ``X-Forwarded-For``).
     """
@@ -175,12 +186,20 @@ class Settings(BaseSettings):
         description="Per-purpose exceptions to signing_algorithm, e.g. {\"ecard\": \"SM2SM3\"}",
     )
     redis_url: str | None = Field(default=None, description="Redis for replay cache and limits")
+    redis_cluster_nodes: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="A Redis Cluster instead of redis_url: comma-separated redis:// (or "
+        "rediss://) URLs of some of its nodes, the clients discover the rest; the first "
+        "URL's credentials and TLS apply to every node",
+    )
     redis_prefix: str = Field(
         default="cardsvc:",
         min_length=1,
         max_length=64,
+        pattern=r"^[^{}]+$",
         description="Prefix of every Redis key (one-time use, rate limits): issuers that "
-        "share a Redis server keep apart by it",
+        "share a Redis server keep apart by it (no braces: on a cluster a {hash tag} in "
+        "it would put every key in one slot)",
     )
     rate_limits: RateLimits = Field(
         default_factory=RateLimits, description="Per-client and per-address request limits"
@@ -279,6 +298,29 @@ class Settings(BaseSettings):
         '(JSON, e.g. {"zh-CN": "...", "en": "..."}); unset: the catalogue\'s text '
         "(bring your ID card to the nearest service hall, or call the hotline)",
     )
+
+    @field_validator("redis_cluster_nodes", mode="before")
+    @classmethod
+    def _cluster_nodes(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: comma-separated
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("redis_cluster_nodes")
+    @classmethod
+    def _cluster_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not _is_node_url(url):
+                raise ValueError(
+                    "redis_cluster_nodes: each node is a redis://host:port or rediss:// URL"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _one_redis(self) -> Settings:
+        if self.redis_url and self.redis_cluster_nodes:
+            raise ValueError("set redis_url (one server) or redis_cluster_nodes, not both")
+        return self
 
     @field_validator("wallet_loss_next_steps")
     @classmethod

@@ -84,6 +84,7 @@ TITLES: dict[str, str] = {
     "chip-key-in-use": "Chip key already in use",
     "no-active-card": "No active card",
     "ecard-inactive": "E-card not active",
+    "device-already-bound": "This phone already has an active e-card",
     "already-resolved": "Conflict already resolved",
     "entitlement-exists": "Entitlement already exists",
     "entitlement-unavailable": "Entitlement not available",

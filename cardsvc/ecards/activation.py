@@ -34,6 +34,7 @@ from cardsvc.db.states import ActivationChannel, ActivationCodeState
 from cardsvc.ecards.errors import (
     ActivationError,
     ActivationLockedError,
+    DeviceAlreadyBoundError,
     DeviceKeyError,
     NoActiveCardError,
 )
@@ -327,6 +328,18 @@ class ActivationService:
             if person is None:
                 raise PersonNotFoundError("no such person", person_id=str(person_id))
             card = self._active_card(session, person)
+            # The holder's e-card is already active on this very phone (its QR code
+            # scanned twice): said, rather than replaced by an identical one.
+            if session.scalar(
+                select(ECard.id).where(
+                    ECard.person_id == person_id,
+                    ECard.device_kid == device_key.kid,
+                    ECard.state == ECardState.ACTIVE,
+                )
+            ):
+                raise DeviceAlreadyBoundError(
+                    "the holder's e-card is already active with this device key"
+                )
             # Cards and e-cards share shards: the index must be free in both tables.
             if session.scalar(
                 select(Card.id).where(Card.status_shard == shard, Card.status_idx == idx)
@@ -400,7 +413,7 @@ class ActivationService:
             view = view_of(ecard, person, card, now=now)
             # Signed before the commit: a signing device that fails rolls the activation
             # back (the code stays usable), never leaving an e-card without a credential.
-            credential = self.credential(view, card, now=now)
+            credential = self.credential(view, now=now)
             changes = [(shard, idx, CardState.ACTIVE)] + [
                 (o.status_shard, o.status_idx, CardState.REVOKED) for o in replaced
             ]
@@ -408,9 +421,12 @@ class ActivationService:
         self._directory.forget([bytes.fromhex(old.ref) for old in replaced])
         return Activation(ecard=view, credential=credential)
 
-    def credential(self, view: ECardView, card: Card, *, now: datetime) -> str:
-        """The signed e-card credential: the device key (``cnf``) and the status entry."""
-        until = datetime.combine(card.expiry_date + timedelta(days=1), dtime(0), CHINA_TZ)
+    def credential(self, view: ECardView, *, now: datetime) -> str:
+        """The signed e-card credential: the device key (``cnf``) and the status entry,
+        valid until the end of the card's last day (Beijing time)."""
+        if view.card_expiry is None:
+            raise NoActiveCardError("the card has no expiry date")
+        until = datetime.combine(view.card_expiry + timedelta(days=1), dtime(0), CHINA_TZ)
         shard, idx = view.status
         return sign_jws(
             {"typ": CREDENTIAL_TYP},

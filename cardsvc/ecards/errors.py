@@ -18,6 +18,12 @@ class NoActiveCardError(ConflictError):
     code = "no-active-card"
 
 
+class DeviceAlreadyBoundError(ConflictError):
+    """The holder's active e-card is already bound to this device key."""
+
+    code = "device-already-bound"
+
+
 class ECardInactiveError(ConflictError):
     """The e-card is replaced, revoked or suspended: no tokens."""
 

@@ -3,6 +3,8 @@
 A device proof is a compact JWS, ``typ`` ``dpop+jwt``, ES256, signed by the bound device
 key over ``{htm, htu, iat, nonce, jti}``. The key that verifies it is the one bound to the
 e-card, never one named by the proof; a ``jwk`` header, if present, must be that key.
+The one exception is finding the e-card bound to a key (:func:`proof_key`): the key the
+proof names picks the e-card, and the proof must then verify with the key bound to it.
 """
 
 from __future__ import annotations
@@ -122,6 +124,27 @@ def verify_device_proof(
     if not replay.first_use(f"dpop:{key.kid}:{jti}", ttl_seconds=ttl):
         raise DeviceProofError("proof-replayed", "this proof was already used")
     return claims
+
+
+def proof_key(proof: object) -> VerifyingKey:
+    """The public key a device proof names in its ``jwk`` header (not yet verified);
+    raises :class:`DeviceProofError` (``proof-missing``, ``proof-malformed``,
+    ``proof-key``)."""
+    if not isinstance(proof, str) or not proof:
+        raise DeviceProofError("proof-missing", "a DPoP header with a device proof is required")
+    if len(proof) > MAX_PROOF or not proof.isascii() or proof.count(".") != 2:
+        raise DeviceProofError("proof-malformed", "the device proof is not a compact JWS")
+    try:
+        header = strict_json_object(b64url_decode(proof.split(".")[0]), what="proof header")
+    except CoreError as exc:
+        raise DeviceProofError("proof-malformed", exc.detail) from None
+    jwk = header.get("jwk")
+    if not isinstance(jwk, dict) or "d" in jwk:
+        raise DeviceProofError("proof-key", "the proof must name its public key (jwk)")
+    try:
+        return VerifyingKey.from_jwk(jwk)
+    except CoreError as exc:
+        raise DeviceProofError("proof-key", f"the proof's key: {exc.detail}") from None
 
 
 def new_nonce(sealer: Sealer, *, now: datetime) -> str:

@@ -33,7 +33,7 @@ from cardsvc.core.qrtoken import (
 from cardsvc.core.statuslist import Status
 from cardsvc.ecards.errors import ECardInactiveError, ECardNotFoundError
 from cardsvc.ecards.policy import ECardPolicy
-from cardsvc.ecards.proofs import Sealer, new_nonce, verify_device_proof
+from cardsvc.ecards.proofs import Sealer, new_nonce, proof_key, verify_device_proof
 from cardsvc.ecards.views import ECardDirectory, ECardView
 from cardsvc.keystore.service import KeyService
 from cardsvc.replay import ReplayCache
@@ -94,6 +94,24 @@ class TokenService:
             self._check(self._nobody, proof, htm=htm, htu=htu, now=now)
             raise AssertionError("unreachable: no proof verifies for a key nobody holds") from None
         self.check_proof(view, proof, htm=htm, htu=htu, now=now)
+        return view
+
+    def bound_to_proof(
+        self, proof: str | None, *, htm: str, htu: str, now: datetime
+    ) -> ECardView:
+        """The active e-card bound to the key that made ``proof`` (a wallet that was
+        activated at a counter learns its e-card this way).
+
+        The proof is checked in full either way: against the bound key when there is an
+        e-card, else against the key it names, so only the key's holder learns whether
+        it is bound (ECardNotFoundError, 404, after a good proof).
+        """
+        named = proof_key(proof)
+        view = self._directory.active_for_device(named.kid, now=now)
+        self._check(view.device_key if view is not None else named, proof,
+                    htm=htm, htu=htu, now=now)  # fmt: skip
+        if view is None:
+            raise ECardNotFoundError("no active e-card is bound to this device key")
         return view
 
     def check_proof(

@@ -109,6 +109,19 @@ class ECardDirectory:
             raise ECardNotFoundError("no such e-card", ecard_id=str(ecard_id))
         return view_of(row[0], row[1], row[2], now=now)
 
+    def active_for_device(self, device_kid: str, *, now: datetime) -> ECardView | None:
+        """The newest active e-card bound to the device key ``device_kid``."""
+        with read_session(self._engine) as session:
+            row = session.execute(
+                select(ECard, Person, Card)
+                .join(Person, Person.id == ECard.person_id)
+                .join(Card, Card.id == ECard.card_id)
+                .where(ECard.device_kid == device_kid, ECard.state == ECardState.ACTIVE)
+                .order_by(ECard.created_at.desc(), ECard.id)
+                .limit(1)
+            ).first()
+        return None if row is None else view_of(row[0], row[1], row[2], now=now)
+
     def of_person(self, person_id: uuid.UUID, *, limit: int = 20) -> list[tuple[ECard, str]]:
         """The person's e-cards (every state) with their card numbers, newest first."""
         with read_session(self._engine) as session:

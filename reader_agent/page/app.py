@@ -29,9 +29,13 @@ from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, WithJsonSchema
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cardsvc.core.errors import CoreError
+from cardsvc.core.pairing import MAX_TEXT as ACTIVATION_TEXT_MAX
+from cardsvc.core.pairing import parse_activation_text
 from cardsvc.core.transaction import Kind
 from reader_agent.cache import AgentCache
 from reader_agent.clerks import ClerkStore
@@ -128,8 +132,9 @@ class PayIn(_Body):
 
 
 def _purpose_name(value: str) -> str:
-    if value not in PURPOSES:
-        raise ValueError(f"one of {', '.join(PURPOSES)}")
+    if value not in PURPOSES:  # read as "not one of the choices" (counter.invalid.choice)
+        raise PydanticCustomError("literal_error", "one of {expected}",
+                                  {"expected": ", ".join(PURPOSES)})  # fmt: skip
     return value
 
 
@@ -177,7 +182,11 @@ class DeviceJwkIn(_Body):
 
 
 class CounterActivationIn(_Body):
-    device_jwk: DeviceJwkIn
+    """The phone's public key: the text of the wallet's "activate at the counter" QR code
+    (``text``, as the scanner types it or the clerk pastes it), or its JWK."""
+
+    text: str | None = Field(default=None, min_length=1, max_length=ACTIVATION_TEXT_MAX)
+    device_jwk: DeviceJwkIn | None = None
 
 
 _CARD_NUMBER = r"^[A-Za-z0-9]{1,32}$"
@@ -208,9 +217,58 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     # Only where and what: never the input (it may be a PIN).
     safe = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
              "type": str(e.get("type", ""))} for e in errors]  # fmt: skip
-    fields = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in safe[:5])
-    return _problem(problem_words(422, "invalid-input", fields=fields,
-                                  extra={"errors": safe[:20]}), request)  # fmt: skip
+    technical = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in safe[:5])
+    return _problem(problem_words(422, "invalid-input", fields=invalid_fields(safe[:5]),
+                                  extra={"errors": safe[:20], "technical": technical}),
+                    request)  # fmt: skip
+
+
+#: The request fields the clerk can name (``counter.field.NAME``); a device key's parts
+#: read as the phone's key.
+_FIELDS = frozenset({
+    "pin", "allow_last_try", "entitlement_id", "amount_fen", "reference", "text", "purpose",
+    "client_id", "password", "citizen_id", "formal", "device_jwk", "card_number", "seq",
+    "limit", "person_id", "body",
+})  # fmt: skip
+_KEY_PARTS = frozenset({"kty", "crv", "x", "y", "kid", "alg", "use", "d"})
+#: pydantic's error types by what they mean to the clerk (``counter.invalid.KIND``).
+_KINDS = {
+    "missing": "missing", "string_too_long": "too-long", "too_long": "too-long",
+    "string_too_short": "too-short", "too_short": "too-short",
+    "string_pattern_mismatch": "pattern", "int_parsing": "number", "int_type": "number",
+    "int_from_float": "number", "float_parsing": "number", "greater_than_equal": "range",
+    "less_than_equal": "range", "greater_than": "range", "less_than": "range",
+    "uuid_parsing": "uuid", "uuid_type": "uuid", "extra_forbidden": "extra",
+    "literal_error": "choice", "enum": "choice", "json_invalid": "json",
+    "string_type": "type", "bool_type": "type", "bool_parsing": "type", "dict_type": "type",
+    "model_type": "type", "model_attributes_type": "type", "value_error": "other",
+}
+
+
+def _field(loc: list[str]) -> Message:
+    # loc: ("body" | "path" | "query", name, ...); the deepest name the clerk knows.
+    names = [part for part in loc[1:] if not part.isdigit()]
+    if (names and names[0] == "device_jwk") or any(name in _KEY_PARTS for name in names):
+        return Message("counter.field.device_jwk")
+    name = names[0] if names else "body"
+    return Message(f"counter.field.{name}" if name in _FIELDS else "counter.field.other")
+
+
+def invalid_fields(errors: list[dict[str, Any]]) -> Message:
+    """Which inputs are wrong and how, in the clerk's words (``金额：超出允许范围；…``),
+    from pydantic's errors (their English messages stay in the technical detail)."""
+    parts = [
+        Message("counter.invalid.part", {
+            "field": _field(e["loc"]),
+            "problem": Message(f"counter.invalid.{_KINDS.get(e['type'], 'other')}"),
+        })
+        for e in errors
+    ] or [Message("counter.invalid.part", {"field": Message("counter.field.body"),
+                                            "problem": Message("counter.invalid.other")})]
+    joined = parts[-1]
+    for part in reversed(parts[:-1]):
+        joined = Message("common.list-join", {"first": part, "rest": joined})
+    return joined  # fmt: skip
 
 
 _HTTP_TITLES = frozenset({404, 405, 408, 413})
@@ -392,7 +450,20 @@ def create_app(
     async def counter_activation(body: CounterActivationIn, request: Request) -> JSONResponse:
         lang = lang_of(request)
         shift = clerks.require(lang)
-        jwk = body.device_jwk.model_dump(exclude_none=True)
+        # The phone's key is read before the card is asked anything: a wrong code costs
+        # the holder nothing (the PIN stays verified).
+        if (body.text is None) == (body.device_jwk is None):
+            raise DeskError(clerk_words("ecard.qr-missing", status=422))
+        if body.text is not None:
+            try:
+                key = parse_activation_text(body.text)
+            except CoreError as exc:
+                raise DeskError(clerk_words("ecard.qr-invalid", status=422,
+                                            extra={"technical": exc.detail})) from None  # fmt: skip
+            jwk = {name: value for name, value in key.jwk().items() if name not in ("kid", "alg")}
+        else:
+            assert body.device_jwk is not None  # noqa: S101 - checked above
+            jwk = body.device_jwk.model_dump(exclude_none=True)
         activated = await run_in_threadpool(
             lambda: clerks.activate_ecard(shift, desk.chip_answer, jwk, lang)
         )

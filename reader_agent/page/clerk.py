@@ -23,6 +23,11 @@ Decisions (also in the README, "The clerk at the counter"):
   it (document signature and chip challenge; the status may be "suspended", that is the
   point): a suspended card is resumed only with the card itself in front of the clerk.
   A loss report needs no card (the card is what is lost).
+- **An e-card activated at the counter** binds the key in the wallet's 到柜台激活 QR code
+  (``cardsvc.core.pairing``; the route parses it before the card is asked anything) for
+  the holder of the card whose PIN was just verified; the answer carries the key's
+  fingerprint for the clerk to compare with the phone. The issuer's refusals read in the
+  clerk's words (already active on this phone, no card in use, the chip's answer refused).
 - **ID numbers** are checked locally (format and check digit) before they leave the
   counter, go to the issuer in a request body, and are answered masked
   (``mask_citizen_id``); they are never logged.
@@ -38,6 +43,7 @@ from typing import Any
 
 from cardsvc.core.errors import CoreError
 from cardsvc.core.identity import CardNumber, CitizenId
+from cardsvc.core.pairing import fingerprint
 from reader_agent.clerks import (
     ClerkError,
     ClerkKey,
@@ -49,6 +55,7 @@ from reader_agent.errors import IssuerError, IssuerUnreachableError
 from reader_agent.issuer import CardRecord, IssuerClient
 from reader_agent.page.clerk_texts import clerk_words
 from reader_agent.page.desk import DeskError
+from reader_agent.page.issuer_words import issuer_code, issuer_reason, issuer_technical
 from reader_agent.page.views import mask_citizen_id, yuan
 from wording import Message, beijing, text
 
@@ -242,8 +249,8 @@ class Clerks:
         try:
             number = str(CardNumber.parse(card_number))
         except CoreError:
-            raise DeskError(clerk_words("card.wrong-state", status=422,
-                                        reason=card_number[:32])) from None  # fmt: skip
+            unknown = Message("counter.issuer.card-not-found")
+            raise DeskError(clerk_words("card.wrong-state", status=422, reason=unknown)) from None
         if action == "resume" and proven_card != number:
             raise DeskError(clerk_words("card.not-checked", status=409, card_number=number))
         reasons = {
@@ -297,18 +304,20 @@ class Clerks:
             _card, signature = chip_answer(nonce_for)
             activation = shift.issuer.activate_at_counter(challenge[0], signature, device_jwk)
         except IssuerError as exc:
-            raise DeskError(_issuer_words(exc, lang, not_found="card.wrong-state")) from None
+            raise DeskError(_activation_words(exc, lang)) from None
         self._online(shift)
+        shown = fingerprint(device_jwk)
         return {
             "ecard": {"ecard_id": activation.ecard_id, "ecard_ref": activation.ecard_ref,
                       "card_number": activation.card_number,
                       "holder_name": activation.holder_name,
                       "ecard_status": activation.ecard_status},
+            "device_fingerprint": shown,
             "credential": activation.credential,
             "title": text(lang, "clerk.ecard.activated.title"),
             "detail": text(lang, "clerk.ecard.activated.detail", name=activation.holder_name,
                            card_number=activation.card_number),
-            "next": text(lang, "clerk.ecard.activated.next"),
+            "next": text(lang, "clerk.ecard.activated.next", fingerprint=shown),
         }  # fmt: skip
 
     def _online(self, shift: Shift) -> None:
@@ -327,12 +336,12 @@ def _card_json(card: CardRecord) -> dict[str, Any]:
 
 
 def _issuer_words(exc: IssuerError, lang: str, *, not_found: str) -> Any:
-    """An issuer refusal of a clerk's call, in the clerk's words."""
+    """An issuer refusal of a clerk's call, in the clerk's words (the issuer's own,
+    English ones only as the technical detail)."""
     if isinstance(exc, IssuerUnreachableError):
         return clerk_words("unreachable", status=503)
-    problem = exc.problem if isinstance(exc.problem, dict) else {}
-    reason = str(problem.get("detail") or problem.get("title") or exc.status)[:200]
-    extra = {"issuer_status": exc.status}
+    reason = issuer_reason(exc.problem)
+    extra = {"issuer_status": exc.status, "technical": issuer_technical(exc.problem, exc.detail)}
     if exc.status in (401, 403):
         return clerk_words("forbidden", status=403, extra=extra)
     if exc.status == 404:
@@ -340,3 +349,23 @@ def _issuer_words(exc: IssuerError, lang: str, *, not_found: str) -> Any:
     if exc.status == 409:
         return clerk_words("card.wrong-state", status=409, reason=reason, extra=extra)
     return clerk_words("issuer-refused", status=502, reason=reason, extra=extra)
+
+
+#: Refusals of a counter activation with words of their own, by the issuer's problem code
+#: (and, for ``activation-failed``, its reason).
+_ACTIVATION_REFUSALS = {
+    "device-already-bound": "ecard.already-active",
+    "invalid-device-key": "ecard.qr-invalid",
+    "no-active-card": "ecard.no-active-card",
+    "activation-failed": "ecard.chip-refused",
+}
+
+
+def _activation_words(exc: IssuerError, lang: str) -> Any:
+    """An issuer refusal of a counter activation, in the clerk's words."""
+    code = issuer_code(exc.problem)
+    if exc.status in (409, 422) and code in _ACTIVATION_REFUSALS:
+        technical = issuer_technical(exc.problem, exc.detail)
+        return clerk_words(_ACTIVATION_REFUSALS[code], status=exc.status,
+                           extra={"issuer_status": exc.status, "technical": technical})
+    return _issuer_words(exc, lang, not_found="card.wrong-state")

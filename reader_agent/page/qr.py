@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cardsvc.core.pairing import SCHEME_PREFIX as ACTIVATION_PREFIX
 from cardsvc.core.qrtoken import Purpose
 from reader_agent.errors import IssuerError, IssuerUnreachableError
 from reader_agent.issuer import IssuerClient
+from reader_agent.page.issuer_words import issuer_reason, issuer_technical
 from wording import Message, render
 
 __all__ = ["CHECKS", "PURPOSES", "QrOutcome", "verify_qr"]
@@ -35,16 +37,21 @@ class QrOutcome:
     check: str | None = None
     attributes: dict[str, Any] | None = None
     expires_at: int | None = None
+    #: The issuer's own words (English), for support: never in ``message``.
+    technical: str | None = None
 
     def to_json(self, lang: str) -> dict[str, Any]:
         return {"outcome": self.outcome, "message": render(lang, self.message),
                 "purpose": self.purpose,
                 "check": self.check, "attributes": self.attributes,
-                "expires_at": self.expires_at}  # fmt: skip
+                "expires_at": self.expires_at, "technical": self.technical}  # fmt: skip
 
 
 def verify_qr(issuer: IssuerClient, text: str, purpose: str) -> QrOutcome:
     """Ask the issuer; every answer, including none, becomes a :class:`QrOutcome`."""
+    if text.startswith(ACTIVATION_PREFIX):  # the wallet's "activate at the counter" code
+        return QrOutcome(outcome="invalid", purpose=purpose, check="activation-code",
+                         message=Message("counter.qr.activation-code"))  # fmt: skip
     try:
         verified = issuer.verify_token(text, Purpose[purpose.upper()])
     except IssuerUnreachableError:
@@ -57,15 +64,17 @@ def verify_qr(issuer: IssuerClient, text: str, purpose: str) -> QrOutcome:
         check = problem.get("check")
         if exc.status in (400, 422) and isinstance(check, str):
             why = (Message(f"counter.qr.check.{check}") if check in CHECKS
-                   else Message("counter.qr.check.unknown", {"check": check[:40]}))
+                   else Message("counter.qr.check.unknown"))
             return QrOutcome(outcome="invalid", purpose=purpose, check=check,
-                             message=Message("counter.qr.invalid", {"why": why}))  # fmt: skip
+                             message=Message("counter.qr.invalid", {"why": why}),
+                             technical=issuer_technical(problem, exc.detail))  # fmt: skip
         if exc.status in (400, 422):
             return QrOutcome(outcome="invalid", purpose=purpose, check="malformed",
                              message=Message("counter.qr.malformed"))  # fmt: skip
         return QrOutcome(
             outcome="unverified", purpose=purpose,
-            message=Message("counter.qr.unverified", {"technical": exc.detail}),
+            message=Message("counter.qr.unverified", {"reason": issuer_reason(problem)}),
+            technical=issuer_technical(problem, exc.detail),
         )  # fmt: skip
     return QrOutcome(
         outcome="valid", purpose=purpose,

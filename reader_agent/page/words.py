@@ -1,7 +1,9 @@
 """What the clerk reads: every error and verdict in plain words, with what to do next.
 
 One place maps the agent's typed errors (and the genuine-card verdicts) to a short title,
-a sentence saying what happened and one saying what to do. The words themselves are in
+a sentence saying what happened and one saying what to do. The error's own words (the card
+stack's, the issuer's: English, technical) never go into those sentences; they travel
+beside them as ``technical``, which the page shows folded, for support. The words themselves are in
 the catalogues of :mod:`wording` (``counter.problem.CODE.title`` / ``.detail`` /
 ``.next``, ``counter.verdict.VERDICT.meaning`` / ``.advice``), so a :class:`Words` holds
 messages, put into the reader's language when answered: the JSON API answers them as
@@ -29,6 +31,7 @@ from reader_agent.errors import (
     ServiceUnavailableError,
 )
 from reader_agent.journal import JournalError
+from reader_agent.page.issuer_words import issuer_reason, issuer_technical
 from wording import Message, render
 
 __all__ = ["CARD_PULLED", "Words", "explain", "problem_words", "verdict_words"]
@@ -94,14 +97,13 @@ def explain(exc: BaseException) -> Words:
             extra={"reason": exc.reason, "technical": exc.detail},
         )  # fmt: skip
     if isinstance(exc, JournalError):
-        return problem_words(409, "journal-damaged", technical=exc.detail)
+        return problem_words(409, "journal-damaged", extra=_technical(exc))
     if isinstance(exc, IssuerUnreachableError):
         return problem_words(503, "issuer-unreachable")
     if isinstance(exc, IssuerError):
-        problem = exc.problem if isinstance(exc.problem, dict) else {}
-        said = str(problem.get("detail") or exc.detail)
-        return problem_words(502, "issuer-refused", said=said,
-                             extra={"issuer_status": exc.status})  # fmt: skip
+        technical = issuer_technical(exc.problem, exc.detail)
+        return problem_words(502, "issuer-refused", said=issuer_reason(exc.problem),
+                             extra={"issuer_status": exc.status, "technical": technical})
     if isinstance(exc, NoCardError):
         return CARD_PULLED
     if isinstance(exc, ServiceUnavailableError):
@@ -111,17 +113,22 @@ def explain(exc: BaseException) -> Words:
     if isinstance(exc, ReaderTimeoutError):
         return problem_words(504, "reader-timeout")
     if isinstance(exc, ReaderError):
-        return problem_words(409, "reader-error", technical=exc.detail)
+        return problem_words(409, "reader-error", extra=_technical(exc))
     if isinstance(exc, InvalidPinFormatError):
-        return problem_words(422, "pin-format", technical=exc.detail)
+        return problem_words(422, "pin-format", extra=_technical(exc))
     if isinstance(exc, CardError):
-        return problem_words(409, "card-error", technical=exc.detail)
+        return problem_words(409, "card-error", extra=_technical(exc))
     if isinstance(exc, CacheError):
-        return problem_words(409, "cache", technical=exc.detail)
+        return problem_words(409, "cache", extra=_technical(exc))
     if isinstance(exc, AgentError):
         code = getattr(exc, "code", "agent-error")
-        return problem_words(409, str(code), key="agent-error", technical=exc.detail)
+        return problem_words(409, str(code), key="agent-error", extra=_technical(exc))
     return problem_words(500, "internal")
+
+
+def _technical(exc: AgentError) -> dict[str, Any]:
+    """The error's own (English) words, beside the clerk's: the page folds them away."""
+    return {"technical": exc.detail[:300]}
 
 
 def verdict_words(verdict: Verdict) -> tuple[Message, Message]:

@@ -30,7 +30,8 @@ from typer.testing import CliRunner
 
 from cardsvc.api.app import create_app as create_issuer_app
 from cardsvc.auth.clients import ClientKind
-from cardsvc.core.keys import public_jwk
+from cardsvc.core.keys import VerifyingKey, public_jwk
+from cardsvc.core.pairing import activation_text, fingerprint
 from cardsvc.core.signing import LocalSigner
 from cardsvc.db.migrate import upgrade
 from cardsvc.db.states import Role
@@ -277,11 +278,38 @@ def test_an_ecard_activated_at_the_counter_with_the_chip_and_the_pin(counter: Co
     assert body["ecard"]["card_number"] == counter.card_number
     assert body["ecard"]["holder_name"] == "李四" and body["ecard"]["ecard_status"] == "valid"
     assert body["credential"].count(".") == 2 and body["title"] == "电子社保卡已激活"
+    assert body["device_fingerprint"] == fingerprint(phone)
+    assert fingerprint(phone) in body["next"]
     # The chip answered once: the card was reset, a second activation needs the PIN again.
     again = counter.post("/api/ecards/counter-activation", {"device_jwk": phone})
     assert again.status_code == 409 and again.json()["type"].endswith("pin-needed")
+    # The same phone's QR code scanned again, with the PIN: refused in words, nothing bound.
+    assert counter.post("/api/pin", {"pin": PIN}).status_code == 200
+    text = activation_text(VerifyingKey.from_jwk(phone))
+    twice = counter.post("/api/ecards/counter-activation", {"text": text + "\n"})
+    assert twice.status_code == 409 and twice.json()["type"].endswith("clerk-ecard-already-active")
+    assert twice.json()["title"] == "这部手机已激活"
     # The binding is in the audit log in the clerk's name.
     index = counter.services.audit.leaf_of(f"ecard:{body['ecard']['ecard_id']}", "ecard.bound")
     assert index is not None, "no audit leaf for the activation"
     leaf = json.loads(counter.services.audit.leaf_data(index))
     assert leaf["actor"] == counter.clerk_id
+
+
+def test_an_unreadable_activation_code_costs_the_holder_nothing(counter: Counter) -> None:
+    other = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key())
+    counter.sign_in()
+    counter.wait_for("checked")
+    assert counter.post("/api/pin", {"pin": PIN}).status_code == 200
+    for text in ("SSC1:6BFOXN%TS3DH", "SSCA1:" + "A" * 43 + "." + "A" * 43, "SSCA1:abc"):
+        refused = counter.post("/api/ecards/counter-activation", {"text": text})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["type"].endswith("clerk-ecard-qr-invalid")
+        assert refused.json()["title"] == "不是激活二维码"
+    neither = counter.post("/api/ecards/counter-activation", {})
+    assert neither.status_code == 422 and neither.json()["type"].endswith("clerk-ecard-qr-missing")
+    # The PIN still stands: the next, good code activates at once.
+    done = counter.post("/api/ecards/counter-activation",
+                        {"text": activation_text(VerifyingKey.from_jwk(other))})  # fmt: skip
+    assert done.status_code == 201, done.text
+    assert done.json()["device_fingerprint"] == fingerprint(other)

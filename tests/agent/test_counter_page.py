@@ -27,6 +27,7 @@ from reader_agent.page.app import PageConfig, create_app
 from reader_agent.page.security import NotLoopbackError, require_loopback
 from reader_agent.page.views import mask_citizen_id, yuan
 from reader_agent.page.words import REFUSALS, explain
+from tests.latin import latin_words
 from wording import render
 
 PORT = 8100
@@ -272,3 +273,91 @@ def test_the_mode_for_the_elderly_is_the_browsers_remembered_choice(client: Test
     assert 'data-mode="care"' in care.text
     odd = client.get("/", headers={"Cookie": 'cardsvc_counter_mode="><script>'}).text
     assert 'data-mode="standard"' in odd and "<script>" not in odd.split("<head>")[0]
+
+
+# -- no English inside the Chinese messages --------------------------------------------------
+
+#: Bad requests of every kind pydantic refuses: each field named in the clerk's words.
+BAD_BODIES = [
+    ("/api/pay", {"amount_fen": 0, "reference": "not a reference!"}, ["金额", "缴费单号"]),
+    ("/api/collect", {"entitlement_id": "nope", "amount_fen": "a lot"}, ["待遇编号", "金额"]),
+    ("/api/pin", {}, ["密码（未填写）"]),
+    ("/api/pin", {"pin": "1" * 40, "extra": True}, ["密码（太长）", "某一项（不应出现）"]),
+    ("/api/qr", {"text": "SSC1:X", "purpose": "lunch"}, ["用途（不是可选的值）"]),
+    ("/api/ecards/counter-activation", {"device_jwk": {"kty": "RSA", "n": "x"}}, ["手机的公钥"]),
+    ("/api/clerk/sign-in", {"client_id": "a b", "password": ""}, ["柜员编号", "柜员密码"]),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "named"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+def test_invalid_input_is_said_in_chinese_with_the_english_folded_away(
+    client: TestClient, path: str, body: dict[str, Any], named: list[str]
+) -> None:
+    zh = _post(client, path, json.dumps(body).encode(), **{"Accept-Language": "zh-CN"})
+    assert zh.status_code == 422, zh.text
+    problem = zh.json()
+    words = " ".join((problem["title"], problem["detail"], problem["next"]))
+    assert latin_words(words) == [], words
+    assert problem["detail"].startswith("部分输入内容无效：")
+    for name in named:
+        assert name in problem["detail"], problem["detail"]
+    # pydantic's own words are kept for support, beside (never inside) the message.
+    assert latin_words(problem["technical"]), problem["technical"]
+    assert "1" * 40 not in zh.text  # the input itself is never echoed
+    en = _post(client, path, json.dumps(body).encode(), **{"Accept-Language": "en"})
+    assert en.json()["detail"].startswith("Some of what was entered is not valid: ")
+
+
+ISSUER_PROBLEMS = [
+    {"type": "https://cardsvc.example/problems/illegal-transition", "status": 409,
+     "detail": "cannot report_loss a card in state revoked", "state": "revoked"},
+    {"type": "https://cardsvc.example/problems/transaction-refused", "status": 422,
+     "detail": "entitlement 1f0e is not open"},
+    {"type": "https://cardsvc.example/problems/brand-new-code", "status": 409,
+     "detail": "something the counter has never heard of"},
+    {"title": "Internal Server Error"},
+    "not even a problem document",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("problem", ISSUER_PROBLEMS)
+def test_the_issuers_english_never_reaches_a_chinese_message(problem: object) -> None:
+    from reader_agent.errors import IssuerError
+    from reader_agent.page.clerk import _issuer_words
+
+    error = IssuerError("issuer said 409: cannot report_loss", status=409, problem=problem)
+    for words in (explain(error), _issuer_words(error, "zh-CN", not_found="person.not-found")):
+        said = words.problem("zh-CN")
+        text = " ".join((said["title"], said["detail"], said["next"]))
+        assert latin_words(text) == [], text
+        assert said["technical"]  # the issuer's own words, for support
+        assert latin_words(" ".join(words.problem("en")[k] for k in ("title", "detail")))
+
+
+def test_the_card_stacks_english_never_reaches_a_chinese_message() -> None:
+    from reader_agent.cache import CacheError
+    from reader_agent.errors import (
+        AgentError,
+        ApduError,
+        CardProtocolError,
+        InvalidPinFormatError,
+        ReaderError,
+    )
+    from reader_agent.journal import JournalError
+
+    errors: list[AgentError] = [
+        ApduError("INTERNAL AUTHENTICATE refused: 6985 conditions not satisfied",
+                  sw=0x6985, command="INTERNAL AUTHENTICATE"),
+        CardProtocolError("card document is not valid UTF-8"),
+        ReaderError("SCardTransmit failed: SCARD_E_COMM_DATA_LOST", operation="SCardTransmit"),
+        InvalidPinFormatError("PIN must have 6 to 12 digits, got 4"),
+        CacheError("trust list signature does not verify", check="trust-list"),
+        JournalError("record 7 hash does not chain", check="chain"),
+        CounterRefusedError("offline floor limit 500000 exceeded", reason="floor-limit"),
+        AgentError("something odd"),
+    ]  # fmt: skip
+    for error in errors:
+        said = explain(error).problem("zh-CN")
+        text = " ".join((said["title"], said["detail"], said["next"]))
+        assert latin_words(text) == [], (type(error).__name__, text)
+        assert said["technical"] == error.detail

@@ -58,6 +58,7 @@ from reader_agent.page.server import PageServer
 from reader_agent.page.views import Hall
 from tests.agent.world import emulator_process
 from tests.browser import browser_page, screenshot
+from tests.latin import latin_words
 from tests.live import free_port
 
 pytestmark = [pytest.mark.pcscd, pytest.mark.browser]
@@ -337,7 +338,7 @@ def _checked(page: Any, counter: Counter, words: dict[str, str] = WORDS["en"]) -
     page.goto(counter.url)
     if words.get("switch"):  # a Chinese browser: the clerk switches to English
         expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
-        page.click("[data-lang-choice=en]")
+        _press(page, "[data-lang-choice=en]")
         expect(page.locator("[data-lang-choice=en]")).to_have_attribute(
             "aria-pressed", "true", timeout=WAIT_MS)  # fmt: skip
     expect(page.locator("html")).to_have_attribute("lang", words["lang"])
@@ -359,10 +360,13 @@ def _checked(page: Any, counter: Counter, words: dict[str, str] = WORDS["en"]) -
 
 
 def _pin(page: Any, pin: str = PIN) -> None:
+    """The holder types the PIN: the focus is in its field after the check (and again after
+    a wrong PIN), so typing and Enter are all it takes."""
     from playwright.sync_api import expect
 
-    page.fill("#pin", pin)
-    page.click("#pin-button")
+    expect(page.locator("#pin")).to_be_focused(timeout=WAIT_MS)
+    page.keyboard.type(pin)
+    page.keyboard.press("Enter")
     if pin == PIN:
         expect(page.locator("#services")).to_be_visible(timeout=WAIT_MS)
         expect(page.locator("#pin")).to_be_hidden()
@@ -387,10 +391,12 @@ def _collect(page: Any, counter: Counter, tmp_path: Path, lang: str) -> None:
     choice = page.locator('#entitlements input[type="radio"]')
     expect(choice).to_have_count(1, timeout=WAIT_MS)
     assert choice.get_attribute("data-id") == entitlement
-    page.click("#collect-button")
+    expect(choice).to_be_focused(timeout=WAIT_MS)
+    page.keyboard.press("Enter")  # the chosen entitlement continues
     expect(page.locator("#confirm-text")).to_have_text(words["confirm"])
     assert counter.issuer.accepted() == 0  # nothing before the clerk confirms
-    page.click("#confirm-button")
+    expect(page.locator("#confirm-button")).to_be_focused()
+    page.keyboard.press("Enter")
 
     receipt = page.locator("#receipt")
     expect(receipt).to_be_visible(timeout=WAIT_MS)
@@ -441,8 +447,10 @@ def test_a_card_pulled_mid_flow_is_shown_at_once_and_nothing_is_paid(
 
     _checked(page, counter)
     _pin(page)
-    expect(page.locator('#entitlements input[type="radio"]')).to_have_count(1, timeout=WAIT_MS)
-    page.click("#collect-button")
+    choice = page.locator('#entitlements input[type="radio"]')
+    expect(choice).to_have_count(1, timeout=WAIT_MS)
+    expect(choice).to_be_focused(timeout=WAIT_MS)
+    page.keyboard.press("Enter")
     expect(page.locator("#confirm")).to_be_visible()
 
     counter.pull()  # at the confirmation step, before the clerk confirms
@@ -487,11 +495,15 @@ def test_offline_collection_is_synced_once_the_issuer_is_back(
     # The issuer cannot list entitlements now: the clerk types the one from the letter.
     expect(page.locator("#entitlements-note")).to_contain_text("cannot be reached",
                                                                timeout=WAIT_MS)  # fmt: skip
-    page.fill("#entitlement-id", entitlement)
-    page.fill("#entitlement-amount", "3500")
-    page.click("#collect-button")
+    expect(page.locator("#manual")).to_have_attribute("open", "")  # opened for the clerk
+    _tab_to(page, "#entitlement-id")
+    page.keyboard.type(entitlement)
+    page.keyboard.press("Tab")
+    page.keyboard.type("3500")
+    page.keyboard.press("Enter")
     expect(page.locator("#confirm-text")).to_contain_text("¥3,500.00")
-    page.click("#confirm-button")
+    expect(page.locator("#confirm-button")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#receipt-mode")).to_have_text("offline")
     expect(page.locator("#receipt-state")).to_contain_text("to be uploaded")
@@ -521,12 +533,18 @@ def test_fee_payment_after_a_wrong_pin(page: Any, counter: Counter) -> None:
     expect(page.locator("#pin-tries")).to_have_text("2 tries left")
     _pin(page)
 
-    page.click("#tab-pay")
-    page.fill("#fee-amount", "25.50")
-    page.fill("#fee-reference", "BILL-2025-0042")
-    page.click("#pay-button")
+    expect(page.locator("#collect-button")).to_be_focused(timeout=WAIT_MS)  # nothing open
+    _tab_to(page, "#tab-collect")
+    page.keyboard.press("ArrowRight")  # the tabs move by the arrow keys
+    expect(page.locator("#tab-pay")).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.type("25.50")
+    page.keyboard.press("Tab")
+    page.keyboard.type("BILL-2025-0042")
+    page.keyboard.press("Enter")
     expect(page.locator("#confirm-text")).to_contain_text("¥25.50 for bill BILL-2025-0042")
-    page.click("#confirm-button")
+    expect(page.locator("#confirm-button")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#receipt-kind")).to_have_text("Fee paid")
     expect(page.locator("#receipt-amount")).to_have_text("¥25.50")
@@ -558,9 +576,10 @@ def test_an_e_card_qr_code_is_verified_online_and_plainly_not_when_offline(
     result = page.locator("#qr-result")
 
     def scan(text: str) -> None:  # a scanner types the text and ends with Enter
-        page.fill("#qr-text", "")
-        page.type("#qr-text", text)
-        page.press("#qr-text", "Enter")
+        _tab_to(page, "#qr-text")  # the field keeps the focus after each code
+        expect(page.locator("#qr-text")).to_have_value("")
+        page.keyboard.type(text)
+        page.keyboard.press("Enter")
 
     scan(token)
     expect(result).to_have_attribute("data-outcome", "valid", timeout=WAIT_MS)
@@ -885,3 +904,180 @@ def test_the_page_follows_the_browsers_text_size_contrast_and_motion(counter: Co
         expect(page.locator("#dialog")).to_be_hidden()
     states = counter.issuer.call("GET", f"/v1/cards/{counter.card_number}", {}, "cards:read")
     assert states["state"] == "active"
+
+
+# -- an e-card activated at the counter: the wallet's QR code, the chip and the PIN -------
+
+#: What the clerk and the holder read (Chinese first); the clerk's steps are keyboard only.
+ACTIVATION = {
+    "zh-CN": {"locale": "zh-CN", "start": "到柜台激活", "waiting": "正在等待柜台激活",
+              "pin-wrong": "还可尝试 2 次", "invalid": "不是激活二维码", "done": "电子社保卡已激活",
+              "twice": "这部手机已激活", "activated": "已在柜台激活", "status": "正常",
+              "ecard-line": "卡号 {card} 的电子社保卡：正常"},
+    "en": {"locale": "en-US", "start": "Activate at a counter",
+           "waiting": "Waiting for the counter",
+           "pin-wrong": "2 tries left", "invalid": "Not an activation code",
+           "done": "E-card activated", "twice": "Already active on this phone",
+           "activated": "activated at the counter", "status": "Active",
+           "ecard-line": "E-card of card {card}: in use"},
+}
+def _scan(wallet: Any) -> str:
+    """What a counter's scanner reads off the phone's screen: the QR code decoded from a
+    screenshot of it (zxing-cpp)."""
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    shot = wallet.locator("#counter-qr").screenshot()
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(shot)))
+    assert len(found) == 1, f"{len(found)} codes on the phone's screen"
+    return str(found[0].text)
+
+
+def _message_words(page: Any) -> str:
+    """The message as the clerk reads it (the folded technical details left out)."""
+    return " ".join(page.locator(f"#message-{part}").inner_text()
+                    for part in ("title", "detail", "next"))  # fmt: skip
+
+
+@pytest.mark.parametrize(("lang", "mode"), [("zh-CN", "standard"), ("zh-CN", "care"),
+                                            ("en", "standard")])  # fmt: skip
+def test_an_ecard_activated_at_the_counter_from_the_wallets_qr_code(
+    counter: Counter, tmp_path: Path, lang: str, mode: str
+) -> None:
+    from playwright.sync_api import expect
+
+    from cardsvc.core.pairing import fingerprint, parse_activation_text
+    from tests.browser import chromium
+    from tests.issuer.test_wallet_browser import HEIGHT, WIDTH, check_state
+
+    words = ACTIVATION[lang]
+    care = mode == "care"
+    shot = "" if not care else "care-"
+    chinese = lang == "zh-CN"
+    with chromium() as browser:
+        phone = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT},
+                                    locale=words["locale"])  # fmt: skip
+        desk = browser.new_context(viewport={"width": 1280, "height": 900}, locale=words["locale"])
+        if care:  # both people chose the mode for the elderly before (remembered cookies)
+            host = "127.0.0.1"
+            phone.add_cookies([{"name": "cardsvc_wallet_mode", "value": "care", "domain": host,
+                                "path": "/"}])  # fmt: skip
+            desk.add_cookies([{"name": "cardsvc_counter_mode", "value": "care", "domain": host,
+                               "path": "/"}])  # fmt: skip
+        wallet, page = phone.new_page(), desk.new_page()
+
+        # The holder opens the wallet and chooses to activate at the counter: a QR code.
+        wallet.goto(counter.issuer.base + "/wallet")
+        start = wallet.locator("#counter-start-button")
+        expect(start).to_have_text(words["start"], timeout=WAIT_MS)
+        check_state(wallet, "wallet: activation choices", lang, mode)
+        start.click()
+        expect(wallet.locator("#counter-qr")).to_be_visible(timeout=WAIT_MS)
+        expect(wallet.locator("#counter-heading")).to_be_focused()
+        expect(wallet.locator("#counter-status")).to_contain_text(words["waiting"])
+        shown = wallet.locator("#counter-fingerprint").inner_text()
+        assert re.fullmatch(r"[0-9A-F]{4}-[0-9A-F]{4}", shown), shown
+        check_state(wallet, "wallet: counter QR", lang, mode)
+        if care:  # as large as the screen allows
+            box = wallet.locator("#counter-qr").bounding_box()
+            assert box["width"] >= 0.85 * WIDTH, box
+        if chinese:
+            screenshot(wallet, tmp_path, f"wallet-{shot}counter-qr")
+        text = _scan(wallet)
+        assert text == wallet.locator("#counter-qr").get_attribute("data-text")
+        assert fingerprint(parse_activation_text(text)) == shown  # the phone's sum = Python's
+        # A reload keeps the same key and keeps waiting.
+        wallet.reload()
+        expect(wallet.locator("#counter-qr")).to_be_visible(timeout=WAIT_MS)
+        expect(wallet.locator("#counter-fingerprint")).to_have_text(shown)
+
+        # The clerk: signed in, the card checked, a wrong PIN, then the right one.
+        page.goto(counter.url)
+        _sign_in(page, counter)
+        expect(page.locator("html")).to_have_attribute("data-mode", mode)
+        counter.insert()
+        expect(page.locator("#verdict")).to_have_attribute("data-verdict", "genuine",
+                                                           timeout=WAIT_MS)  # fmt: skip
+        expect(page.locator("#pin")).to_be_focused(timeout=WAIT_MS)
+        page.keyboard.type("000000")
+        page.keyboard.press("Enter")
+        expect(page.locator("#pin-tries")).to_have_text(words["pin-wrong"], timeout=WAIT_MS)
+        expect(page.locator("#pin")).to_be_focused()
+        page.keyboard.type(PIN)
+        page.keyboard.press("Enter")
+        expect(page.locator("#services")).to_be_visible(timeout=WAIT_MS)
+        # Nothing open to collect: once that is known, the focus is on "continue".
+        expect(page.locator("#collect-button")).to_be_focused(timeout=WAIT_MS)
+
+        # The e-card tab, by the arrow keys; then the scanner's text, with Enter.
+        _tab_to(page, "#tab-collect")
+        page.keyboard.press("ArrowLeft")  # collect <- activate (wraps)
+        expect(page.locator("#tab-activate")).to_be_focused()
+        expect(page.locator("#activate-form")).to_be_visible()
+        _accessible(page, "activate tab", mode)
+        _sizes(page, mode)
+        page.keyboard.press("Tab")
+        expect(page.locator("#activate-text")).to_be_focused()
+        page.keyboard.type("SSC1:NCFOXN%TS3DH")  # an e-card's own QR code, not the activation one
+        page.keyboard.press("Enter")
+        expect(page.locator("#message-title")).to_have_text(words["invalid"], timeout=WAIT_MS)
+        if chinese:
+            assert latin_words(_message_words(page)) == [], _message_words(page)
+        expect(page.locator("#activate-text")).to_be_focused()  # the PIN still stands
+        _accessible(page, "activation refused", mode)
+        _sizes(page, mode)  # the folded technical details too
+        page.keyboard.type(text)
+        page.keyboard.press("Enter")
+        expect(page.locator("#message-title")).to_have_text(words["done"], timeout=WAIT_MS)
+        expect(page.locator("#message-next")).to_contain_text(shown)
+        expect(page.locator("#message")).to_have_class(re.compile("info"))
+        _accessible(page, "e-card activated", mode)
+        if chinese:
+            _screenshot(page, tmp_path, f"{shot}ecard-activated")
+
+        # The phone shows the e-card by itself, with a QR code to show.
+        expect(wallet.locator("#ecard")).to_be_visible(timeout=WAIT_MS)
+        expect(wallet.locator("#holder-name")).to_have_text("李四")
+        expect(wallet.locator("#card-status")).to_have_text(words["status"])
+        expect(wallet.locator("#message")).to_contain_text(words["activated"])
+        expect(wallet.locator("#qr")).to_be_visible(timeout=WAIT_MS)
+        assert (wallet.locator("#qr").get_attribute("data-token") or "").startswith("SSC1:")
+        check_state(wallet, "wallet: activated at the counter", lang, mode)
+        if chinese:
+            screenshot(wallet, tmp_path, f"wallet-{shot}counter-activated")
+
+        # The same phone scanned again (the PIN entered again first): said, nothing changes.
+        expect(page.locator("#pin")).to_be_visible(timeout=WAIT_MS)
+        _tab_to(page, "#pin")
+        page.keyboard.type(PIN)
+        page.keyboard.press("Enter")
+        expect(page.locator("#services")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#collect-button")).to_be_focused(timeout=WAIT_MS)
+        _tab_to(page, "#tab-collect")
+        page.keyboard.press("ArrowLeft")
+        page.keyboard.press("Tab")
+        expect(page.locator("#activate-text")).to_be_focused()
+        page.keyboard.type(text)
+        page.keyboard.press("Enter")
+        expect(page.locator("#message-title")).to_have_text(words["twice"], timeout=WAIT_MS)
+        if chinese:
+            assert latin_words(_message_words(page)) == [], _message_words(page)
+        _accessible(page, "already active", mode)
+
+        # Looked up by ID number: one e-card, activated at the counter.
+        _tab_to(page, "#lookup-id")
+        page.keyboard.type(CITIZEN_ID)
+        page.keyboard.press("Enter")
+        ecards = page.locator("#person-ecards li")
+        expect(ecards).to_have_count(1, timeout=WAIT_MS)
+        expect(ecards.locator(".what")).to_have_text(
+            words["ecard-line"].format(card=counter.card_number))  # fmt: skip
+        phone.close()
+        desk.close()
+    mine = counter.issuer.call("GET", f"/v1/persons/{counter.person_id}/ecards", {},
+                               "cards:read")["items"]  # fmt: skip
+    assert [(e["state"], e["activated_via"], e["created_by"]) for e in mine] == [
+        ("active", "counter", counter.clerk_id)]  # fmt: skip
+    assert mine[0]["device_kid"] == parse_activation_text(text).kid

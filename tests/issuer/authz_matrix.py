@@ -97,6 +97,7 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/ecards/counter-activations"): _row("ok", "ok", "403", "ok", "403"),
     ("POST", "/v1/verify"): _row("ok", "403", "403", "ok", "ok"),
     # The holder's own e-card, by its device proof only.
+    ("GET", "/v1/ecards/device-binding"): _HOLDER,
     ("GET", "/v1/ecards/{ecard_id}"): _HOLDER,
     ("POST", "/v1/ecards/{ecard_id}/tokens"): _HOLDER,
     ("POST", "/v1/ecards/{ecard_id}/offline-credentials"): _HOLDER,

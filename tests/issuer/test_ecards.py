@@ -34,6 +34,7 @@ from cardsvc.ecards.render import MAX_VERSION, qr_code
 from cardsvc.registry.db import read_session
 from cardsvc.replay import RedisReplayCache
 from cardsvc.services import Services
+from tests.issuer.conftest import STORE_PARAMS, shared_redis
 from tests.issuer.ecard_helpers import (
     Holder,
     Phone,
@@ -231,6 +232,49 @@ def test_counter_activation_is_proven_by_the_chip(
     assert assert_problem(bad, 422)["reason"] == "challenge"
 
 
+def test_a_wallet_activated_at_a_counter_finds_its_ecard_by_its_key(
+    client: TestClient, services: Services, holder: Holder
+) -> None:
+    phone, stranger = Phone(), Phone()
+    path = "/v1/ecards/device-binding"
+
+    def ask(who: Phone, proof: str | None = None) -> Any:
+        proof = proof or who.proof(services, client, "GET", path)
+        return client.get(path, headers={"DPoP": proof})
+
+    # Before the counter binds the key: 404, but only after a good proof.
+    assert assert_problem(ask(phone), 404)["type"].endswith("ecard-not-found")
+    assert assert_problem(client.get(path), 401)["reason"] == "proof-missing"
+    no_key = phone.proof(services, client, "GET", path).split(".")
+    header = b64url_encode(b'{"typ":"dpop+jwt","alg":"ES256"}')
+    assert assert_problem(ask(phone, ".".join([header, *no_key[1:]])), 401)["reason"] == (
+        "proof-key")  # fmt: skip
+    challenge, nonce = _challenge(client, services, holder)
+    bound = _counter(client, services, challenge, holder.chip.sign(CHIP_AUTH_CONTEXT + nonce),
+                     phone)  # fmt: skip
+    assert bound.status_code == 201, bound.json()
+    found = ask(phone)
+    assert found.status_code == 200, found.json()
+    body = found.json()
+    assert body["ecard_id"] == bound.json()["ecard_id"] and body["ecard_status"] == "valid"
+    ecard_key = services.keys.signing_record(KeyPurpose.ECARD, now=services.clock()).key
+    credential = verify_jws(body["credential"], typ="ssc-ecard+jwt", key_for=lambda _h: ecard_key)
+    assert credential.claims["cnf"]["jwk"]["x"] == phone.jwk["x"]
+    # A proof that names the phone's key but is signed by another: refused, nothing said.
+    forged = stranger.proof(services, client, "GET", path).split(".")
+    named = phone.proof(services, client, "GET", path).split(".")
+    refused = ask(phone, ".".join([named[0], forged[1], forged[2]]))
+    assert assert_problem(refused, 401)["reason"] == "proof-signature"
+    # A stranger's own key: nothing bound to it.
+    assert assert_problem(ask(stranger), 404)["type"].endswith("ecard-not-found")
+    # The same phone scanned again at the counter: said, and nothing is replaced.
+    challenge, nonce = _challenge(client, services, holder)
+    again = _counter(client, services, challenge, holder.chip.sign(CHIP_AUTH_CONTEXT + nonce),
+                     phone)  # fmt: skip
+    assert assert_problem(again, 409)["type"].endswith("device-already-bound")
+    assert ask(phone).json()["ecard_id"] == body["ecard_id"]
+
+
 # -- device binding and proofs --------------------------------------------------------------
 
 
@@ -397,10 +441,10 @@ def _trust(services: Services) -> Any:
 # -- online verification --------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=STORE_PARAMS)
 def replay_store(request: pytest.FixtureRequest, services: Services) -> str:
-    if request.param == "redis":
-        redis, prefix = request.getfixturevalue("redis_store")
+    if request.param != "memory":
+        redis, prefix = shared_redis(request, request.param)
         store = RedisReplayCache(redis, prefix=prefix)
         services.use_stores(replay=store, rate_limiter=services.rate_limiter)
     return str(request.param)
@@ -474,7 +518,7 @@ def test_verify_names_each_failed_check(
     # Still valid after the failures above: they burnt nothing.
     assert verify(client, services, fresh).status_code == 200
     assert verify(client, services, fresh).json()["check"] == "replayed"
-    assert replay_store in {"memory", "redis"}
+    assert replay_store in {"memory", "redis", "redis-cluster"}
 
 
 def test_verify_needs_the_verify_scope(client: TestClient, services: Services) -> None:

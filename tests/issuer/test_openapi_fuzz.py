@@ -167,6 +167,7 @@ WALLET_PATHS = frozenset(
     {
         "/v1/ecards/activations",
         "/v1/ecards/nonce",
+        "/v1/ecards/device-binding",
         "/v1/ecards/{ecard_id}",
         "/v1/ecards/{ecard_id}/tokens",
         "/v1/ecards/{ecard_id}/loss-report",

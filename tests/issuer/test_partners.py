@@ -18,6 +18,7 @@ from cardsvc.core.signing import LocalSigner
 from cardsvc.errors import CardsvcError
 from cardsvc.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from cardsvc.services import Services
+from tests.issuer.conftest import STORE_PARAMS, shared_redis
 from tests.issuer.ecard_helpers import Phone, activate, active_holder, mint
 from tests.issuer.registry_helpers import registry_services
 
@@ -154,10 +155,10 @@ def test_partner_without_a_stored_policy_may_verify_nothing(services: Services) 
     assert answer.json()["allowed_purposes"] == []
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=STORE_PARAMS)
 def limiter_services(request: pytest.FixtureRequest, services: Services) -> Services:
-    if request.param == "redis":
-        store, prefix = request.getfixturevalue("redis_store")
+    if request.param != "memory":
+        store, prefix = shared_redis(request, request.param)
         limiter: RateLimiter = RedisRateLimiter(store, prefix=prefix)
     else:
         limiter = MemoryRateLimiter()
@@ -183,12 +184,12 @@ def test_rate_limit_per_partner(limiter_services: Services, fast_verify: bool) -
     assert other.status_code != 429  # the limit is per partner
 
 
-@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.mark.parametrize("backend", STORE_PARAMS)
 def test_window_resets(request: pytest.FixtureRequest, backend: str) -> None:
     now = [1000.0]
     limiter: MemoryRateLimiter | RedisRateLimiter
-    if backend == "redis":
-        store, prefix = request.getfixturevalue("redis_store")
+    if backend != "memory":
+        store, prefix = shared_redis(request, backend)
         limiter = RedisRateLimiter(store, prefix=prefix, clock=lambda: now[0])
     else:
         limiter = MemoryRateLimiter(clock=lambda: now[0])

@@ -31,6 +31,7 @@ from cardsvc.db.states import Role
 from cardsvc.ratelimit import WINDOW_SECONDS, MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from cardsvc.services import Services, utcnow
 from cardsvc.settings import RateLimits, Settings
+from tests.issuer.conftest import STORE_PARAMS, shared_redis
 from tests.issuer.ecard_helpers import Phone, activate, activation_code, active_holder, mint
 from tests.issuer.registry_helpers import assert_problem, bearer, registry_services
 
@@ -71,7 +72,7 @@ class World:
         return TestClient(app, client=(address, 50000))
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=STORE_PARAMS)
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     services = registry_services(
         Settings(
@@ -87,7 +88,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     if request.param == "memory":
         limiter = MemoryRateLimiter(clock=clock)
     else:
-        store, prefix = request.getfixturevalue("redis_store")
+        store, prefix = shared_redis(request, request.param)
         limiter = RedisRateLimiter(store, prefix=prefix + "rate:", clock=clock)
     services.use_stores(replay=services.replay, rate_limiter=limiter)
     yield World(services, clock)

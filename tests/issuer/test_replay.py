@@ -11,17 +11,18 @@ import pytest
 from cardsvc.errors import Unavailable
 from cardsvc.redisstore import RedisStore, SharedStoreUnavailableError
 from cardsvc.replay import MemoryReplayCache, OneTimeUse, RedisReplayCache, ReplayCache
+from tests.issuer.conftest import STORE_PARAMS, shared_redis
 
 #: Nothing listens on port 1: every connection is refused at once.
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=STORE_PARAMS)
 def cache(request: pytest.FixtureRequest) -> Iterator[ReplayCache]:
     if request.param == "memory":
         yield MemoryReplayCache()
         return
-    store, prefix = request.getfixturevalue("redis_store")
+    store, prefix = shared_redis(request, request.param)
     yield RedisReplayCache(store, prefix=prefix)
 
 

@@ -18,6 +18,7 @@ from cardsvc.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from cardsvc.redisstore import RedisStore
 from cardsvc.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from cardsvc.services import Services
+from tests.issuer.conftest import shared_redis
 from tests.issuer.ecard_helpers import Phone, activate, active_holder, mint
 from tests.issuer.registry_helpers import registry_services
 
@@ -40,6 +41,8 @@ def use_stores(services: Services, replay: ReplayCache, limiter: Any) -> None:
     params=[
         "memory",
         pytest.param("redis", marks=pytest.mark.redis),
+        # Both on a Redis Cluster: counted, then recorded on the jti's own slot.
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
         # The limiter on Redis, one-time use elsewhere: counted, then recorded apart.
         pytest.param("redis-limiter-only", marks=pytest.mark.redis),
     ]
@@ -48,11 +51,12 @@ def stores(request: pytest.FixtureRequest, services: Services) -> str:
     if request.param == "memory":
         use_stores(services, MemoryReplayCache(), MemoryRateLimiter())
     else:
-        store, prefix = request.getfixturevalue("redis_store")
+        kind = "redis-cluster" if request.param == "redis-cluster" else "redis"
+        store, prefix = shared_redis(request, kind)
         replay: ReplayCache = (
-            RedisReplayCache(store, prefix=prefix + "replay:")
-            if request.param == "redis"
-            else MemoryReplayCache()
+            MemoryReplayCache()
+            if request.param == "redis-limiter-only"
+            else RedisReplayCache(store, prefix=prefix + "replay:")
         )
         use_stores(services, replay, RedisRateLimiter(store, prefix=prefix + "rate:"))
     return str(request.param)
@@ -121,7 +125,7 @@ def test_concurrent_verifies_of_one_token_admit_exactly_one(
     replayed = next(a for a in answers if a.status_code == 422).json()
     assert valid["valid"] is True
     assert replayed["check"] == "replayed"
-    assert stores in {"memory", "redis", "redis-limiter-only"}
+    assert stores in {"memory", "redis", "redis-cluster", "redis-limiter-only"}
 
 
 @PATHS
@@ -154,7 +158,7 @@ def test_a_refused_request_does_not_consume_the_token(
     assert wrong.status_code == 403
     ok = client.post("/v1/verify", json={"token": spare, "purpose": "transport"}, headers=museum)
     assert ok.status_code == 200, ok.json()
-    assert stores in {"memory", "redis", "redis-limiter-only"}
+    assert stores in {"memory", "redis", "redis-cluster", "redis-limiter-only"}
 
 
 @PATHS

@@ -173,6 +173,8 @@ _SIZES = """() => {
 
 def check_state(page: Any, state: str, lang: str, mode: str) -> None:
     """axe on the page as it is (7:1 in the elderly mode), and the sizes measured."""
+    # As it stays, after any appearing animation (a dialog fades in).
+    page.evaluate("() => Promise.all(document.getAnimations().map((a) => a.finished))")
     assert_accessible(page, f"{state} ({lang}, {mode})", enhanced_contrast=mode == "care")
     least = MODES[mode]
     sizes = page.evaluate(_SIZES)

@@ -113,3 +113,26 @@ def test_sizes_follow_the_browsers_text_size() -> None:
     assert sizes and all(not re.search(r"\d(px|pt)\b", s) for s in sizes), sizes
     assert not re.search(r"(^|\})\s*html\s*\{[^}]*font-size", css)
     assert not re.search(r"min-height:\s*\d+px", css)
+
+
+def test_the_activation_qr_is_drawn_for_an_activation_text_only(make: Any) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from cardsvc.core.keys import VerifyingKey
+    from cardsvc.core.pairing import activation_text
+    from cardsvc.ecards.render import render
+
+    client = make()
+    key = VerifyingKey(public_key=ec.generate_private_key(ec.SECP256R1()).public_key())
+    text = activation_text(key)
+    answer = client.get("/wallet/activation-qr.svg", params={"text": text})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "image/svg+xml"
+    # The QR code of exactly that text (the browser test scans it off the screen).
+    assert answer.content == render(text, "svg")
+    for bad in ("SSC1:NCFOXN%TS3DH", "SSCA1:" + "A" * 43 + "." + "A" * 43, "hello", ""):
+        refused = client.get("/wallet/activation-qr.svg", params={"text": bad})
+        assert refused.status_code == 400, refused.text  # malformed input, as for any code
+        assert refused.json()["type"].endswith("decode-error")
+    too_long = client.get("/wallet/activation-qr.svg", params={"text": "SSCA1:" + "A" * 300})
+    assert too_long.status_code == 422 and "A" * 100 not in too_long.text

@@ -253,7 +253,7 @@ async def counter_challenge(
     "/v1/ecards/counter-activations",
     status_code=201,
     response_model=ActivationOut,
-    responses=problems(*AUTH, 409, 429),
+    responses=problems(*AUTH, 409, 422, 429),
     summary="Activate an e-card at a counter: the chip's answer and the PIN prove the card",
 )
 async def activate_at_counter(
@@ -297,6 +297,29 @@ async def nonce(services: ServicesDep, response: Response) -> dict[str, str]:
 
 def _htu(services: Services, request: Request) -> str:
     return services.settings.issuer.rstrip("/") + request.url.path
+
+
+@router.get(
+    "/v1/ecards/device-binding",
+    response_model=ActivationOut,
+    responses=problems(401, 404, 422),
+    summary="The active e-card bound to the key that made this device proof, with its credential",
+)
+async def device_binding(
+    request: Request, services: ServicesDep, dpop: DPoP = None
+) -> ActivationOut:
+    """A wallet activated at a counter (the clerk scanned its key) finds its e-card here:
+    404 until the counter has bound the key, then the e-card and its signed credential.
+    Only the key's holder can ask (the proof is checked before anything is answered)."""
+    now = services.clock()
+    htm, htu = request.method, _htu(services, request)
+    view = await run_in_threadpool(
+        lambda: services.ecard_tokens.bound_to_proof(dpop, htm=htm, htu=htu, now=now)
+    )
+    credential = await run_in_threadpool(
+        lambda: services.ecard_activation.credential(view, now=now)
+    )
+    return ActivationOut(**_ecard_out(services, view), credential=credential)
 
 
 async def _proven(

@@ -13,6 +13,10 @@ cookie its switch sets, so the page is rendered in that mode from the first pain
 issuer's: developer aids (the QR code's text) only with ``wallet_developer_aids``, and
 what to do after a loss report (``wallet_hotline``, ``wallet_loss_next_steps`` per
 language, else the catalogue's words).
+
+For an activation at a counter the page shows its device key as a QR code; the image is
+drawn here (``/wallet/activation-qr.svg``), for that one kind of text only
+(:mod:`cardsvc.core.pairing`), so the page needs no QR library of its own.
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ import html
 import re
 from functools import cache
 from importlib import resources
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api.deps import ServicesDep
+from cardsvc.core.pairing import MAX_TEXT, activation_text, parse_activation_text
+from cardsvc.ecards.render import render
 from cardsvc.settings import Settings
 from wording import COOKIE, catalogue_json, negotiate, render_html, script, text
 
@@ -116,3 +124,13 @@ async def wallet_script() -> Response:
 @router.get("/wallet/wallet.css")
 async def wallet_style() -> Response:
     return Response(_asset("wallet.css"), media_type="text/css", headers=_HEADERS)
+
+
+@router.get("/wallet/activation-qr.svg")
+async def activation_qr(text: Annotated[str, Query(max_length=MAX_TEXT)]) -> Response:
+    """The QR code of a wallet's counter-activation text (a public key: nothing secret);
+    any other text is refused (422) rather than drawn."""
+    key = parse_activation_text(text)
+    image = await run_in_threadpool(render, activation_text(key), "svg")
+    return Response(image, media_type="image/svg+xml",
+                    headers={**_HEADERS, "Cache-Control": "private, max-age=86400"})  # fmt: skip

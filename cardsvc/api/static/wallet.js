@@ -1,6 +1,13 @@
 // The demo e-card wallet: a device key in WebCrypto (non-extractable, kept in IndexedDB),
-// activation with a one-time code, refreshing QR tokens, the holder's own records, a loss
-// report confirmed in the page.
+// activation with a one-time code or at a counter, refreshing QR tokens, the holder's own
+// records, a loss report confirmed in the page.
+//
+// Activation at a counter: the page makes a device key first and shows its public half as
+// a QR code (SSCA1:<x>.<y>, cardsvc/core/pairing.py) with a short fingerprint; the clerk
+// scans it, the card's chip and PIN prove the holder, and the issuer binds the key. The
+// page meanwhile asks GET /v1/ecards/device-binding with a device proof every few seconds:
+// 404 until the key is bound, then the e-card, shown at once. A reload keeps waiting with
+// the same key (it is kept in IndexedDB, marked pending).
 //
 // Two modes: standard shows the QR code, the records and the other actions one below the
 // other; the mode for the elderly (<html data-mode="care">, remembered in a cookie the
@@ -23,6 +30,9 @@
   const REFRESH = Math.min(30, Math.max(2, parseInt(
     new URLSearchParams(location.search).get("refresh") || "30", 10) || 30));
   const RETRY_SECONDS = 5;
+  // How often a wallet waiting for a counter asks whether its key is bound, in seconds.
+  const COUNTER_POLL_SECONDS = 3;
+  const ACTIVATION_PREFIX = "SSCA1:";
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -35,6 +45,10 @@
     openList: $("open-list"), benefitList: $("benefit-list"), feeList: $("fee-list"),
     dialog: $("confirm"), dialogHeading: $("confirm-heading"), dialogText: $("confirm-text"),
     dialogYes: $("confirm-yes"), dialogNo: $("confirm-no"),
+    counterStart: $("counter-start"), counterStartButton: $("counter-start-button"),
+    counter: $("counter"), counterHeading: $("counter-heading"), counterQr: $("counter-qr"),
+    counterFingerprint: $("counter-fingerprint"), counterText: $("counter-text"),
+    counterStatus: $("counter-status"), counterCancel: $("counter-cancel"),
   };
   const root = document.documentElement;
   const MODE_COOKIE = "cardsvc_wallet_mode";
@@ -86,7 +100,8 @@
     }
     if (status === 429) return t(`${P}too-many`);
     if (status >= 500) return t(`${P}server`);
-    if (!problem.detail) return t(`${P}other`, { status });
+    // The issuer's own detail is English: shown only to a reader of English.
+    if (!problem.detail || I18N.lang !== "en") return t(`${P}other`, { status });
     return t(`${P}other-detail`, { status, detail: String(problem.detail).replace(/\.$/, "") });
   }
 
@@ -137,6 +152,15 @@
   const loadWallet = () => store("readonly", (s) => s.get(SLOT));
   const saveWallet = (value) => store("readwrite", (s) => s.put(value, SLOT));
   const clearWallet = () => store("readwrite", (s) => s.delete(SLOT));
+
+  async function fingerprintOf(jwk) {
+    // Eight hex digits of the RFC 7638 thumbprint, as the counter shows them (XXXX-XXXX).
+    const canonical = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(canonical)));
+    const hex = Array.from(digest.slice(0, 4), (b) => b.toString(16).padStart(2, "0"))
+      .join("").toUpperCase();
+    return `${hex.slice(0, 4)}-${hex.slice(4)}`;
+  }
 
   async function newDeviceKey() {
     // Non-extractable: the private key can sign here but can never be read out.
@@ -220,6 +244,8 @@
     // After a loss report (or whenever the card is suspended): what to do next.
     ui.nextSteps.hidden = key !== "suspended";
     ui.form.hidden = true;
+    hideCounter();
+    ui.counterStart.hidden = true;
     const first = ui.ecard.hidden;
     ui.ecard.hidden = false;
     if (first) showView("card", false);
@@ -232,9 +258,92 @@
     stopQr();
     closeDialog(false);
     ui.ecard.hidden = true;
+    hideCounter();
     ui.form.hidden = false;
+    ui.counterStart.hidden = false;
+    ui.counterStartButton.disabled = false;
     ui.activateButton.disabled = false;
     ui.activateButton.textContent = t("wallet.activate.button");
+  }
+
+  // -- activation at a counter --------------------------------------------------------------
+
+  let counterTimer = null;
+
+  function hideCounter() {
+    if (counterTimer !== null) clearTimeout(counterTimer);
+    counterTimer = null;
+    ui.counter.hidden = true;
+  }
+
+  async function showCounter() {
+    const text = `${ACTIVATION_PREFIX}${wallet.jwk.x}.${wallet.jwk.y}`;
+    stopQr();
+    ui.ecard.hidden = true;
+    ui.form.hidden = true;
+    ui.counterStart.hidden = true;
+    ui.counter.hidden = false;
+    ui.counterQr.dataset.text = text;
+    ui.counterQr.onload = () => { ui.counterQr.hidden = false; };
+    ui.counterQr.src = `/wallet/activation-qr.svg?text=${encodeURIComponent(text)}`;
+    ui.counterText.value = text;
+    ui.counterFingerprint.textContent = await fingerprintOf(wallet.jwk);
+    waiting(t("wallet.counter.waiting"), "waiting");
+    ui.counterHeading.focus();
+    askCounter();
+  }
+
+  function waiting(words, state) {
+    ui.counterStatus.textContent = words;
+    ui.counterStatus.dataset.state = state;
+  }
+
+  async function askCounter() {
+    counterTimer = null;
+    if (!wallet || !wallet.pending || ui.counter.hidden) return;
+    try {
+      const response = await proven(wallet, "GET", "/v1/ecards/device-binding");
+      const ecard = await response.json();
+      wallet = { privateKey: wallet.privateKey, jwk: wallet.jwk, ecardId: ecard.ecard_id };
+      await saveWallet(wallet);
+      say(t("wallet.counter.activated"), "info");
+      showCard(ecard);
+      return;
+    } catch (error) {
+      // Not bound yet is the usual answer; anything else is said and asked again.
+      if (error instanceof WalletError && error.code === "ecard-not-found") {
+        waiting(t("wallet.counter.waiting"), "waiting");
+      } else {
+        const words = error instanceof WalletError ? error.message
+          : error instanceof TypeError ? t("wallet.unreachable") : String(error);
+        waiting(t("wallet.counter.retrying", { detail: words }), "failed");
+      }
+    }
+    if (!ui.counter.hidden) counterTimer = setTimeout(askCounter, COUNTER_POLL_SECONDS * 1000);
+  }
+
+  async function startCounter() {
+    say("");
+    ui.counterStartButton.disabled = true;
+    try {
+      const key = await newDeviceKey();
+      wallet = { privateKey: key.privateKey, jwk: key.jwk, pending: true };
+      await saveWallet(wallet);
+      await showCounter();
+    } catch (error) {
+      sayError(error);
+      ui.counterStartButton.disabled = false;
+    }
+  }
+
+  async function cancelCounter() {
+    // The key was never bound: forgotten, and the holder can choose again.
+    hideCounter();
+    await clearWallet();
+    wallet = null;
+    say("");
+    showActivation();
+    ui.counterStartButton.focus();
   }
 
   // -- screens and the mode for the elderly -----------------------------------------------
@@ -533,6 +642,8 @@
 
   async function start() {
     ui.form.addEventListener("submit", activate);
+    ui.counterStartButton.addEventListener("click", startCounter);
+    ui.counterCancel.addEventListener("click", cancelCounter);
     ui.reportLost.addEventListener("click", reportLost);
     ui.forget.addEventListener("click", forget);
     ui.purpose.addEventListener("change", () => { dueAt = 0; });
@@ -558,6 +669,7 @@
     }
     ui.loading.hidden = true;
     if (wallet && wallet.ecardId) await reloadCard();
+    else if (wallet && wallet.pending) await showCounter();
     else showActivation();
   }
 

@@ -181,6 +181,9 @@ class ECard(Base):
             sqlite_where=text("state = 'active'"),
             postgresql_where=text("state = 'active'"),
         ),
+        # A wallet activated at a counter finds its e-card by its device key
+        # (GET /v1/ecards/device-binding).
+        Index("ix_ecards_device_kid", "device_kid"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

@@ -26,18 +26,23 @@
 
   function show(el, visible) { el.hidden = !visible; }
 
-  function say(title, detail, next, info = false) {
+  function say(title, detail, next, info = false, technical = "") {
     $("message-title").textContent = title || "";
     $("message-detail").textContent = detail || "";
     $("message-next").textContent = next || "";
     $("message").classList.toggle("info", info);
+    // The card stack's or the issuer's own words (often English): for support, folded.
+    $("message-technical-text").textContent = technical || "";
+    $("message-technical").open = false;
+    show($("message-technical"), Boolean(technical));
     show($("message"), Boolean(title || detail));
   }
 
   function quiet() { say("", "", ""); }
 
   function sayProblem(problem) {
-    say(problem.title || t("counter.msg.error"), problem.detail || "", problem.next || "");
+    say(problem.title || t("counter.msg.error"), problem.detail || "", problem.next || "", false,
+        typeof problem.technical === "string" ? problem.technical : "");
   }
 
   function focus(el) {
@@ -137,10 +142,12 @@
     $("conflicts").dataset.count = String(journal.conflicts);
     const banner = $("offline-banner");
     if (!journal.intact) {
-      banner.textContent = t("counter.banner.journal", { reason: journal.reason });
+      banner.textContent = t("counter.banner.journal");
+      banner.title = journal.reason || ""; // the technical reason, for support
       show(banner, true);
     } else if (link.online === false) {
       banner.textContent = t("counter.banner.offline", { pending: journal.pending });
+      banner.title = "";
       show(banner, true);
     } else {
       show(banner, false);
@@ -372,7 +379,8 @@
     $("qr-text").value = "";
     show($("qr-result"), false);
     $("qr-attributes").replaceChildren();
-    for (const id of ["entitlement-id", "entitlement-amount", "fee-amount", "fee-reference", "pin"]) {
+    for (const id of ["entitlement-id", "entitlement-amount", "fee-amount", "fee-reference", "pin",
+      "activate-text"]) {
       $(id).value = "";
     }
     quiet();
@@ -552,6 +560,11 @@
       $("last-try").checked = false;
     }
     if (!ok) focus($("pin")); // a wrong PIN: straight back to the field
+    // The PIN again for a card whose entitlements are listed already: straight to them
+    // (the first time, the list's loading moves the focus when it is there).
+    else if (entitlementsFor !== null && !$("services").hidden) {
+      focus(document.querySelector('#entitlements input[type="radio"]:checked') || $("collect-button"));
+    }
   });
 
   async function check() {
@@ -563,20 +576,21 @@
   $("recheck-button").addEventListener("click", check);
   $("next-check-button").addEventListener("click", check);
 
+  const TABS = ["collect", "pay", "activate"];
+
   function selectTab(name) {
-    $("tab-collect").setAttribute("aria-selected", String(name === "collect"));
-    $("tab-pay").setAttribute("aria-selected", String(name === "pay"));
-    $("tab-collect").tabIndex = name === "collect" ? 0 : -1;
-    $("tab-pay").tabIndex = name === "pay" ? 0 : -1;
-    show($("collect-form"), name === "collect");
-    show($("pay-form"), name === "pay");
+    for (const tab of TABS) {
+      $(`tab-${tab}`).setAttribute("aria-selected", String(name === tab));
+      $(`tab-${tab}`).tabIndex = name === tab ? 0 : -1;
+      show($(`${tab}-form`), name === tab);
+    }
   }
-  $("tab-collect").addEventListener("click", () => selectTab("collect"));
-  $("tab-pay").addEventListener("click", () => selectTab("pay"));
-  for (const id of ["tab-collect", "tab-pay"]) {
-    $(id).addEventListener("keydown", (event) => {
+  for (const [index, tab] of TABS.entries()) {
+    $(`tab-${tab}`).addEventListener("click", () => selectTab(tab));
+    $(`tab-${tab}`).addEventListener("keydown", (event) => {
       if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
-      const other = id === "tab-collect" ? "pay" : "collect";
+      const step = event.key === "ArrowRight" ? 1 : TABS.length - 1;
+      const other = TABS[(index + step) % TABS.length];
       selectTab(other);
       $(`tab-${other}`).focus();
       event.preventDefault();
@@ -636,6 +650,38 @@
     const name = state && state.identity ? state.identity.name : "";
     ask("/api/pay", { amount_fen: fen, reference },
         t("counter.confirm.pay", { amount: I18N.money(fen), reference, name }));
+  });
+
+  // An e-card activated at the counter: the phone's key from the wallet's QR code (the
+  // scanner types its text and Enter), the card whose PIN was just verified signs for it.
+  $("activate-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const field = $("activate-text");
+    const text = field.value.trim();
+    field.value = ""; // ready for the next scan, as the QR field is
+    if (!text) {
+      say(t("counter.msg.check-input.title"), t("counter.activate.missing"), "");
+      focus(field);
+      return;
+    }
+    quiet();
+    $("activate-button").disabled = true;
+    let done = false;
+    try {
+      const answer = await call("POST", "/api/ecards/counter-activation", { text });
+      say(answer.title, answer.detail, answer.next, true);
+      done = true;
+    } catch (problem) {
+      sayProblem(problem);
+    } finally {
+      $("activate-button").disabled = false;
+    }
+    if (done) {
+      selectTab("collect");
+      await refreshPerson();
+    } else {
+      focus(field); // a wrong code: the field again (gone if the PIN must be entered again)
+    }
   });
 
   $("back-button").addEventListener("click", () => {
