@@ -270,6 +270,7 @@ def _serve(services: Services, host: str, port: int) -> None:
 
     from cardsvc.api.app import create_app
     from cardsvc.api.serving import server_config
+    from cardsvc.ops import logs
 
     api = create_app(services.settings, services=services)
     typer.echo(f"cardsvc issuer listening on http://{host}:{port}")
@@ -280,9 +281,15 @@ def _serve(services: Services, host: str, port: int) -> None:
     typer.echo(f"  wallet      http://{host}:{port}/wallet")
     sys.stdout.flush()
     # As uvicorn.run: the server re-raises Ctrl-C after its shutdown, which ends a clean stop.
+    # Every logger through one redacting handler (JSON lines with the request id by
+    # default); uvicorn's own config and access log off: the app logs each request by
+    # route template, never its raw path (cardsvc.api.observe).
+    settings = services.settings
+    logs.configure(settings.log_level, json_lines=settings.log_format == "json")
     with contextlib.suppress(KeyboardInterrupt):
-        config = server_config(api, host=host, port=port, log_level="info",
-                               head_timeout=services.settings.head_timeout_seconds)  # fmt: skip
+        config = server_config(api, host=host, port=port, log_config=None, access_log=False,
+                               log_level=settings.log_level.lower(),
+                               head_timeout=settings.head_timeout_seconds)  # fmt: skip
         uvicorn.Server(config).run()
 
 

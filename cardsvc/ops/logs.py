@@ -105,15 +105,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def handler(stream: IO[str] | None = None) -> logging.Handler:
-    """A stream handler (stderr by default) writing redacted JSON lines."""
+#: The plain-text form (``CARDSVC_LOG_FORMAT=text``), redacted as well.
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def handler(stream: IO[str] | None = None, *, json_lines: bool = True) -> logging.Handler:
+    """A stream handler (stderr by default) writing redacted JSON lines (or text)."""
     out = logging.StreamHandler(stream or sys.stderr)
     out.addFilter(Redact())
-    out.setFormatter(JsonFormatter())
+    out.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
     return out
 
 
-def configure(level: int | str = logging.INFO, stream: IO[str] | None = None) -> logging.Handler:
+def configure(
+    level: int | str = logging.INFO, stream: IO[str] | None = None, *, json_lines: bool = True
+) -> logging.Handler:
     """Send every logger's records through one redacting JSON handler (``cardsvc serve``).
 
     Replaces the root logger's handlers; uvicorn's loggers propagate to it (the server is
@@ -123,7 +129,7 @@ def configure(level: int | str = logging.INFO, stream: IO[str] | None = None) ->
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    installed = handler(stream)
+    installed = handler(stream, json_lines=json_lines)
     root.addHandler(installed)
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
