@@ -45,8 +45,9 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b(bearer|dpop)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\g<1> {REDACTED}"),
     # Compact JWS/JWT: a base64url JSON header "eyJ..." and at least one more part.
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?"), REDACTED),
-    # QR codes: SSC1: (QR token) and SSC2: (device-bound), in the base45 alphabet.
-    (re.compile(r"SSC[0-9]:[0-9A-Z$%*+./:-]+"), REDACTED),
+    # QR codes: SSC1: (QR token) and SSC2: (device-bound), in the base45 alphabet, which
+    # has a space: what follows in capitals and digits goes too (more, never less).
+    (re.compile(r"SSC[0-9]:[0-9A-Z $%*+./:-]+"), REDACTED),
     # Citizen ID numbers (17 digits and a check character), not inside a longer number.
     (re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9A-Za-z])"), REDACTED),
     # Activation and receipt codes: three fours of capitals and digits.
