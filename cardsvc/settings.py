@@ -197,6 +197,11 @@ class Settings(BaseSettings):
         description="`cardsvc serve`: JSON lines with the request id (json) or plain text; "
         "both redacted",
     )
+    access_log: bool = Field(
+        default=True,
+        description="One log line per request (method, route template, status, duration, "
+        "request id); metrics and request ids stay when off",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="`cardsvc serve`: the least level logged"
     )

@@ -78,6 +78,7 @@ def create_app(
         # dependency resolution entirely (cardsvc.api.fastpath), but not the body limits.
         app.fast_path = BodyLimits(VerifyFastPath(services), max_bytes=max_bytes, timeout=timeout)
     # Outermost: every request gets its id, its access log line and its metrics.
-    app.observe = Observe(app.dispatch, services.metrics, fast_route=app.fast_route)
+    app.observe = Observe(app.dispatch, services.metrics, fast_route=app.fast_route,
+                          access_log=configured.access_log)  # fmt: skip
     app.router.on_shutdown.append(services.metrics.process_stopped)
     return app

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from cardsvc.api.app import create_app
 from cardsvc.core.keys import b64url_encode
 from cardsvc.core.transaction import Kind
 from cardsvc.ops import logs
@@ -158,3 +159,11 @@ def test_tracebacks_are_redacted() -> None:
         log.exception("failed")
     text = stream.getvalue()
     assert "ValueError" in text and "11010519491231002X" not in text and "DCKK" not in text
+
+
+def test_access_log_off(services: Services, captured: io.StringIO) -> None:
+    services.settings = services.settings.model_copy(update={"access_log": False})
+    quiet = TestClient(create_app(services.settings, services=services))
+    answer = quiet.get("/health/live", headers={"X-Request-ID": "quiet-1"})
+    assert answer.headers["x-request-id"] == "quiet-1"  # ids stay
+    assert not [r for r in lines(captured) if r["logger"] == "cardsvc.access"]
