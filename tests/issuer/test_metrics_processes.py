@@ -102,6 +102,9 @@ def test_two_workers_one_sum(env: dict[str, str], tmp_path: Path) -> None:
             assert status == 200 and headers["x-request-id"]
         assert live_count(a) == live_count(b) == before + 8
         figures = samples(get(f"{a}/metrics")[1].decode())
+        # The figures read at scrape time come along in multi-process mode too.
+        assert any(name == "cardsvc_key_age_days" for name, _labels in figures)
+        assert ("cardsvc_sync_journal_backlog", ()) in figures
         size = value(figures, "cardsvc_db_pool_size")
         assert size > 0 and size % 2 == 0  # two pools of one size
         stop(process_b)
