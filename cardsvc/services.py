@@ -32,10 +32,11 @@ from cardsvc.keystore.open import open_backend
 from cardsvc.keystore.service import KeyService
 from cardsvc.keystore.stacked import StackedBackend
 from cardsvc.ledger.service import LedgerService, stop_after_death
+from cardsvc.ops.metrics import LiveFigures, Metrics
 from cardsvc.publication import Publication as Publication
 from cardsvc.publication import etag_of as etag_of
 from cardsvc.ratelimit import RateLimiter, make_rate_limiter
-from cardsvc.redisstore import make_redis_store
+from cardsvc.redisstore import RedisStore, make_redis_store
 from cardsvc.registry.cards import CardPolicy, CardService
 from cardsvc.registry.persons import PersonService
 from cardsvc.registry.status import StatusLists
@@ -120,6 +121,10 @@ class Services:
     clock: Callable[[], datetime] = utcnow
     #: Access tokens already verified (bearer checks cost no ECDSA verify on a hit).
     token_cache: VerifiedTokenCache = field(default_factory=VerifiedTokenCache)
+    #: Prometheus metrics of this app (``GET /metrics``).
+    metrics: Metrics = field(default_factory=Metrics)
+    #: The Redis server of replay memory and rate limits, when configured.
+    redis: RedisStore | None = field(init=False, default=None)
     trust_list: TrustListPublisher = field(init=False)
     status: StatusLists = field(init=False)
     bundles: BundleService = field(init=False)
@@ -172,7 +177,7 @@ class Services:
         )
         # One Redis (or cluster) for both: on one server the verify path counts and
         # records a jti in one script.
-        redis = make_redis_store(settings.redis_url, settings.redis_cluster_nodes)
+        redis = self.redis = make_redis_store(settings.redis_url, settings.redis_cluster_nodes)
         self.replay = make_replay_cache(redis, prefix=settings.redis_prefix)
         self.rate_limiter = make_rate_limiter(redis, prefix=settings.redis_prefix)
         self.clients = ClientService(
@@ -231,6 +236,13 @@ class Services:
             status_sync_interval=settings.status_sync_interval_seconds,
             verify_per_client=settings.rate_limits.verify_per_client,
         )
+        self.metrics.watch_pool(self.engine)
+        self.metrics.add_live(
+            LiveFigures(
+                self.engine, self.keys, clock=lambda: self.clock(),
+                status_published=self.status.published_at,
+            )
+        )  # fmt: skip
 
     def use_stores(self, *, replay: ReplayCache, rate_limiter: RateLimiter) -> None:
         """Put the e-card paths (online verify, activation, device proofs) and every rate

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cardsvc.core.keys import KeyPurpose
@@ -203,6 +212,25 @@ class Settings(BaseSettings):
     )
     rate_limits: RateLimits = Field(
         default_factory=RateLimits, description="Per-client and per-address request limits"
+    )
+    metrics_allow: tuple[IPvAnyNetwork, ...] = Field(
+        default=(IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),
+        description="Source addresses that may read GET /metrics (JSON list of networks, "
+        'e.g. ["10.0.0.5/32"]); every other caller gets 403, whatever its credentials. '
+        "The address is the ASGI client's (behind a proxy: FORWARDED_ALLOW_IPS decides)",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="`cardsvc serve`: JSON lines with the request id (json) or plain text; "
+        "both redacted",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="One log line per request (method, route template, status, duration, "
+        "request id); metrics and request ids stay when off",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="`cardsvc serve`: the least level logged"
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

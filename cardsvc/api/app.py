@@ -6,6 +6,7 @@ from cardsvc import __version__
 from cardsvc.api import problems
 from cardsvc.api.fastpath import IssuerApp, VerifyFastPath
 from cardsvc.api.limits import BodyLimits
+from cardsvc.api.observe import Observe
 from cardsvc.api.routes import (
     audit,
     bundles,
@@ -16,6 +17,7 @@ from cardsvc.api.routes import (
     health,
     holder,
     keys,
+    metrics,
     persons,
     receipts,
     scan,
@@ -50,6 +52,7 @@ def create_app(
     app.state.services = services
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(keys.router)
     app.include_router(audit.router)
     app.include_router(persons.router)
@@ -74,4 +77,8 @@ def create_app(
         # Ahead of everything: the hot verify path skips FastAPI's middleware, routing and
         # dependency resolution entirely (cardsvc.api.fastpath), but not the body limits.
         app.fast_path = BodyLimits(VerifyFastPath(services), max_bytes=max_bytes, timeout=timeout)
+    # Outermost: every request gets its id, its access log line and its metrics.
+    app.observe = Observe(app.dispatch, services.metrics, fast_route=app.fast_route,
+                          access_log=configured.access_log)  # fmt: skip
+    app.router.on_shutdown.append(services.metrics.process_stopped)
     return app

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cardsvc.api.observe import Observe, counted_verify
 from cardsvc.api.problems import problem, problem_for
 from cardsvc.api.security import authenticate
 from cardsvc.auth.partners import PURPOSES
@@ -113,9 +114,7 @@ class VerifyFastPath:
             return parsed
         token, purpose = parsed
         try:
-            claims = await services.verifier.verify_online(
-                token, purpose, principal, now=services.clock()
-            )
+            claims = await counted_verify(services, token, purpose, principal)
         except Exception as exc:  # every error becomes its problem document
             return await problem_for(exc)
         # The route's VerifyOut, serialised without building the pydantic model.
@@ -125,11 +124,25 @@ class VerifyFastPath:
 
 class IssuerApp(FastAPI):
     """The issuer's FastAPI app, with ``POST /v1/verify`` served by a fast path when set
-    (a :class:`VerifyFastPath`, wrapped in the middleware it must not skip)."""
+    (a :class:`VerifyFastPath`, wrapped in the middleware it must not skip), and every
+    request seen by :class:`cardsvc.api.observe.Observe` when set (ids, logs, metrics)."""
 
     fast_path: ASGIApp | None = None
+    observe: Observe | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        observe = self.observe
+        if observe is not None:
+            await observe(scope, receive, send)
+            return
+        await self.dispatch(scope, receive, send)
+
+    def fast_route(self, scope: Scope) -> str | None:
+        """The route template of a request the fast path answers, else ``None``."""
+        return PATH if self.fast_path is not None and VerifyFastPath.handles(scope) else None
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The fast path for the one request it serves, FastAPI for the rest."""
         fast = self.fast_path
         if fast is not None and VerifyFastPath.handles(scope):
             await fast(scope, receive, send)

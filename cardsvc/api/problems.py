@@ -116,6 +116,8 @@ TITLES: dict[str, str] = {
     "store-unavailable": "Shared store unavailable",
     "signing-unavailable": "Signing unavailable",
     "scanner-not-built": "Scanner page not built",
+    "not-ready": "Not ready",
+    "metrics-forbidden": "Metrics not served to this address",
 }
 
 

@@ -58,7 +58,12 @@ def _services() -> Services:
 
 def _listening_services(host: str | None, port: int | None) -> tuple[Services, str, int]:
     """Services for a server; without CARDSVC_ISSUER the issuer is where it listens."""
+    from cardsvc.ops import logs
+
     settings = Settings()
+    # A server's every log line, from here on, goes through one redacting handler (JSON
+    # lines with the request id by default).
+    logs.configure(settings.log_level, json_lines=settings.log_format == "json")
     host, port = host or settings.host, port or settings.port
     if "issuer" not in settings.model_fields_set:
         settings = settings.model_copy(update={"issuer": f"http://{host}:{port}"})
@@ -280,9 +285,13 @@ def _serve(services: Services, host: str, port: int) -> None:
     typer.echo(f"  wallet      http://{host}:{port}/wallet")
     sys.stdout.flush()
     # As uvicorn.run: the server re-raises Ctrl-C after its shutdown, which ends a clean stop.
+    # Logging is set up (_listening_services); uvicorn's own config and access log off:
+    # the app logs each request by route template, never its raw path (cardsvc.api.observe).
+    settings = services.settings
     with contextlib.suppress(KeyboardInterrupt):
-        config = server_config(api, host=host, port=port, log_level="info",
-                               head_timeout=services.settings.head_timeout_seconds)  # fmt: skip
+        config = server_config(api, host=host, port=port, log_config=None, access_log=False,
+                               log_level=settings.log_level.lower(),
+                               head_timeout=settings.head_timeout_seconds)  # fmt: skip
         uvicorn.Server(config).run()
 
 

@@ -321,6 +321,12 @@ class StatusLists:
         with self._lock, self._engine.connect() as conn:
             return Status(self._load(conn, shard).statuses.get(idx))
 
+    def published_at(self) -> dict[int, datetime]:
+        """When this process signed the status list it serves, per shard it has served."""
+        with self._lock:
+            shards = list(self._shards.values())
+        return {s.shard: s.publication.signed_at for s in shards if s.publication is not None}
+
     def publication(self, shard: int, *, now: datetime) -> Publication:
         """The signed Status List Token of ``shard`` as it should be served now."""
         with self._lock, self._engine.connect() as conn:

@@ -15,7 +15,8 @@ Answers:
   body that changes the world the other rows read (a death, a status change) or that
   names objects the world does not hold, so the request carries a body the operation
   refuses after authorization (``{}``: 422) or names an unknown object (404);
-- ``403``: refused for lack of a scope (problem+json);
+- ``403``: refused for lack of a scope, or for the caller's address (``/metrics``)
+  (problem+json);
 - ``401``: not authenticated: no credential, an expired token, a suspended client, or
   the wrong kind of credential (a bearer token on an e-card's own routes, a device
   proof on a bearer route).
@@ -55,6 +56,12 @@ def _row(admin: str, clerk: str, auditor: str, terminal: str, partner: str) -> t
 MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     # Public: health, keys, audit checkpoint, status lists, bundles, e-card activation.
     ("GET", "/health"): _PUBLIC,
+    ("GET", "/health/live"): _PUBLIC,
+    ("GET", "/health/ready"): _PUBLIC,
+    # Metrics: by source address only (CARDSVC_METRICS_ALLOW, loopback by default); the
+    # test client's address is none of them, so every caller is refused, credentials or
+    # not (tests/issuer/test_metrics.py reads them from an allowed address).
+    ("GET", "/metrics"): ("403",) * 9,
     ("GET", "/.well-known/jwks.json"): _PUBLIC,
     ("GET", "/v1/trust-list"): _PUBLIC,
     ("GET", "/v1/audit/checkpoint"): _PUBLIC,

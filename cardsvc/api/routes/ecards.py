@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api.deps import ServicesDep, source_address
+from cardsvc.api.observe import counted_verify
 from cardsvc.api.schemas import AUTH, PurposeName, problems
 from cardsvc.api.security import require
 from cardsvc.audit.events import Actor
@@ -372,6 +373,7 @@ async def mint_tokens(
     minted = await run_in_threadpool(
         lambda: services.ecard_tokens.mint(view, purpose, now=services.clock(), period=period)
     )
+    services.metrics.minted("qr", body.purpose, len(minted))
     if body.format != "text":
         media = "image/png" if body.format == "png" else "image/svg+xml"
         image = await run_in_threadpool(render, minted[0].token, body.format)
@@ -428,6 +430,8 @@ async def offline_credentials(
             view, now=services.clock(), purposes=wanted
         )
     )
+    for purpose in issued.credentials:
+        services.metrics.minted("offline-credential", purpose.name.lower())
     return OfflineCredentialsOut(
         expires_at=issued.expires_at,
         credentials={p.name.lower(): b64url_encode(c) for p, c in issued.credentials.items()},
@@ -480,7 +484,5 @@ async def verify(body: VerifyRequest, principal: Verifier, request: Request) -> 
     route documents it and answers when the fast path is not installed.
     """
     services: Services = request.app.state.services
-    claims = await services.verifier.verify_online(
-        body.token, body.purpose, principal, now=services.clock()
-    )
+    claims = await counted_verify(services, body.token, body.purpose, principal)
     return VerifyOut(purpose=body.purpose, claims=claims)

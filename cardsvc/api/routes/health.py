@@ -1,16 +1,26 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+``/health/live``: the process answers (no dependency asked; restart it if this fails).
+``/health/ready``: database reachable and migrated, Redis when configured, keys loaded;
+503 problem+json ``not-ready`` naming the failing ``dependency``, with ``Retry-After``
+(take it out of the load balancer). ``/health`` stays as it was: the database's revision
+and the keys, for people and older checks.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from cardsvc import __version__
 from cardsvc.api.deps import ServicesDep
+from cardsvc.api.schemas import Problem
 from cardsvc.core.keys import KeyPurpose
 from cardsvc.db.migrate import current_revision
 from cardsvc.errors import TrustListExpiredError
+from cardsvc.ops.ready import check_ready
 
 router = APIRouter(tags=["health"])
 
@@ -39,4 +49,36 @@ async def health(services: ServicesDep) -> dict[str, object]:
         "version": __version__,
         "database": {"revision": revision},
         "keys": keys,
+    }
+
+
+@router.get("/health/live", summary="Liveness: the process answers (asks no dependency)")
+async def live() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+_NOT_READY = {
+    "model": Problem,
+    "description": "A dependency fails: `dependency` names it (database, redis, keys)",
+    "content": {"application/problem+json": {}},
+    "headers": {
+        "Retry-After": {"description": "Seconds before asking again", "schema": {"type": "integer"}}
+    },
+}
+
+
+@router.get(
+    "/health/ready",
+    responses={503: _NOT_READY},
+    summary="Readiness: database reachable and migrated, Redis when configured, keys loaded",
+)
+async def ready(services: ServicesDep) -> dict[str, object]:
+    checked = await run_in_threadpool(
+        check_ready, services.engine, services.keys, services.redis, now=services.clock
+    )
+    return {
+        "status": "ok",
+        "database": {"revision": checked.revision},
+        "redis": "ok" if checked.redis else "not configured",
+        "keys": {"issuing": checked.issuing_keys},
     }

@@ -97,6 +97,7 @@ async def token(request: Request, services: ServicesDep) -> TokenOut:
     result = await run_in_threadpool(
         lambda: services.clients.grant(verified, scope=field.get("scope"), now=now)
     )
+    services.metrics.access_tokens.labels(str(verified.client.kind)).inc()
     return TokenOut(
         access_token=result.access_token,
         token_type=result.token_type,

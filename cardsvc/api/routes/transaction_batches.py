@@ -75,11 +75,13 @@ async def upload(body: BatchIn, principal: Terminal, services: ServicesDep) -> d
 
     def work() -> dict[str, Any]:
         terminal = services.clients.caller(principal.subject)
-        return services.transaction_batches.upload(
+        result = services.transaction_batches.upload(
             items,
             certificate=body.terminal_certificate,
             terminal=terminal,
             now=services.clock(),
-        ).to_json()
+        )
+        services.metrics.synced(r.outcome.value for r in result.results)
+        return result.to_json()
 
     return await run_in_threadpool(work)

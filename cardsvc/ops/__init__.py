@@ -1,0 +1,1 @@
+"""Running the issuer: Prometheus metrics, structured logs with request ids, readiness."""
