@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from cardsvc.keystore.open import open_backend
 from cardsvc.keystore.service import KeyService
 from cardsvc.keystore.stacked import StackedBackend
 from cardsvc.ledger.service import LedgerService, stop_after_death
+from cardsvc.multiprocess import shared_nonce_secret
 from cardsvc.publication import Publication as Publication
 from cardsvc.publication import etag_of as etag_of
 from cardsvc.ratelimit import RateLimiter, make_rate_limiter
@@ -193,10 +193,13 @@ class Services:
         self.keys.on_event = self._key_event
         nonce_secret = settings.ecard_nonce_secret
         # One sealer for both: nonces and chip challenges are sealed under different labels.
+        # Unset: one random secret in the database, shared by every process (and kept
+        # across restarts), so a nonce issued by one worker is accepted by another.
+        engine = self.engine
         sealer = Sealer(
             nonce_secret.get_secret_value().encode()
             if nonce_secret is not None
-            else secrets.token_bytes(32)
+            else lambda: shared_nonce_secret(engine)
         )
         policy = ECardPolicy(
             token_lifetime=timedelta(seconds=settings.ecard_token_lifetime_seconds),

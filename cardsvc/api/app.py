@@ -75,3 +75,9 @@ def create_app(
         # dependency resolution entirely (cardsvc.api.fastpath), but not the body limits.
         app.fast_path = BodyLimits(VerifyFastPath(services), max_bytes=max_bytes, timeout=timeout)
     return app
+
+
+def create_app_from_environment() -> IssuerApp:
+    """The issuer app from ``CARDSVC_*`` settings: the factory each worker process of
+    ``cardsvc serve --workers N`` calls (uvicorn imports it by name in each worker)."""
+    return create_app(Settings())
