@@ -135,6 +135,12 @@ class Conn:
         raw = answer.read()
         return answer.status, json.loads(raw) if raw else None
 
+    def text(self, path: str) -> str:
+        self.http.request("GET", path)
+        answer = self.http.getresponse()
+        assert answer.status == 200, answer.status
+        return answer.read().decode()
+
     def worker(self, pids: set[int]) -> int | None:
         inode = _server_side_inode(self.port, self.client_port)
         return next((pid for pid in pids if inode in _socket_inodes(pid)), None)
@@ -187,6 +193,9 @@ def test_two_workers_share_replay_nonces_and_status(site: Site) -> None:  # noqa
         assert len(pids) == 2, pids
         held = one_conn_per_worker(port, pids)
         a, b = (held[pid] for pid in sorted(pids))
+
+        # Both serve the one trust list (signed once, beside the key store).
+        assert a.text("/v1/trust-list") == b.text("/v1/trust-list")
 
         # A nonce issued by one worker is accepted by the other, both ways.
         tokens = [mint_at(site, a, b, ecard_id, phone), mint_at(site, b, a, ecard_id, phone)]
