@@ -24,11 +24,13 @@ a stated bound on how stale it may be in another process:
   (``service_meta``), made by the first process that needs it
   (:func:`shared_nonce_secret`). A nonce issued by one worker is accepted by any other,
   and across restarts.
-- **Trust list** (:class:`cardsvc.services.TrustListPublisher`): re-signed when the key
-  records change (file index re-read on change; PKCS#11 index at most every few seconds)
-  or at half its lifetime. Each process signs its own copy with the next sequence number
-  of the key store, so two workers may serve different (equally valid) trust lists with
-  different sequence numbers — see the README's note on this limit.
+- **Trust list** (:class:`cardsvc.services.TrustListPublisher`): signed by one process
+  at a time under a file lock and kept beside the key store
+  (``KEY_DIR/trust-list-published.jws``); the others adopt it. Re-signed when the key
+  records change (file index re-read on change; PKCS#11 index at most every few
+  seconds) or at half its lifetime. Every worker serves the same list, so a verifier
+  never sees the sequence go back from one worker to the next (it would refuse it as a
+  rollback). Hosts with separate key directories would each sign their own.
 - **Verifier bundles**: versions are numbered in the database (``verifier_bundles``),
   content compared by hash, so processes agree on the version; the per-process cache is
   keyed by that version.
