@@ -167,9 +167,7 @@ def one_conn_per_worker(port: int, pids: set[int]) -> dict[int, Conn]:
     return held
 
 
-def mint_at(
-    shared: Site, nonce_from: Conn, mint_with: Conn, ecard_id: str, phone: Phone
-) -> str:
+def mint_at(shared: Site, nonce_from: Conn, mint_with: Conn, ecard_id: str, phone: Phone) -> str:
     status, doc = nonce_from.call("GET", "/v1/ecards/nonce")
     assert status == 200, doc
     path = f"/v1/ecards/{ecard_id}/tokens"
@@ -228,7 +226,10 @@ def test_two_workers_share_replay_nonces_and_status(site: Site) -> None:  # noqa
         status, doc = verify(b, tokens[3])
         assert status == 422 and doc["check"] == "card-suspended", doc
         assert worker_pids(supervisor.pid) == pids  # the same two workers throughout
+        # Each worker bounds request heads (cardsvc.api.serving): 431, then closed.
         for conn in held.values():
+            conn.http.sock.sendall(b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 40_000)
+            assert conn.http.sock.recv(64).startswith(b"HTTP/1.1 431")
             conn.http.close()
 
 
