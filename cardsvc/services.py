@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -17,6 +18,9 @@ from cardsvc.audit.service import AuditLog
 from cardsvc.auth.clients import ClientService
 from cardsvc.auth.tokens import VerifiedTokenCache
 from cardsvc.bundles import BundleService
+from cardsvc.core.errors import CoreError
+from cardsvc.core.files import write_atomically
+from cardsvc.core.trustlist import TrustList
 from cardsvc.db.engine import make_engine
 from cardsvc.ecards.activation import ActivationService
 from cardsvc.ecards.policy import ECardPolicy
@@ -32,6 +36,7 @@ from cardsvc.keystore.open import open_backend
 from cardsvc.keystore.service import KeyService
 from cardsvc.keystore.stacked import StackedBackend
 from cardsvc.ledger.service import LedgerService, stop_after_death
+from cardsvc.multiprocess import shared_nonce_secret
 from cardsvc.ops.metrics import LiveFigures, Metrics
 from cardsvc.publication import Publication as Publication
 from cardsvc.publication import etag_of as etag_of
@@ -45,6 +50,10 @@ from cardsvc.settings import Settings
 from cardsvc.transactions.batch import BatchService
 from cardsvc.transactions.idempotency import IdempotencyStore
 from cardsvc.transactions.service import TransactionService
+
+#: The trust list this issuer's processes serve, beside the key store (see
+#: :class:`TrustListPublisher`).
+SHARED_TRUST_LIST = "trust-list-published.jws"
 
 
 def utcnow() -> datetime:
@@ -70,8 +79,12 @@ class TrustListPublisher:
     Re-signing on every request would burn sequence numbers and defeat caches.
     """
 
-    def __init__(self, keys: KeyService) -> None:
+    def __init__(self, keys: KeyService, *, shared_file: Path | None = None) -> None:
         self._keys = keys
+        #: Where the processes of one issuer keep the trust list one of them signed
+        #: (beside the key store), so all serve the same one and sequences never go
+        #: back from one worker to the next (verifiers refuse an older sequence).
+        self._shared = shared_file
         self._lock = threading.Lock()
         self._current: Publication | None = None
         self._fingerprint: tuple[tuple[str, str, datetime], ...] = ()
@@ -102,11 +115,35 @@ class TrustListPublisher:
                 or fingerprint != self._fingerprint
                 or now - current.signed_at >= refresh_after
             ):
-                token = self._keys.issue_trust_list(now=now)
-                current = Publication(body=token, etag=etag_of(token), signed_at=now)
+                token, signed_at = self._sign_or_adopt(refresh_after, now=now)
+                current = Publication(body=token, etag=etag_of(token), signed_at=signed_at)
                 self._current = current
                 self._fingerprint = fingerprint
             return current
+
+    def _sign_or_adopt(self, refresh_after: timedelta, *, now: datetime) -> tuple[str, datetime]:
+        """A new signed trust list, or the one another process of this issuer signed for
+        the same keys less than ``refresh_after`` ago (one signer at a time: a file lock)."""
+        if self._shared is None:
+            return self._keys.issue_trust_list(now=now), now
+        self._shared.parent.mkdir(parents=True, exist_ok=True)
+        with self._shared.with_suffix(".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                token = self._shared.read_text()
+                held = TrustList.verify(
+                    token, root=self._keys.root_key(), now=now, leeway=timedelta(0)
+                )
+            except (OSError, UnicodeError, CoreError):
+                held = None
+            if held is not None and now - held.issued_at < refresh_after:
+                # As signed (times in whole seconds), not as held in memory.
+                wanted = [k.to_json() for k in self._keys.trusted_keys(now=now)]
+                if [k.to_json() for k in held.keys] == wanted:
+                    return token, held.issued_at
+            token = self._keys.issue_trust_list(now=now)
+            write_atomically(self._shared, token.encode())
+            return token, now
 
     def jwks_json(self, *, now: datetime) -> str:
         return json.dumps(self._keys.jwks(now=now), separators=(",", ":"))
@@ -145,7 +182,9 @@ class Services:
 
     def __post_init__(self) -> None:
         settings = self.settings
-        self.trust_list = TrustListPublisher(self.keys)
+        self.trust_list = TrustListPublisher(
+            self.keys, shared_file=settings.key_dir / SHARED_TRUST_LIST
+        )
         self.status = StatusLists(
             self.engine,
             self.keys,
@@ -198,10 +237,13 @@ class Services:
         self.keys.on_event = self._key_event
         nonce_secret = settings.ecard_nonce_secret
         # One sealer for both: nonces and chip challenges are sealed under different labels.
+        # Unset: one random secret in the database, shared by every process (and kept
+        # across restarts), so a nonce issued by one worker is accepted by another.
+        engine = self.engine
         sealer = Sealer(
             nonce_secret.get_secret_value().encode()
             if nonce_secret is not None
-            else secrets.token_bytes(32)
+            else lambda: shared_nonce_secret(engine)
         )
         policy = ECardPolicy(
             token_lifetime=timedelta(seconds=settings.ecard_token_lifetime_seconds),

@@ -307,7 +307,7 @@ class Settings(BaseSettings):
     ecard_nonce_secret: SecretStr | None = Field(
         default=None,
         description="Secret keying server nonces and counter challenges (shared by every "
-        "node); random per process if unset",
+        "node); unset: one random secret kept in the database, shared the same way",
     )
 
     wallet_developer_aids: bool = Field(

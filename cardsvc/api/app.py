@@ -82,3 +82,9 @@ def create_app(
                           access_log=configured.access_log)  # fmt: skip
     app.router.on_shutdown.append(services.metrics.process_stopped)
     return app
+
+
+def create_app_from_environment() -> IssuerApp:
+    """The issuer app from ``CARDSVC_*`` settings: the factory each worker process of
+    ``cardsvc serve --workers N`` calls (uvicorn imports it by name in each worker)."""
+    return create_app(Settings())

@@ -134,6 +134,22 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._in_head = False  # nothing more is read from this connection
 
 
+class BoundedHeadProtocolFactory:
+    """Builds :class:`BoundedHeadProtocol` connections with a given head timeout.
+
+    A module-level callable (not a class made per call) so the uvicorn configuration
+    pickles: with ``workers`` > 1 uvicorn spawns each worker and hands it the config.
+    """
+
+    def __init__(self, head_timeout: float) -> None:
+        self.head_timeout = head_timeout
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BoundedHeadProtocol:
+        protocol = BoundedHeadProtocol(*args, **kwargs)
+        protocol.head_timeout = self.head_timeout
+        return protocol
+
+
 def server_config(
     app: Any,
     *,
@@ -143,10 +159,9 @@ def server_config(
     **options: Any,
 ) -> uvicorn.Config:
     """The uvicorn configuration every issuer is served with (``cardsvc serve``, the demo,
-    the benches and the end-to-end tests): the bounded-head httptools protocol."""
-    seconds = head_timeout
+    the benches and the end-to-end tests): the bounded-head httptools protocol.
 
-    class Protocol(BoundedHeadProtocol):
-        head_timeout = seconds
-
-    return uvicorn.Config(app, host=host, port=port, http=Protocol, **options)
+    ``app`` may be an import string (with ``factory=True`` in ``options``), as uvicorn
+    needs for ``workers`` > 1."""
+    protocol: Any = BoundedHeadProtocolFactory(head_timeout)
+    return uvicorn.Config(app, host=host, port=port, http=protocol, **options)

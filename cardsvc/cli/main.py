@@ -270,13 +270,7 @@ def db_current() -> None:
     typer.echo(f"current {current_revision(_services().engine)}  head {head_revision()}")
 
 
-def _serve(services: Services, host: str, port: int) -> None:
-    import uvicorn
-
-    from cardsvc.api.app import create_app
-    from cardsvc.api.serving import server_config
-
-    api = create_app(services.settings, services=services)
+def _banner(host: str, port: int) -> None:
     typer.echo(f"cardsvc issuer listening on http://{host}:{port}")
     typer.echo(f"  health      http://{host}:{port}/health")
     typer.echo(f"  keys        http://{host}:{port}/.well-known/jwks.json")
@@ -284,6 +278,16 @@ def _serve(services: Services, host: str, port: int) -> None:
     typer.echo(f"  API docs    http://{host}:{port}/docs")
     typer.echo(f"  wallet      http://{host}:{port}/wallet")
     sys.stdout.flush()
+
+
+def _serve(services: Services, host: str, port: int) -> None:
+    import uvicorn
+
+    from cardsvc.api.app import create_app
+    from cardsvc.api.serving import server_config
+
+    api = create_app(services.settings, services=services)
+    _banner(host, port)
     # As uvicorn.run: the server re-raises Ctrl-C after its shutdown, which ends a clean stop.
     # Logging is set up (_listening_services); uvicorn's own config and access log off:
     # the app logs each request by route template, never its raw path (cardsvc.api.observe).
@@ -295,14 +299,59 @@ def _serve(services: Services, host: str, port: int) -> None:
         uvicorn.Server(config).run()
 
 
+def _serve_workers(services: Services, host: str, port: int, workers: int) -> None:
+    """``workers`` processes behind one listening socket (uvicorn's supervisor).
+
+    Each worker builds its own app from the environment; the settings this process
+    resolved (the issuer URL) reach them through it.
+    """
+    import os
+
+    from uvicorn.supervisors import Multiprocess
+
+    from cardsvc.api.app import create_app
+    from cardsvc.api.serving import server_config
+    from cardsvc.multiprocess import require_shared_stores
+
+    settings = services.settings
+    require_shared_stores(settings, workers=workers)
+    create_app(settings, services=services)  # fails here, once, on a bad database or keys
+    services.engine.dispose()
+    os.environ["CARDSVC_ISSUER"] = settings.issuer
+    _banner(host, port)
+    config = server_config(
+        "cardsvc.api.app:create_app_from_environment",
+        host=host,
+        port=port,
+        factory=True,
+        workers=workers,
+        log_level="info",
+        head_timeout=settings.head_timeout_seconds,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes behind the one port (more than 1 needs PostgreSQL and "
+            "Redis: README, Many worker processes)",
+        ),
+    ] = 1,
 ) -> None:
     """Start the issuer API (the database must be migrated and keys initialised)."""
     services, host, port = _listening_services(host, port)
-    _serve(services, host, port)
+    if workers > 1:
+        _serve_workers(services, host, port, workers)
+    else:
+        _serve(services, host, port)
 
 
 @app.command()

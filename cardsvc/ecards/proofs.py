@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,11 +30,20 @@ _MAC = 16
 class Sealer:
     """MACs small server-made values (nonces, challenges) so no table has to hold them."""
 
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+    def __init__(self, secret: bytes | Callable[[], bytes]) -> None:
+        # A callable is asked once, at first use (the database's shared secret: the
+        # sealer is built before a fresh database is migrated).
+        self._secret = secret if isinstance(secret, bytes) else None
+        self._source = secret if not isinstance(secret, bytes) else None
+
+    def _key(self) -> bytes:
+        if self._secret is None:
+            assert self._source is not None  # noqa: S101 - one of the two is set
+            self._secret = self._source()
+        return self._secret
 
     def _mac(self, label: bytes, body: bytes) -> bytes:
-        return hmac.new(self._secret, label + b"\x00" + body, hashlib.sha256).digest()[:_MAC]
+        return hmac.new(self._key(), label + b"\x00" + body, hashlib.sha256).digest()[:_MAC]
 
     def seal(self, label: bytes, body: bytes, *, now: datetime) -> str:
         stamped = int(now.timestamp()).to_bytes(8, "big") + body
