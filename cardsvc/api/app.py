@@ -86,5 +86,12 @@ def create_app(
 
 def create_app_from_environment() -> IssuerApp:
     """The issuer app from ``CARDSVC_*`` settings: the factory each worker process of
-    ``cardsvc serve --workers N`` calls (uvicorn imports it by name in each worker)."""
-    return create_app(Settings())
+    ``cardsvc serve --workers N`` calls (uvicorn imports it by name in each worker).
+
+    A spawned worker starts with no logging set up: it gets the same redacting handler as
+    a one-process server before anything logs."""
+    from cardsvc.ops import logs
+
+    settings = Settings()
+    logs.configure(settings.log_level, json_lines=settings.log_format == "json")
+    return create_app(settings)

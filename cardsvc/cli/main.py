@@ -325,7 +325,11 @@ def _serve_workers(services: Services, host: str, port: int, workers: int) -> No
         port=port,
         factory=True,
         workers=workers,
-        log_level="info",
+        # As one process: no uvicorn log config or access log (raw paths); each worker
+        # logs through the redacting handler create_app_from_environment sets up.
+        log_config=None,
+        access_log=False,
+        log_level=settings.log_level.lower(),
         head_timeout=settings.head_timeout_seconds,
     )
     with contextlib.suppress(KeyboardInterrupt):

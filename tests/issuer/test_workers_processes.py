@@ -231,6 +231,15 @@ def test_two_workers_share_replay_nonces_and_status(site: Site) -> None:  # noqa
             conn.http.sock.sendall(b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 40_000)
             assert conn.http.sock.recv(64).startswith(b"HTTP/1.1 431")
             conn.http.close()
+    # The workers log as one process does: JSON lines by route template, no token in them.
+    lines = (site.tmp / f"workers-{port}.log").read_text().splitlines()
+    verifies = [
+        entry
+        for entry in (json.loads(line) for line in lines if line.startswith("{"))
+        if entry.get("route") == "/v1/verify"
+    ]
+    assert len(verifies) >= len(tokens), lines[-20:]
+    assert not [line for line in lines if any(token in line for token in tokens)]
 
 
 @pytest.mark.parametrize(
