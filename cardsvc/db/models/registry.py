@@ -147,6 +147,8 @@ class CardEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     card_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("cards.id"))
+    #: The card's holder: the distribution key (revision 0013; cardsvc.db.distribution).
+    person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
     action: Mapped[str] = mapped_column(String(32))
     from_state: Mapped[CardState | None] = mapped_column(state_type(CardState, 32), nullable=True)
     to_state: Mapped[CardState] = mapped_column(state_type(CardState, 32))
