@@ -43,8 +43,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from hashlib import sha256
 from datetime import UTC, date, datetime, timedelta
+from hashlib import sha256
 from typing import Any
 
 import psycopg
@@ -70,8 +70,10 @@ LOADED = (
     "audit_leaves",
     "audit_nodes",
 )
-_REGIONS = ("110105", "310104", "440305", "510107", "330106", "420102", "610113", "210102",
-            "320106", "370102", "500103", "120101", "350102", "430104", "530102", "650102")  # fmt: skip
+_REGIONS = (
+    *("110105", "310104", "440305", "510107", "330106", "420102", "610113", "210102"),
+    *("320106", "370102", "500103", "120101", "350102", "430104", "530102", "650102"),
+)
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘"
 _GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华建国文玉梅红云飞鹏辉"
 _BASE_DAY = date(1935, 1, 1)
@@ -214,7 +216,7 @@ class _Generator:
         self.out: dict[str, list[str]] = {t: [] for t in LOADED}
         self.tree = _Tree(self.out["audit_leaves"], self.out["audit_nodes"])
 
-    def person(self, n: int) -> None:  # noqa: PLR0915 - one person's rows, in order
+    def person(self, n: int) -> None:
         rng, out, audit = self.rng, self.out, self.audit
         rnd = os.urandom(64)
         pid, cid = _uuid(rnd[:16]), _uuid(rnd[16:32])
@@ -420,7 +422,7 @@ def load(
     start = time.perf_counter()
     conns = {t: psycopg.connect(dsn) for t in LOADED}
     try:
-        with _copies(conns) as copies:
+        with _Copies(conns) as copies:
             done = 0
             while done < count:
                 for n in range(done, min(count, done + chunk)):
@@ -467,7 +469,7 @@ def load(
     )
 
 
-class _copies:
+class _Copies:
     """One open ``COPY ... FROM STDIN`` per table, each on its own connection, so the
     server parses each table's rows while this process generates the next chunk."""
 
@@ -526,7 +528,7 @@ def main() -> None:
         progress=progress,
     )
     for line in _iter_report(report):
-        print(line)  # noqa: T201 - the bench's output
+        print(line)
 
 
 if __name__ == "__main__":

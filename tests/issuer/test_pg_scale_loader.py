@@ -59,10 +59,8 @@ def test_a_small_load_leaves_the_migrated_schema_and_a_verifying_audit_log(
         engine = make_engine(schema_url(POSTGRES_URL, schema))
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT version_num FROM alembic_version")) == head_revision()
-            for cid, number in conn.execute(
-                text("SELECT p.citizen_id, c.card_number FROM persons p"
-                     " JOIN cards c ON c.person_id = p.id")  # fmt: skip
-            ):
+            pairs = "SELECT p.citizen_id, c.card_number FROM persons p JOIN cards c"
+            for cid, number in conn.execute(text(pairs + " ON c.person_id = p.id")):
                 CitizenId.parse(cid)  # the check character, region and date are right
                 CardNumber.parse(number)
             states = dict(
