@@ -94,7 +94,7 @@ _EVENT = {"action": "issue", "to_state": "pending_personalization", "reason": "r
 
 def test_migration_0013_gives_every_card_event_its_person(database_url: str) -> None:
     """Applies on SQLite and PostgreSQL: events stored before it get their card's holder,
-    and the column is required afterwards."""
+    the column is required afterwards, and the status shards' covering indexes exist."""
     engine = make_engine(database_url)
     now = datetime(2026, 12, 1, tzinfo=UTC)
     person, card = uuid.uuid4(), uuid.uuid4()
@@ -127,6 +127,13 @@ def test_migration_0013_gives_every_card_event_its_person(database_url: str) -> 
         assert [uuid.UUID(str(v)) for v in stored] == [card, person]
         columns = {c["name"]: c for c in inspect(engine).get_columns("card_events")}
         assert columns["person_id"]["nullable"] is False
+        covering = {
+            "cards": ["status_shard", "status_idx", "state"],
+            "ecards": ["status_shard", "status_idx", "state", "card_id"],
+        }
+        for name, wanted in covering.items():
+            found = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes(name)}
+            assert found[f"ix_{name}_status_entries"] == wanted
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(insert(_EVENTS_0011).values(card_id=card, **_EVENT, at=now))
     finally:
