@@ -45,6 +45,8 @@ from typing import Any
 
 from sqlalchemy import Engine, event, text
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bench.pg_scale import DEFAULT_URL, LOADED, schema_url
 from cardsvc.audit.verify import verify
 from cardsvc.db.migrate import current_revision, upgrade
