@@ -327,6 +327,7 @@ def audit(url: str, schema: str, key_dir: Path, plans: Plans) -> None:
     now = datetime.now(UTC)
     services = services_for(url, schema, key_dir, now)
     capture = Capture(services.engine)
+    plans.engine = services.engine  # explain on the audit schema, where the log is full
     size = services.audit.size()
     with services.engine.connect() as conn:
         leaf_bytes = conn.scalar(text("SELECT sum(octet_length(data)) FROM audit_leaves")) or 0
