@@ -384,6 +384,7 @@ class ActivationService:
             # A card event, so other processes' status sync picks the e-card up too.
             bound = CardEvent(
                 card_id=card.id,
+                person_id=card.person_id,
                 action="ecard_bound",
                 from_state=card.state,
                 to_state=card.state,

@@ -345,6 +345,7 @@ class BatchIssuer:
                 events = [
                     {
                         "card_id": c["id"],
+                        "person_id": c["person_id"],
                         "action": Action.ISSUE.value,
                         "from_state": None,
                         "to_state": pending,

@@ -40,6 +40,7 @@ def record_event(
     """Record the event and its audit leaf in the same transaction; return the leaf index."""
     event = CardEvent(
         card_id=card.id,
+        person_id=card.person_id,
         action=action.value,
         from_state=from_state,
         to_state=card.state,

@@ -58,8 +58,9 @@ def test_a_card_event_without_its_audit_event_is_refused(
         row = s.scalar(select(Card).where(Card.card_number == card["card_number"]))
         assert row is not None
         s.add(
-            CardEvent(card_id=row.id, action="revoke", from_state=row.state,
-                      to_state="revoked", reason="forgot the leaf", actor="clerk-1", at=utcnow())
+            CardEvent(card_id=row.id, person_id=row.person_id, action="revoke",
+                      from_state=row.state, to_state="revoked", reason="forgot the leaf",
+                      actor="clerk-1", at=utcnow())
         )  # fmt: skip
     assert caught.value.rows and caught.value.rows[0].startswith("card_events")
     assert count(services, CardEvent) == events and services.audit.size() == leaves

@@ -108,6 +108,7 @@ def bulk(connection: Connection, n: int, *, first: int = 0) -> None:
         event = CardEvent(
             id=event_id,
             card_id=card.id,
+            person_id=card.person_id,
             action="issue",
             from_state=None,
             to_state=card.state,

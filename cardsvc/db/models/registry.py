@@ -93,6 +93,8 @@ class Card(Base):
         CheckConstraint("expiry_date > issue_date", name="ck_cards_dates"),
         UniqueConstraint("card_number", name="uq_cards_card_number"),
         UniqueConstraint("status_shard", "status_idx", name="uq_cards_status_index"),
+        # Covering: loading a shard is an index-only range scan (revision 0013).
+        Index("ix_cards_status_entries", "status_shard", "status_idx", "state"),
         UniqueConstraint("chip_kid", name="uq_cards_chip_kid"),
         UniqueConstraint("request_key", name="uq_cards_request_key"),
         Index("ix_cards_person_id", "person_id"),
@@ -147,6 +149,8 @@ class CardEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     card_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("cards.id"))
+    #: The card's holder: the distribution key (revision 0013; cardsvc.db.distribution).
+    person_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("persons.id"))
     action: Mapped[str] = mapped_column(String(32))
     from_state: Mapped[CardState | None] = mapped_column(state_type(CardState, 32), nullable=True)
     to_state: Mapped[CardState] = mapped_column(state_type(CardState, 32))
@@ -173,6 +177,7 @@ class ECard(Base):
         CheckConstraint("status_idx >= 0", name="ck_ecards_status_idx"),
         UniqueConstraint("ref", name="uq_ecards_ref"),
         UniqueConstraint("status_shard", "status_idx", name="uq_ecards_status_index"),
+        Index("ix_ecards_status_entries", "status_shard", "status_idx", "state", "card_id"),
         Index("ix_ecards_card_id", "card_id"),
         Index(
             "uq_ecards_one_active_per_person",
