@@ -22,6 +22,7 @@ ISSUER_CODES = frozenset({
     "device-already-bound", "invalid-device-key", "activation-failed", "entitlement-unavailable",
     "invalid-entitlement", "transaction-refused", "transaction-conflict", "rate-limited",
     "forbidden", "unauthenticated", "invalid-client", "token-rejected", "store-unavailable",
+    "signing-unavailable",
     "idempotency-request-in-flight", "bad-request", "invalid-identity", "decode-error",
 })  # fmt: skip
 
