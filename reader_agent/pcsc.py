@@ -572,6 +572,12 @@ class PcscConnection:
                     reader=self.reader,
                 )
             hresult, response = scard.SCardTransmit(hcard, self._pci, list(apdu))
+            if as_pcsc_code(hresult) == PcscCode.E_NOT_TRANSACTED:
+                # A card that left mid-command can fail the exchange before pcscd marks
+                # the handle removed: look again, as for an answer cut short.
+                gone = _no_status_word(hcard, 0, self.reader, settle=self.timeout / 2)
+                if isinstance(gone, NoCardError):
+                    raise gone
             _check(hresult, "SCardTransmit", reader=self.reader)
             if len(response) < 2:
                 raise _no_status_word(hcard, len(response), self.reader, settle=self.timeout / 2)
